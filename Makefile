@@ -1,0 +1,36 @@
+# The two commands: `make run` (the whole stack) and `make test` (the whole suite).
+# Only Python >= 3.11 and make are needed; everything else comes from PyPI into .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint check install lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "escalator needs Python >= 3.11"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) devstack.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Re-pin requirements.lock from pyproject.toml (needs network to PyPI).
+lock: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]' && $(PY) -m pip freeze --exclude-editable \
+		| grep -v -E '^(pip|setuptools|wheel)==' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,75 @@
+"""The FastAPI app factory and its lifespan.
+
+The engine, sessionmaker and Temporal client are built once here and reached through the
+`Annotated` dependencies in `api.deps`. Temporal being down must never stop the API from
+serving (creating an item is authoritative), so the client connects in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.routers import health
+from config import Settings
+from db import create_engine, create_sessionmaker
+
+log = structlog.get_logger()
+
+
+class TemporalHolder:
+    """The Temporal client once connected; `None` until then."""
+
+    def __init__(self) -> None:
+        self.client: Client | None = None
+
+    async def keep_connecting(self, settings: Settings) -> None:
+        delay = 0.5
+        while self.client is None:
+            try:
+                self.client = await Client.connect(
+                    settings.temporal_address, namespace=settings.temporal_namespace
+                )
+                log.info("temporal.connected", address=settings.temporal_address)
+            except Exception as error:  # any failure here means "not yet": keep trying
+                log.warning(
+                    "temporal.unreachable", address=settings.temporal_address, error=str(error)
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        temporal = TemporalHolder()
+        connecting = asyncio.create_task(temporal.keep_connecting(settings))
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.temporal = temporal
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await engine.dispose()
+
+    app = FastAPI(
+        title="escalator",
+        summary="Makes sure work gets picked up: durable escalations on business time.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    return app

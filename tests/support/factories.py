@@ -1,0 +1,72 @@
+"""Rows for tests, written through the ORM as the owner (RLS does not apply)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.demo import seed_demo, stable_id
+from domain.models import AuditEvent, Delivery, Item, PushEvent
+
+
+async def seed_account(session: AsyncSession, slug: str) -> uuid.UUID:
+    return await seed_demo(session, slug=slug, name=slug.title())
+
+
+def user_id(slug: str, key: str) -> uuid.UUID:
+    """The id of demo user `key` (otto, ada, erin, emil, vera) in account `slug`."""
+    return stable_id(slug, f"user:{key}")
+
+
+async def add_task(
+    session: AsyncSession,
+    slug: str,
+    *,
+    item_type: str = "CAPA",
+    due_at: datetime | None = None,
+    assignee: str = "erin",
+) -> Item:
+    item = Item(
+        account_id=stable_id(slug, "account"),
+        kind="task",
+        item_type=item_type,
+        title=f"{item_type} for {slug}",
+        assignee_id=user_id(slug, assignee),
+        creator_id=user_id(slug, "ada"),
+        due_at=due_at or datetime(2026, 11, 27, 9, tzinfo=UTC),
+        policy_id=stable_id(slug, f"policy:{item_type}:1"),
+    )
+    session.add(item)
+    await session.flush()
+    return item
+
+
+async def add_item_records(session: AsyncSession, item: Item) -> None:
+    """One delivery, audit event and push event for `item`, so every tenant table has rows."""
+    recipient = item.assignee_id
+    assert recipient is not None
+    key = uuid.uuid4().hex
+    session.add_all(
+        [
+            Delivery(
+                account_id=item.account_id,
+                item_id=item.id,
+                recipient_id=recipient,
+                event_key="task.reminder",
+                channel="email",
+            ),
+            AuditEvent(
+                account_id=item.account_id, item_id=item.id, action="created", idempotency_key=key
+            ),
+            PushEvent(
+                account_id=item.account_id,
+                item_id=item.id,
+                kind="item.created",
+                payload={"id": str(item.id)},
+                dedup_key=key,
+            ),
+        ]
+    )
+    await session.flush()

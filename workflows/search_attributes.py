@@ -1,0 +1,44 @@
+"""The custom search attributes that make escalation state readable in the Temporal UI.
+
+The dev stack registers them on `temporal server start-dev`; the test fixtures register them
+on both test servers. Query example:
+`temporal workflow list --query 'EscalationTier = 2 AND EscalationState = "open"'`.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+ESCALATION_STATE = SearchAttributeKey.for_keyword("EscalationState")
+ESCALATION_TIER = SearchAttributeKey.for_int("EscalationTier")
+ITEM_KIND = SearchAttributeKey.for_keyword("ItemKind")
+ITEM_TYPE = SearchAttributeKey.for_keyword("ItemType")
+ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
+DUE_AT = SearchAttributeKey.for_datetime("DueAt")
+NEXT_RUNG_AT = SearchAttributeKey.for_datetime("NextRungAt")
+CLAIMED_BY = SearchAttributeKey.for_keyword("ClaimedBy")
+
+ALL = (
+    ESCALATION_STATE,
+    ESCALATION_TIER,
+    ITEM_KIND,
+    ITEM_TYPE,
+    ACCOUNT_ID,
+    DUE_AT,
+    NEXT_RUNG_AT,
+    CLAIMED_BY,
+)
+
+# The CLI's spelling of each indexed value type, for `--search-attribute Name=Type`.
+_CLI_TYPE = {
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "DATETIME": "Datetime",
+}
+
+
+def cli_flags() -> list[str]:
+    flags: list[str] = []
+    for key in ALL:
+        flags += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type.name]}"]
+    return flags
