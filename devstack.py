@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """A pgserver Postgres with its data in `data_dir`; yields its URL and stops it after."""
     import pgserver  # dev-only dependency: imported where it is needed
-
     from pgserver._commands import pg_ctl
 
     data_dir.mkdir(parents=True, exist_ok=True)
