@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import os
 import signal
 import subprocess
@@ -34,7 +35,9 @@ ROOT = Path(__file__).resolve().parent
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """A pgserver Postgres with its data in `data_dir`; yields its URL and stops it after."""
     import pgserver  # dev-only dependency: imported where it is needed
-    from pgserver._commands import pg_ctl
+
+    # Generated at import time, so invisible to mypy.
+    commands: Any = importlib.import_module("pgserver._commands")
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None, and stop it ourselves: pgserver's own handle count never forgets a
@@ -45,7 +48,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     finally:
         server.cleanup()
         with contextlib.suppress(subprocess.CalledProcessError):
-            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=server.system_user)
+            commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data_dir, user=server.system_user)
 
 
 def _die_with_parent() -> None:
