@@ -13,6 +13,7 @@ import email
 import email.policy
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,6 +36,7 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    received_at: float  # time.monotonic() when the sink accepted it
 
     @property
     def subject(self) -> str:
@@ -50,6 +52,8 @@ class _Handler:
         self._sink = sink
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._sink.delay:  # a slow server, to hold a sender inside its SMTP call
+            await asyncio.sleep(self._sink.delay)
         reject = self._sink.reject_for(tuple(envelope.rcpt_tos))
         if reject is not None:
             return reject
@@ -57,7 +61,9 @@ class _Handler:
         data = raw if isinstance(raw, bytes) else raw.encode()
         message = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        mail = ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), message)
+        mail = ReceivedMail(
+            str(envelope.mail_from), tuple(envelope.rcpt_tos), message, time.monotonic()
+        )
         self._sink.add(mail, data)
         return "250 Message accepted for delivery"
 
@@ -70,6 +76,7 @@ class MailSink:
         self._mails: list[ReceivedMail] = []
         self._rejects: dict[str, str] = {}
         self.save_dir = save_dir
+        self.delay = 0.0
         # aiosmtpd's start-up probe cannot follow port 0, so pick the free port here.
         self.port = port or free_port(host)
         self._controller = Controller(_Handler(self), hostname=host, port=self.port)
@@ -106,6 +113,9 @@ class MailSink:
         if self.save_dir is not None:
             (self.save_dir / f"{number:06d}.eml").write_bytes(raw)
         log.info("mail.received", to=",".join(mail.rcpt_tos), subject=mail.subject)
+
+    def to(self, address: str) -> list[ReceivedMail]:
+        return [m for m in self.mails if address in m.rcpt_tos]
 
     @property
     def mails(self) -> list[ReceivedMail]:

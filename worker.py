@@ -7,12 +7,18 @@ import asyncio
 import signal
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.email import EmailActivities, Smtp
 from activities.health import HealthActivities
+from activities.items import ItemActivities
+from activities.push import PushActivities
+from activities.recipients import RecipientActivities
 from config import Settings
-from db import create_engine
+from db import create_engine, create_sessionmaker
+from workflows.escalation import EscalationWorkflow
 
 log = structlog.get_logger()
 
@@ -32,19 +38,36 @@ async def connect(settings: Settings, *, attempts: int = 60) -> Client:
     raise AssertionError("unreachable")
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    engine = create_engine(settings)
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+    """The one Worker: the escalation workflow and every activity, dependencies injected."""
+    sessionmaker = create_sessionmaker(engine)
+    items = ItemActivities(sessionmaker)
+    recipients = RecipientActivities(sessionmaker)
+    email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
+    push = PushActivities(sessionmaker)
     health = HealthActivities(engine)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        activities=[health.ping_database],
+        workflows=[EscalationWorkflow],
+        activities=[
+            items.load_item,
+            items.record_rung,
+            items.record_plan,
+            items.record_audit,
+            recipients.resolve_recipients,
+            email.send_email,
+            push.publish_event,
+            health.ping_database,
+        ],
+        max_concurrent_activities=settings.smtp_concurrency * 4,
     )
 
 
 async def main(settings: Settings) -> None:
     client = await connect(settings)
-    worker = build_worker(client, settings)
+    engine = create_engine(settings)
+    worker = build_worker(client, settings, engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -52,6 +75,7 @@ async def main(settings: Settings) -> None:
     async with worker:
         log.info("worker.ready", task_queue=settings.task_queue, temporal=settings.temporal_address)
         await stop.wait()
+    await engine.dispose()
     log.info("worker.stopped")
 
 

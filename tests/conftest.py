@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
-from db import create_engine, migrate
+from db import create_engine, create_sessionmaker, migrate
 from devstack import embedded_postgres
 from mailsink import MailSink
 from tests.support.pg import create_database, drop_database
+from tests.support.tenants import Tenant
 from workflows import search_attributes
 
 BIN = Path(sys.executable).parent
@@ -140,3 +141,19 @@ def mail_sink() -> Iterator[MailSink]:
     sink = MailSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def owner_sessionmaker(owner_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(owner_engine)
+
+
+@pytest.fixture(scope="session")
+def app_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def tenant(owner_sessionmaker: async_sessionmaker[AsyncSession]) -> Tenant:
+    """A fresh, committed demo account (people, roles, calendar, policies) of its own."""
+    return await Tenant.create(owner_sessionmaker)

@@ -1,0 +1,116 @@
+"""Activities that read and stamp the item itself. Short DB-only steps: the workflow runs
+them as local activities (fewer server round trips, which matters in bursts)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from db import tenant_session
+from domain import audit
+from domain.calendars import calendar_from_row
+from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
+from workflows.types import ItemRef, ItemSnapshot, RecordAudit, RecordPlan, RecordRung, RungMark
+
+
+class ItemActivities:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    @activity.defn
+    async def load_item(self, ref: ItemRef) -> ItemSnapshot:
+        """Side effect: none (a read). The pinned policy and the calendar, holidays expanded."""
+        async with tenant_session(self._sessionmaker, uuid.UUID(ref.account_id)) as session:
+            row = await session.execute(
+                select(Item, SlaPolicy, BusinessCalendarRow)
+                .join(SlaPolicy, SlaPolicy.id == Item.policy_id)
+                .join(BusinessCalendarRow, BusinessCalendarRow.id == SlaPolicy.calendar_id)
+                .where(Item.id == uuid.UUID(ref.item_id))
+            )
+            found = row.one_or_none()
+            if found is None:
+                raise ApplicationError(f"item {ref.item_id} not found", non_retryable=True)
+            item, policy, calendar = found.tuple()
+            return ItemSnapshot(
+                item_id=ref.item_id,
+                account_id=ref.account_id,
+                kind=item.kind,
+                item_type=item.item_type,
+                title=item.title,
+                state=item.state,
+                due_at=item.due_at,
+                created_at=item.created_at,
+                paused_at=item.paused_at,
+                intent=item.intent,
+                creator_id=str(item.creator_id) if item.creator_id else None,
+                claimed_by=str(item.claimed_by) if item.claimed_by else None,
+                policy_version=policy.version,
+                rungs=policy.rungs,
+                calendar=calendar_from_row(calendar).to_dict(),
+                done=_marks(item),
+            )
+
+    @activity.defn
+    async def record_rung(self, request: RecordRung) -> bool:
+        """Side effect: the rung's fired/skipped stamp on the item plus its audit row, in one
+        transaction. Idempotent: the stamp is set once and the audit key is the rung's.
+        Returns False, and stamps nothing, when a fired rung finds the item no longer open
+        (a claim won the race)."""
+        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
+            item = await session.get(Item, uuid.UUID(request.item_id), with_for_update=True)
+            if item is None:
+                raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
+            if request.status == "fired" and item.state != "open":
+                return False
+            column = f"{request.rung}_{request.status}_at"
+            if getattr(item, column) is None:
+                setattr(item, column, request.at)
+            await audit.record(
+                session,
+                account_id=item.account_id,
+                item_id=item.id,
+                action=f"rung_{request.status}",
+                tier=request.tier,
+                key=f"{item.id}:{request.rung}:{request.status}",
+                data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
+            )
+            return True
+
+    @activity.defn
+    async def record_plan(self, request: RecordPlan) -> None:
+        """Side effect: the planned instant of each rung on the item row (what the queue and
+        reports read). Idempotent: it overwrites with the same values."""
+        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
+            item = await session.get(Item, uuid.UUID(request.item_id))
+            if item is None:
+                return
+            for rung in RUNG_NAMES:
+                setattr(item, f"{rung}_at", request.instants.get(rung))
+
+    @activity.defn
+    async def record_audit(self, request: RecordAudit) -> bool:
+        """Side effect: one audit row. Idempotency key: `request.key`."""
+        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
+            return await audit.record(
+                session,
+                account_id=uuid.UUID(request.account_id),
+                item_id=uuid.UUID(request.item_id),
+                action=request.action,
+                tier=request.tier,
+                data=request.data,
+                key=request.key,
+            )
+
+
+def _marks(item: Item) -> list[RungMark]:
+    marks = []
+    for rung in RUNG_NAMES:
+        for status in ("fired", "skipped"):
+            at = getattr(item, f"{rung}_{status}_at")
+            if at is not None:
+                marks.append(RungMark(name=rung, status=status, at=at))
+    return marks

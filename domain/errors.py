@@ -1,0 +1,38 @@
+"""Domain errors carry their HTTP status and a machine code; one API handler renders them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class AlreadyClaimed(Conflict):
+    code = "already_claimed"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class Invalid(DomainError):
+    status = 400
+    code = "invalid"

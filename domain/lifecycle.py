@@ -1,0 +1,262 @@
+"""Item state transitions in the database, shared by the API and the tests.
+
+Each one is a single conditional UPDATE, so concurrent requests cannot both pass a check and
+both write: the database picks the winner. Each writes its audit row in the same
+transaction. Callers signal the workflow only after the commit.
+
+```
+open ──claim──▶ claimed ──release──▶ open
+open ──pause──▶ paused ──resume──▶ open          (a paused item can be claimed too)
+open | paused | claimed ──resolve / cancel──▶ resolved | cancelled
+```
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import audit
+from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
+from domain.models import Item
+
+ACTIVE = ("open", "paused", "claimed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transition:
+    item: Item
+    changed: bool  # False when the request was already true (claiming what you hold)
+
+
+async def get_item(session: AsyncSession, account_id: uuid.UUID, item_id: uuid.UUID) -> Item:
+    item = await session.scalar(
+        select(Item).where(Item.id == item_id, Item.account_id == account_id)
+    )
+    if item is None:
+        raise NotFound(f"item {item_id} not found")
+    return item
+
+
+async def _transition(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    *,
+    allowed_from: tuple[str, ...],
+    values: dict[str, Any],
+    extra_condition: ColumnElement[bool] | None = None,
+) -> Item | None:
+    condition = (Item.id == item_id) & (Item.account_id == account_id)
+    condition &= Item.state.in_(allowed_from)
+    if extra_condition is not None:
+        condition &= extra_condition
+    return await session.scalar(
+        update(Item)
+        .where(condition)
+        .values(**values)
+        .returning(Item)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def claim(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    user_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    """Exactly one of any number of concurrent claims wins; the others learn who did."""
+    item = await _transition(
+        session,
+        account_id,
+        item_id,
+        allowed_from=("open", "paused"),
+        values={"state": "claimed", "claimed_by": user_id, "claimed_at": now},
+    )
+    if item is None:
+        current = await get_item(session, account_id, item_id)
+        if current.state == "claimed" and current.claimed_by == user_id:
+            return Transition(item=current, changed=False)
+        if current.state == "claimed":
+            raise AlreadyClaimed(
+                "item already claimed",
+                claimed_by=str(current.claimed_by),
+                claimed_at=current.claimed_at.isoformat() if current.claimed_at else None,
+            )
+        raise IllegalTransition(f"cannot claim an item that is {current.state}")
+    await _audit(session, item, "claimed", user_id, now)
+    return Transition(item=item, changed=True)
+
+
+async def _simple(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+    *,
+    verb: str,
+    action: str,
+    allowed_from: tuple[str, ...],
+    values: dict[str, Any],
+    data: dict[str, Any] | None = None,
+) -> Transition:
+    item = await _transition(session, account_id, item_id, allowed_from=allowed_from, values=values)
+    if item is None:
+        current = await get_item(session, account_id, item_id)
+        raise IllegalTransition(
+            f"cannot {verb} an item that is "
+            f"{current.state} (allowed from: {', '.join(allowed_from)})",
+            state=current.state,
+        )
+    await _audit(session, item, action, actor_id, now, data)
+    return Transition(item=item, changed=True)
+
+
+async def release(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="release",
+        action="released",
+        allowed_from=("claimed",),
+        values={"state": "open", "claimed_by": None, "claimed_at": None},
+    )
+
+
+async def resolve(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="resolve",
+        action="resolved",
+        allowed_from=ACTIVE,
+        values={"state": "resolved"},
+    )
+
+
+async def cancel(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="cancel",
+        action="cancelled",
+        allowed_from=ACTIVE,
+        values={"state": "cancelled"},
+    )
+
+
+async def pause(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="pause",
+        action="paused",
+        allowed_from=("open",),
+        values={"state": "paused", "paused_at": now},
+    )
+
+
+async def resume(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> Transition:
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="resume",
+        action="resumed",
+        allowed_from=("paused",),
+        values={"state": "open", "paused_at": None},
+    )
+
+
+async def change_due(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    now: datetime,
+    due_at: datetime,
+) -> Transition:
+    before = (await get_item(session, account_id, item_id)).due_at
+    return await _simple(
+        session,
+        account_id,
+        item_id,
+        actor_id,
+        now,
+        verb="change the due date of",
+        action="due_changed",
+        allowed_from=ACTIVE,
+        values={"due_at": due_at},
+        data={"from": before.isoformat() if before else None, "to": due_at.isoformat()},
+    )
+
+
+async def _audit(
+    session: AsyncSession,
+    item: Item,
+    action: str,
+    actor_id: uuid.UUID | None,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await audit.record(
+        session,
+        account_id=item.account_id,
+        item_id=item.id,
+        action=action,
+        actor_id=actor_id,
+        data=data,
+        key=f"{item.id}:{action}:{now.isoformat()}",
+    )

@@ -1,0 +1,105 @@
+"""Committed test tenants. Tests whose code under test opens its own connections (activities,
+workflows, the API) cannot see a rolled-back transaction, so each gets a fresh account with a
+unique slug instead: isolation by tenant, the same wall the product itself relies on."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.demo import seed_demo, stable_id
+from domain.models import AuditEvent, BusinessCalendarRow, Delivery, Item, PushEvent, User
+
+
+@dataclass
+class Tenant:
+    slug: str
+    account_id: uuid.UUID
+    owner: async_sessionmaker[AsyncSession]  # bypasses RLS: for arranging and inspecting
+
+    @classmethod
+    async def create(cls, owner: async_sessionmaker[AsyncSession]) -> Tenant:
+        slug = f"t{uuid.uuid4().hex[:10]}"
+        async with owner() as session, session.begin():
+            account_id = await seed_demo(session, slug=slug, name=slug)
+            # Hermetic by default: no holiday rules and no quiet hours unless a test adds them.
+            await session.execute(
+                update(BusinessCalendarRow)
+                .where(BusinessCalendarRow.account_id == account_id)
+                .values(holiday_country=None, holiday_subdivision=None, custom_holidays=[])
+            )
+            await session.execute(
+                update(User)
+                .where(User.account_id == account_id)
+                .values(quiet_start=None, quiet_end=None)
+            )
+        return cls(slug=slug, account_id=account_id, owner=owner)
+
+    def user(self, key: str) -> uuid.UUID:
+        return stable_id(self.slug, f"user:{key}")
+
+    def email(self, key: str) -> str:
+        return f"{key}@{self.slug}.escalator.test"
+
+    async def update_user(self, key: str, **values: Any) -> None:
+        async with self.owner() as session, session.begin():
+            await session.execute(update(User).where(User.id == self.user(key)).values(**values))
+
+    async def add_item(
+        self,
+        *,
+        due_at: datetime | None,
+        item_type: str = "CAPA",
+        kind: str = "task",
+        assignee: str | None = "erin",
+        creator: str = "ada",
+        **values: Any,
+    ) -> uuid.UUID:
+        async with self.owner() as session, session.begin():
+            item = Item(
+                account_id=self.account_id,
+                kind=kind,
+                item_type=item_type,
+                title=values.pop("title", f"{item_type} {uuid.uuid4().hex[:6]}"),
+                assignee_id=self.user(assignee) if assignee else None,
+                creator_id=self.user(creator),
+                due_at=due_at,
+                policy_id=stable_id(self.slug, f"policy:{item_type}:1"),
+                **values,
+            )
+            session.add(item)
+        return item.id
+
+    async def item(self, item_id: uuid.UUID) -> Item:
+        async with self.owner() as session:
+            item = await session.get(Item, item_id)
+            assert item is not None
+            return item
+
+    async def audit(self, item_id: uuid.UUID) -> list[tuple[str, int | None]]:
+        async with self.owner() as session:
+            rows = await session.execute(
+                select(AuditEvent.action, AuditEvent.tier)
+                .where(AuditEvent.item_id == item_id)
+                .order_by(AuditEvent.id)
+            )
+            return [(action, tier) for action, tier in rows]
+
+    async def deliveries(self, item_id: uuid.UUID) -> list[Delivery]:
+        async with self.owner() as session:
+            rows = await session.scalars(
+                select(Delivery).where(Delivery.item_id == item_id).order_by(Delivery.created_at)
+            )
+            return list(rows)
+
+    async def push_events(self, item_id: uuid.UUID) -> list[PushEvent]:
+        async with self.owner() as session:
+            rows = await session.scalars(
+                select(PushEvent).where(PushEvent.item_id == item_id).order_by(PushEvent.id)
+            )
+            return list(rows)

@@ -1,0 +1,352 @@
+"""`EscalationWorkflow`: one per item (`item-<uuid>`); it holds the item's escalation timers.
+
+Signals: `claim`, `release`, `resolve`, `cancel`, `pause`, `resume`, `change_due`, `replan`.
+Each one only changes workflow state and wakes the loop, which re-plans.
+Queries: `get_state` (state, claimer, every rung with its instant, status and tier).
+Timers: one at a time, `wait_condition(timeout=...)` until the next pending rung, summarised as
+"escalate_1 at 2026-11-25 09:00 Europe/Berlin"; plus one durable sleep per email deferred by
+a recipient's quiet hours.
+
+The plan itself is the pure `domain.planning.plan_rungs`; the item, its pinned policy and the
+calendar come from the `load_item` activity and stay in workflow state, so a replay never
+depends on today's database or holiday rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+
+with workflow.unsafe.imports_passed_through():
+    from activities.items import ItemActivities
+    from domain.calendar import BusinessCalendar
+    from domain.planning import (
+        RUNG_TIERS,
+        Pause,
+        PlannedRung,
+        RungName,
+        effective_due,
+        next_pending,
+        plan_rungs,
+    )
+    from domain.policy import RungPolicy, offsets, parse_rungs
+    from workflows import search_attributes as sa
+    from workflows.escalation_steps import Notification, Notifier, db_step
+    from workflows.types import (
+        AtSignal,
+        Carry,
+        ChangeDueSignal,
+        ClaimSignal,
+        EscalationInput,
+        EscalationResult,
+        ItemRef,
+        ItemSnapshot,
+        PauseSpan,
+        RecordPlan,
+        RecordRung,
+        RungMark,
+        RungView,
+        StateView,
+    )
+
+TERMINAL = ("resolved", "cancelled")
+HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
+
+
+@workflow.defn
+class EscalationWorkflow:
+    def __init__(self) -> None:
+        self._state = "open"
+        self._claimed_by: str | None = None
+        self._due: datetime | None = None
+        self._pauses: list[PauseSpan] = []
+        self._done: dict[str, RungMark] = {}
+        self._tier = -1
+        self._handoff_notified = False
+        self._dirty = False
+        self._reload = False
+        self._snapshot: ItemSnapshot | None = None
+        self._calendar: BusinessCalendar | None = None
+        self._rungs: dict[RungName, RungPolicy | None] = {}
+        self._plan: list[PlannedRung] = []
+        self._recorded_plan: dict[str, datetime | None] | None = None
+
+    # ---- signals: change state, wake the loop -------------------------------------------
+    @workflow.signal
+    def claim(self, signal: ClaimSignal) -> None:
+        if self._state not in TERMINAL:
+            self._close_pause(signal.at)
+            self._state, self._claimed_by = "claimed", signal.user_id
+            self._dirty = True
+
+    @workflow.signal
+    def release(self, signal: AtSignal) -> None:
+        if self._state == "claimed":
+            self._state, self._claimed_by = "open", None
+            self._dirty = True
+
+    @workflow.signal
+    def resolve(self, signal: AtSignal) -> None:
+        self._state, self._dirty = "resolved", True
+
+    @workflow.signal
+    def cancel(self, signal: AtSignal) -> None:
+        self._state, self._dirty = "cancelled", True
+
+    @workflow.signal
+    def pause(self, signal: AtSignal) -> None:
+        if self._state == "open":
+            self._state = "paused"
+            self._pauses.append(PauseSpan(start=signal.at or workflow.now()))
+            self._dirty = True
+
+    @workflow.signal
+    def resume(self, signal: AtSignal) -> None:
+        if self._state == "paused":
+            self._close_pause(signal.at)
+            self._state, self._dirty = "open", True
+
+    @workflow.signal
+    def change_due(self, signal: ChangeDueSignal) -> None:
+        self._due, self._dirty = signal.due_at, True
+
+    @workflow.signal
+    def replan(self) -> None:
+        self._reload = self._dirty = True
+
+    @workflow.query
+    def get_state(self) -> StateView:
+        return StateView(
+            state=self._state,
+            claimed_by=self._claimed_by,
+            due_at=self._due,
+            effective_due_at=self._effective_due(),
+            tier=self._tier,
+            rungs=[
+                RungView(
+                    name=r.name,
+                    tier=r.tier,
+                    deadline=r.deadline,
+                    fire_at=r.fire_at,
+                    status=r.status,
+                )
+                for r in self._plan
+            ],
+        )
+
+    # ---- the loop -----------------------------------------------------------------------
+    @workflow.run
+    async def run(self, input: EscalationInput) -> EscalationResult:
+        ref = ItemRef(item_id=input.item_id, account_id=input.account_id)
+        await self._load(ref, first=input.carry is None)
+        if input.carry is not None:
+            self._restore(input.carry)
+        notifier = Notifier(ref, self._snapshot_or_fail())
+        if self._needs_handoff_fan_out():
+            self._handoff_notified = True
+            await self._notify_handoff(notifier)
+        while self._state not in TERMINAL:
+            if workflow.info().is_continue_as_new_suggested():
+                await notifier.drain()
+                workflow.continue_as_new(
+                    EscalationInput(
+                        item_id=input.item_id, account_id=input.account_id, carry=self._carry()
+                    )
+                )
+            if self._reload:
+                self._reload = False
+                await self._load(ref, first=False)
+            self._dirty = False
+            await self._replan(ref)
+            upcoming = next_pending(self._plan) if self._state == "open" else None
+            if upcoming is None:
+                await workflow.wait_condition(lambda: self._dirty)
+                continue
+            try:
+                await workflow.wait_condition(
+                    lambda: self._dirty,
+                    timeout=max(upcoming.fire_at - workflow.now(), timedelta(0)),
+                    timeout_summary=self._timer_summary(upcoming),
+                )
+                continue  # a message arrived first: re-plan
+            except TimeoutError:
+                pass
+            await self._fire(ref, upcoming, notifier)
+        notifier.cancel_pending()
+        await self._publish_state(ref)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        fired = [m.name for m in self._done.values() if m.status == "fired"]
+        return EscalationResult(state=self._state, fired=fired)
+
+    async def _load(self, ref: ItemRef, *, first: bool) -> None:
+        snapshot = await db_step(ItemActivities.load_item, ref)
+        self._snapshot = snapshot
+        self._calendar = BusinessCalendar.from_dict(snapshot.calendar)
+        self._rungs = parse_rungs(snapshot.rungs)
+        if first:
+            self._state, self._claimed_by, self._due = (
+                snapshot.state,
+                snapshot.claimed_by,
+                snapshot.due_at,
+            )
+            self._done = {m.name: m for m in snapshot.done}
+            if snapshot.state == "paused":  # a parked handoff starts with its clock stopped
+                self._pauses = [PauseSpan(start=snapshot.paused_at or snapshot.created_at)]
+
+    def _restore(self, carry: Carry) -> None:
+        self._state, self._claimed_by, self._due = carry.state, carry.claimed_by, carry.due_at
+        self._pauses, self._done = list(carry.pauses), {m.name: m for m in carry.done}
+        self._handoff_notified, self._tier = carry.handoff_notified, carry.tier
+
+    def _carry(self) -> Carry:
+        return Carry(
+            state=self._state,
+            claimed_by=self._claimed_by,
+            due_at=self._due,
+            pauses=self._pauses,
+            done=list(self._done.values()),
+            handoff_notified=self._handoff_notified,
+            tier=self._tier,
+        )
+
+    def _snapshot_or_fail(self) -> ItemSnapshot:
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def _close_pause(self, at: datetime | None) -> None:
+        if self._pauses and self._pauses[-1].end is None:
+            self._pauses[-1] = PauseSpan(start=self._pauses[-1].start, end=at or workflow.now())
+
+    def _domain_pauses(self) -> list[Pause]:
+        return [Pause(start=p.start, end=p.end) for p in self._pauses]
+
+    def _effective_due(self) -> datetime | None:
+        if self._due is None or self._calendar is None:
+            return None
+        return effective_due(self._due, self._calendar, self._domain_pauses(), workflow.now())
+
+    def _needs_handoff_fan_out(self) -> bool:
+        snapshot = self._snapshot_or_fail()
+        return (
+            snapshot.kind == "handoff"
+            and snapshot.intent == "escalate"
+            and not self._handoff_notified
+            and self._state == "open"
+        )
+
+    async def _replan(self, ref: ItemRef) -> None:
+        if self._due is None or self._calendar is None:
+            self._plan = []
+        else:
+            self._plan = plan_rungs(
+                due=self._due,
+                offsets=offsets(self._rungs),
+                cal=self._calendar,
+                pauses=self._domain_pauses(),
+                now=workflow.now(),
+                done={name: (m.status, m.at) for name, m in self._done.items()},  # type: ignore[misc]
+            )
+        if self._state == "open":
+            for rung in self._plan:
+                if rung.status == "skipped" and rung.name not in self._done:
+                    await self._record(ref, rung, "skipped")
+        await self._publish_state(ref)
+
+    async def _record(self, ref: ItemRef, rung: PlannedRung, status: str) -> bool:
+        at = workflow.now()
+        request = RecordRung(
+            item_id=ref.item_id,
+            account_id=ref.account_id,
+            rung=rung.name,
+            tier=rung.tier,
+            status=status,
+            at=at,
+            planned_at=rung.fire_at,
+        )
+        recorded = await db_step(ItemActivities.record_rung, request)
+        if recorded:
+            self._done[rung.name] = RungMark(name=rung.name, status=status, at=at)
+        return recorded
+
+    async def _fire(self, ref: ItemRef, rung: PlannedRung, notifier: Notifier) -> None:
+        policy = self._rungs.get(rung.name)
+        if policy is None or not await self._record(ref, rung, "fired"):
+            return  # the item stopped being open (a claim won the race): nothing to send
+        self._tier = max(self._tier, RUNG_TIERS[rung.name])
+        await notifier.notify(
+            Notification(
+                event_key=policy.event_key,
+                rung=rung.name,
+                tier=rung.tier,
+                chain=list(policy.recipients),
+                channels=list(policy.channels),
+                critical=policy.critical,
+                push_kind="rung.fired",
+            )
+        )
+
+    async def _notify_handoff(self, notifier: Notifier) -> None:
+        snapshot = self._snapshot_or_fail()
+        await notifier.notify(
+            Notification(
+                event_key="handoff.escalated",
+                rung="handoff",
+                tier=0,
+                chain=[HANDOFF_FAN_OUT],
+                channels=["email", "push"],
+                critical=False,
+                push_kind="handoff.escalated",
+                actor_id=snapshot.creator_id,
+            )
+        )
+
+    # ---- what the Temporal UI shows ------------------------------------------------------
+    def _timer_summary(self, rung: PlannedRung) -> str:
+        assert self._calendar is not None
+        local = rung.fire_at.astimezone(self._calendar.zone)
+        return f"{rung.name} at {local:%Y-%m-%d %H:%M} {self._calendar.tz}"
+
+    async def _publish_state(self, ref: ItemRef) -> None:
+        snapshot = self._snapshot_or_fail()
+        upcoming = next_pending(self._plan) if self._state == "open" else None
+        due = self._effective_due()
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.ESCALATION_STATE.value_set(self._state),
+            sa.ESCALATION_TIER.value_set(self._tier),
+            sa.ITEM_KIND.value_set(snapshot.kind),
+            sa.ITEM_TYPE.value_set(snapshot.item_type),
+            sa.ACCOUNT_ID.value_set(snapshot.account_id),
+            sa.CLAIMED_BY.value_set(self._claimed_by or ""),
+            sa.DUE_AT.value_set(due) if due else sa.DUE_AT.value_unset(),
+            sa.NEXT_RUNG_AT.value_set(upcoming.fire_at)
+            if upcoming
+            else sa.NEXT_RUNG_AT.value_unset(),
+        ]
+        workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(self._details(upcoming))
+        instants: dict[str, datetime | None] = {r.name: r.fire_at for r in self._plan}
+        if instants != self._recorded_plan:
+            self._recorded_plan = instants
+            request = RecordPlan(
+                item_id=ref.item_id, account_id=ref.account_id, instants=dict(instants)
+            )
+            await db_step(ItemActivities.record_plan, request)
+
+    def _details(self, upcoming: PlannedRung | None) -> str:
+        snapshot = self._snapshot_or_fail()
+        lines = [f"**{snapshot.item_type}** {snapshot.title}", "", f"- state: **{self._state}**"]
+        if self._claimed_by:
+            lines.append(f"- claimed by: `{self._claimed_by}`")
+        if upcoming is not None:
+            policy = self._rungs.get(upcoming.name)
+            who = ", ".join(policy.recipients) if policy else "nobody"
+            lines.append(f"- next: **{self._timer_summary(upcoming)}** → {who}")
+        for rung in self._plan:
+            lines.append(
+                f"- {rung.name} (tier {rung.tier}): {rung.status}"
+                f" @ {rung.fire_at:%Y-%m-%d %H:%M} UTC"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Messages between the API, the workflow and its activities.
+
+They live outside the workflow module and are imported passed-through: dataclasses with
+`datetime` fields defined inside a sandboxed workflow module fail to decode. Every type is
+frozen and keyword-only, and new fields get defaults so old histories still decode. Only
+JSON-friendly field types (str, int, bool, datetime, lists, dicts) are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domain.recipients import Recipient
+
+__all__ = ["Recipient"]
+
+
+def workflow_id(item_id: str) -> str:
+    return f"item-{item_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungMark:
+    name: str
+    status: str  # fired | skipped
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class PauseSpan:
+    start: datetime
+    end: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Carry:
+    """What a continued-as-new run takes over from its predecessor."""
+
+    state: str
+    claimed_by: str | None
+    due_at: datetime | None
+    pauses: list[PauseSpan] = field(default_factory=list)
+    done: list[RungMark] = field(default_factory=list)
+    handoff_notified: bool = False
+    tier: int = -1
+
+
+@dataclass(frozen=True, kw_only=True)
+class EscalationInput:
+    item_id: str
+    account_id: str
+    carry: Carry | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EscalationResult:
+    state: str
+    fired: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemRef:
+    item_id: str
+    account_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemSnapshot:
+    """Everything the workflow plans with, loaded once (and again on `replan`)."""
+
+    item_id: str
+    account_id: str
+    kind: str
+    item_type: str
+    title: str
+    state: str
+    due_at: datetime | None
+    created_at: datetime
+    paused_at: datetime | None
+    intent: str | None
+    creator_id: str | None
+    claimed_by: str | None
+    policy_version: int
+    rungs: dict[str, Any]  # the pinned sla_policy.rungs document
+    calendar: dict[str, Any]  # BusinessCalendar.to_dict(), holidays expanded to dates
+    done: list[RungMark] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRung:
+    item_id: str
+    account_id: str
+    rung: str
+    tier: int
+    status: str  # fired | skipped
+    at: datetime
+    planned_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPlan:
+    item_id: str
+    account_id: str
+    instants: dict[str, datetime | None]  # rung -> planned fire instant
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordAudit:
+    item_id: str
+    account_id: str
+    action: str
+    key: str
+    tier: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveRecipients:
+    item_id: str
+    account_id: str
+    chain: list[str]
+    actor_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedRecipients:
+    recipients: list[Recipient]
+    resolver: str | None
+    tried: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendEmail:
+    item_id: str
+    account_id: str
+    recipient: Recipient
+    event_key: str
+    rung: str
+    tier: int
+    critical: bool
+    at: datetime  # the workflow's now: quiet hours are judged at this instant
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendEmailResult:
+    status: str  # sent | suppressed | deferred | failed
+    deferred_until: datetime | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishEvent:
+    account_id: str
+    item_id: str
+    kind: str
+    dedup_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimSignal:
+    user_id: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AtSignal:
+    """For release/pause/resume/resolve/cancel: when the API committed it."""
+
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeDueSignal:
+    due_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungView:
+    name: str
+    tier: int
+    deadline: datetime
+    fire_at: datetime
+    status: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateView:
+    state: str
+    claimed_by: str | None
+    due_at: datetime | None
+    effective_due_at: datetime | None
+    tier: int
+    rungs: list[RungView] = field(default_factory=list)
