@@ -14,7 +14,15 @@ from db import tenant_session
 from domain import audit
 from domain.calendars import calendar_from_row
 from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
-from workflows.types import ItemRef, ItemSnapshot, RecordAudit, RecordPlan, RecordRung, RungMark
+from workflows.types import (
+    ItemRef,
+    ItemSnapshot,
+    RecordAudit,
+    RecordPlan,
+    RecordRung,
+    RungMark,
+    RungRecorded,
+)
 
 
 class ItemActivities:
@@ -34,7 +42,7 @@ class ItemActivities:
             found = row.one_or_none()
             if found is None:
                 raise ApplicationError(f"item {ref.item_id} not found", non_retryable=True)
-            item, policy, calendar = found.tuple()
+            item, policy, calendar = found
             return ItemSnapshot(
                 item_id=ref.item_id,
                 account_id=ref.account_id,
@@ -55,17 +63,18 @@ class ItemActivities:
             )
 
     @activity.defn
-    async def record_rung(self, request: RecordRung) -> bool:
+    async def record_rung(self, request: RecordRung) -> RungRecorded:
         """Side effect: the rung's fired/skipped stamp on the item plus its audit row, in one
         transaction. Idempotent: the stamp is set once and the audit key is the rung's.
-        Returns False, and stamps nothing, when a fired rung finds the item no longer open
-        (a claim won the race)."""
+        Records nothing when a fired rung finds the item no longer open (a claim won the
+        race), and reports the item's state so the workflow can follow the database."""
         async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
             item = await session.get(Item, uuid.UUID(request.item_id), with_for_update=True)
             if item is None:
                 raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
+            claimed_by = str(item.claimed_by) if item.claimed_by else None
             if request.status == "fired" and item.state != "open":
-                return False
+                return RungRecorded(recorded=False, state=item.state, claimed_by=claimed_by)
             column = f"{request.rung}_{request.status}_at"
             if getattr(item, column) is None:
                 setattr(item, column, request.at)
@@ -78,7 +87,7 @@ class ItemActivities:
                 key=f"{item.id}:{request.rung}:{request.status}",
                 data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
             )
-            return True
+            return RungRecorded(recorded=True, state=item.state, claimed_by=claimed_by)
 
     @activity.defn
     async def record_plan(self, request: RecordPlan) -> None:

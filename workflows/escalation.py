@@ -266,10 +266,14 @@ class EscalationWorkflow:
             at=at,
             planned_at=rung.fire_at,
         )
-        recorded = await db_step(ItemActivities.record_rung, request)
-        if recorded:
+        result = await db_step(ItemActivities.record_rung, request)
+        if result.recorded:
             self._done[rung.name] = RungMark(name=rung.name, status=status, at=at)
-        return recorded
+        elif self._state == "open":
+            # The database moved on (a claim committed; its signal is on the way). Follow
+            # it now rather than re-arming the same overdue rung in a loop.
+            self._state, self._claimed_by = result.state, result.claimed_by
+        return result.recorded
 
     async def _fire(self, ref: ItemRef, rung: PlannedRung, notifier: Notifier) -> None:
         policy = self._rungs.get(rung.name)

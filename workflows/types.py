@@ -100,6 +100,13 @@ class RecordRung:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RungRecorded:
+    recorded: bool
+    state: str  # the item's state in the database, the truth when the two disagree
+    claimed_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecordPlan:
     item_id: str
     account_id: str
