@@ -1,0 +1,98 @@
+"""Who hears about an item, and when: handoff fan-out, park, quiet hours, SMTP failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, time, timedelta
+
+from tests.support.tenants import Tenant
+from tests.workflows.conftest import Runner
+from tests.workflows.test_escalation import MINUTE, berlin, friday_after, weekday
+
+
+async def _handoff(runner: Runner, tenant: Tenant, intent: str) -> tuple[object, object]:
+    now = await runner.now()
+    values: dict[str, object] = {"state": "paused", "paused_at": now} if intent == "park" else {}
+    item_id = await tenant.add_item(
+        due_at=now + timedelta(days=2),
+        item_type="handoff",
+        kind="handoff",
+        intent=intent,
+        assignee=None,
+        creator="erin",
+        session_ref="session-42",
+        engineer_notes="customer VPN down",
+        **values,
+    )
+    return item_id, await runner.start(tenant, item_id)
+
+
+async def test_escalate_fans_out_to_seniors_except_escalator_viewers_and_soft_deleted(
+    runner: Runner, tenant: Tenant
+) -> None:
+    await tenant.update_user("emil", deleted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    item_id, _ = await _handoff(runner, tenant, "escalate")
+
+    mails = await runner.sink.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("ada"), tenant.email("otto")]
+    assert all("customer VPN down" in m.message.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
+    [event] = await tenant.push_events(item_id)  # type: ignore[arg-type]
+    assert event.kind == "handoff.escalated"
+    assert event.payload["item"]["kind"] == "handoff"
+
+
+async def test_park_notifies_nobody_and_stops_the_clock(runner: Runner, tenant: Tenant) -> None:
+    item_id, handle = await _handoff(runner, tenant, "park")
+    await runner.skip_to(await runner.now() + timedelta(days=30))
+
+    state = await runner.state(handle)
+    assert state.state == "paused"
+    assert runner.sink.mails == []
+    assert await tenant.deliveries(item_id) == []  # type: ignore[arg-type]
+
+
+async def test_one_recipients_5xx_does_not_stop_the_others_and_is_recorded(
+    runner: Runner, tenant: Tenant
+) -> None:
+    runner.sink.reject(tenant.email("ada"))
+    item_id, _ = await _handoff(runner, tenant, "escalate")
+
+    mails = await runner.sink.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("emil"), tenant.email("otto")]
+    for _ in range(100):  # the failure is recorded by the activity, then pushed
+        kinds = [e.kind for e in await tenant.push_events(item_id)]  # type: ignore[arg-type]
+        if "delivery.failed" in kinds:
+            break
+        await asyncio.sleep(0.05)
+    assert kinds == ["handoff.escalated", "delivery.failed"]
+    statuses = {d.recipient_id: d.status for d in await tenant.deliveries(item_id)}  # type: ignore[arg-type]
+    assert statuses == {
+        tenant.user("ada"): "failed",
+        tenant.user("emil"): "sent",
+        tenant.user("otto"): "sent",
+    }
+    assert ("delivery_failed", 0) in await tenant.audit(item_id)  # type: ignore[arg-type]
+
+
+async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
+    runner: Runner, tenant: Tenant
+) -> None:
+    for key in ("erin", "otto"):
+        await tenant.update_user(key, quiet_start=time(8), quiet_end=time(12))
+    due = friday_after(await runner.now())
+    item_id = await tenant.add_item(due_at=due)
+    await runner.start(tenant, item_id)
+
+    remind = weekday(due, -1)
+    await runner.skip_to(remind + MINUTE)
+    assert runner.sink.mails == []
+    [delivery] = await tenant.deliveries(item_id)
+    assert (delivery.status, delivery.deferred_until) == ("deferred", berlin(remind, 12))
+
+    await runner.skip_to(berlin(remind, 12) + MINUTE)
+    [mail] = await runner.sink.wait_for(1)
+    assert mail.rcpt_tos == (tenant.email("erin"),)
+
+    await runner.skip_to(weekday(due, 5) + MINUTE)  # escalate_2 (critical) at 10:00
+    mails = await runner.sink.wait_for(3)
+    assert mails[-1].rcpt_tos == (tenant.email("otto"),)
