@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, time, timedelta
 
 from tests.support.tenants import Tenant
-from tests.workflows.conftest import Runner
+from tests.workflows.conftest import Handle, Runner
 from tests.workflows.test_escalation import MINUTE, berlin, friday_after, weekday
 
 
-async def _handoff(runner: Runner, tenant: Tenant, intent: str) -> tuple[object, object]:
+async def _handoff(runner: Runner, tenant: Tenant, intent: str) -> tuple[uuid.UUID, Handle]:
     now = await runner.now()
     values: dict[str, object] = {"state": "paused", "paused_at": now} if intent == "park" else {}
     item_id = await tenant.add_item(
@@ -36,7 +37,7 @@ async def test_escalate_fans_out_to_seniors_except_escalator_viewers_and_soft_de
     mails = await runner.sink.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("ada"), tenant.email("otto")]
     assert all("customer VPN down" in m.message.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
-    [event] = await tenant.push_events(item_id)  # type: ignore[arg-type]
+    [event] = await tenant.push_events(item_id)
     assert event.kind == "handoff.escalated"
     assert event.payload["item"]["kind"] == "handoff"
 
@@ -48,7 +49,7 @@ async def test_park_notifies_nobody_and_stops_the_clock(runner: Runner, tenant: 
     state = await runner.state(handle)
     assert state.state == "paused"
     assert runner.sink.mails == []
-    assert await tenant.deliveries(item_id) == []  # type: ignore[arg-type]
+    assert await tenant.deliveries(item_id) == []
 
 
 async def test_one_recipients_5xx_does_not_stop_the_others_and_is_recorded(
@@ -60,18 +61,18 @@ async def test_one_recipients_5xx_does_not_stop_the_others_and_is_recorded(
     mails = await runner.sink.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("emil"), tenant.email("otto")]
     for _ in range(100):  # the failure is recorded by the activity, then pushed
-        kinds = [e.kind for e in await tenant.push_events(item_id)]  # type: ignore[arg-type]
+        kinds = [e.kind for e in await tenant.push_events(item_id)]
         if "delivery.failed" in kinds:
             break
         await asyncio.sleep(0.05)
     assert kinds == ["handoff.escalated", "delivery.failed"]
-    statuses = {d.recipient_id: d.status for d in await tenant.deliveries(item_id)}  # type: ignore[arg-type]
+    statuses = {d.recipient_id: d.status for d in await tenant.deliveries(item_id)}
     assert statuses == {
         tenant.user("ada"): "failed",
         tenant.user("emil"): "sent",
         tenant.user("otto"): "sent",
     }
-    assert ("delivery_failed", 0) in await tenant.audit(item_id)  # type: ignore[arg-type]
+    assert ("delivery_failed", 0) in await tenant.audit(item_id)
 
 
 async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
