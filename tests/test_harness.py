@@ -8,16 +8,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosmtplib
+from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from mailsink import MailSink
 from workflows import search_attributes
 
 
+@workflow.defn(sandboxed=False)
+class Noop:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
 async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> None:
-    """Start a (never executed) workflow carrying every attribute: the server rejects
-    unregistered ones, and describe shows what it indexed."""
+    """Run a workflow carrying every attribute: the server rejects unregistered ones, and
+    describe shows what it indexed. (It must really run: on the time-skipping server a
+    workflow task nobody picks up stops time from skipping for every later test.)"""
     now = datetime(2026, 11, 27, 9, tzinfo=UTC)
     values: dict[SearchAttributeKey[Any], Any] = {
         search_attributes.ESCALATION_STATE: "open",
@@ -30,20 +40,20 @@ async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> None:
         search_attributes.CLAIMED_BY: "nobody",
     }
     assert set(values) == set(search_attributes.ALL)
-    handle = await env.client.start_workflow(
-        "NotRegisteredAnywhere",
-        id=f"harness-{uuid.uuid4()}",
-        task_queue=f"harness-{uuid.uuid4()}",
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(key, value) for key, value in values.items()]
-        ),
-    )
-    try:
-        described = await handle.describe()
-        assert described.typed_search_attributes[search_attributes.ESCALATION_TIER] == 2
-        assert described.typed_search_attributes[search_attributes.DUE_AT] == now
-    finally:
-        await handle.terminate()
+    task_queue = f"harness-{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=task_queue, workflows=[Noop]):
+        handle = await env.client.start_workflow(
+            Noop.run,
+            id=f"harness-{uuid.uuid4()}",
+            task_queue=task_queue,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(key, value) for key, value in values.items()]
+            ),
+        )
+        await handle.result()
+    described = await handle.describe()
+    assert described.typed_search_attributes[search_attributes.ESCALATION_TIER] == 2
+    assert described.typed_search_attributes[search_attributes.DUE_AT] == now
 
 
 async def test_time_skipping_server_has_our_search_attributes(
