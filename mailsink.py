@@ -37,6 +37,7 @@ class ReceivedMail:
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
     received_at: float  # time.monotonic() when the sink accepted it
+    received_wall: float  # time.time() of the same moment, to compare with planned instants
 
     @property
     def subject(self) -> str:
@@ -62,7 +63,11 @@ class _Handler:
         message = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         mail = ReceivedMail(
-            str(envelope.mail_from), tuple(envelope.rcpt_tos), message, time.monotonic()
+            str(envelope.mail_from),
+            tuple(envelope.rcpt_tos),
+            message,
+            time.monotonic(),
+            time.time(),
         )
         self._sink.add(mail, data)
         return "250 Message accepted for delivery"
