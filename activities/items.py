@@ -4,6 +4,7 @@ them as local activities (fewer server round trips, which matters in bursts)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +18,7 @@ from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
 from workflows.types import (
     ItemRef,
     ItemSnapshot,
+    PauseSpan,
     RecordAudit,
     RecordPlan,
     RecordRung,
@@ -60,6 +62,13 @@ class ItemActivities:
                 rungs=policy.rungs,
                 calendar=calendar_from_row(calendar).to_dict(),
                 done=_marks(item),
+                pauses=[
+                    PauseSpan(
+                        start=datetime.fromisoformat(p["start"]),
+                        end=datetime.fromisoformat(p["end"]) if p.get("end") else None,
+                    )
+                    for p in item.pauses
+                ],
             )
 
     @activity.defn

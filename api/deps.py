@@ -1,14 +1,24 @@
-"""Request dependencies: one session per request, committed or rolled back here only."""
+"""Request dependencies.
+
+One unit of work per request: a session pinned to the caller's account (RLS), committed or
+rolled back here and nowhere else, then the after-commit hooks (workflow starts and
+signals) run. It is function-scoped, so all of that happens before the response is sent and
+the response can say what happened.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
+from api.auth import PrincipalDep
+from api.tokens import Principal
 from config import Settings
+from db import set_tenant
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,18 +31,46 @@ def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
-async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+def get_temporal(request: Request) -> Client | None:
+    client: Client | None = request.app.state.temporal.client
+    return client
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, principal: Principal) -> None:
+        self.session = session
+        self.principal = principal
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    def after_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._after_commit.append(hook)
+
+    async def run_after_commit(self) -> None:
+        for hook in self._after_commit:
+            await hook()
+
+
+async def get_uow(request: Request, principal: PrincipalDep) -> AsyncIterator[UnitOfWork]:
+    sessionmaker = get_sessionmaker(request)
     async with sessionmaker() as session:
+        await set_tenant(session, principal.account_id)
+        uow = UnitOfWork(session, principal)
         try:
-            yield session
+            yield uow
         except Exception:
             await session.rollback()
             raise
-        else:
-            await session.commit()
+        await session.commit()
+    await uow.run_after_commit()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-SessionDep = Annotated[AsyncSession, Depends(get_db_session)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+TemporalDep = Annotated[Client | None, Depends(get_temporal)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]

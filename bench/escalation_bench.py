@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import update
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -37,16 +36,13 @@ from config import Settings  # noqa: E402
 from db import create_engine, create_sessionmaker, migrate  # noqa: E402
 from devstack import embedded_postgres  # noqa: E402
 from domain.clock import utcnow  # noqa: E402
-from domain.demo import rung, stable_id  # noqa: E402
-from domain.models import BusinessCalendarRow, SlaPolicy  # noqa: E402
+from domain.demo import rung  # noqa: E402
 from mailsink import MailSink  # noqa: E402
 from tests.support.pg import create_database, drop_database  # noqa: E402
 from tests.support.tenants import Tenant  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.escalation import EscalationWorkflow  # noqa: E402
 from workflows.types import EscalationInput, workflow_id  # noqa: E402
-
-ALWAYS = {str(day): [["00:00", "24:00"]] for day in range(7)}
 
 
 @contextlib.contextmanager
@@ -87,23 +83,13 @@ async def run(burst: int, open_items: int, url: str) -> None:
     settings = Settings().model_copy(update={"database_url": url})
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
-    async with tenant.owner() as session, session.begin():
-        await session.execute(
-            update(BusinessCalendarRow)
-            .where(BusinessCalendarRow.account_id == tenant.account_id)
-            .values(hours=ALWAYS)
-        )
-        await session.execute(
-            update(SlaPolicy)
-            .where(SlaPolicy.id == stable_id(tenant.slug, "policy:CAPA:1"))
-            .values(
-                rungs={
-                    "remind": rung({"business_seconds": 0}, ["assignee"], "task.reminder"),
-                    "escalate_1": None,
-                    "escalate_2": None,
-                }
-            )
-        )
+    await tenant.around_the_clock(
+        {
+            "remind": rung({"business_seconds": 0}, ["assignee"], "task.reminder"),
+            "escalate_1": None,
+            "escalate_2": None,
+        }
+    )
     sink = MailSink().start()
     temporal = str(Path(sys.executable).with_name("temporal"))
     env = await WorkflowEnvironment.start_local(

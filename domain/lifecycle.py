@@ -14,11 +14,23 @@ open | paused | claimed ──resolve / cancel──▶ resolved | cancelled
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
@@ -78,7 +90,14 @@ async def claim(
         account_id,
         item_id,
         allowed_from=("open", "paused"),
-        values={"state": "claimed", "claimed_by": user_id, "claimed_at": now},
+        values={
+            "state": "claimed",
+            "claimed_by": user_id,
+            "claimed_at": now,
+            # Claiming a paused item ends its pause, as in the workflow.
+            "paused_at": None,
+            "pauses": case((Item.state == "paused", _close_pause(now)), else_=Item.pauses),
+        },
     )
     if item is None:
         current = await get_item(session, account_id, item_id)
@@ -95,129 +114,89 @@ async def claim(
     return Transition(item=item, changed=True)
 
 
-async def _simple(
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    action: str  # the audit action, past tense
+    allowed_from: tuple[str, ...]
+    values: Callable[[datetime], dict[str, Any]]
+
+
+def _instant(now: datetime) -> Any:
+    # Typed, because jsonb functions take polymorphic arguments asyncpg cannot infer.
+    return cast(literal(now), DateTime(timezone=True))
+
+
+def _close_pause(now: datetime) -> Any:
+    path: Any = literal_column("'{-1,end}'::text[]")
+    return func.jsonb_set(Item.pauses, path, func.to_jsonb(_instant(now)))
+
+
+RULES: dict[str, Rule] = {
+    "release": Rule(
+        action="released",
+        allowed_from=("claimed",),
+        values=lambda now: {"state": "open", "claimed_by": None, "claimed_at": None},
+    ),
+    "resolve": Rule(
+        action="resolved", allowed_from=ACTIVE, values=lambda now: {"state": "resolved"}
+    ),
+    "cancel": Rule(
+        action="cancelled", allowed_from=ACTIVE, values=lambda now: {"state": "cancelled"}
+    ),
+    "pause": Rule(
+        action="paused",
+        allowed_from=("open",),
+        values=lambda now: {
+            "state": "paused",
+            "paused_at": now,
+            "pauses": Item.pauses.op("||")(
+                func.jsonb_build_array(
+                    func.jsonb_build_object(
+                        literal_column("'start'"), _instant(now), literal_column("'end'"), null()
+                    )
+                )
+            ),
+        },
+    ),
+    "resume": Rule(
+        action="resumed",
+        allowed_from=("paused",),
+        # Closing the open pause is what shifts the rungs later.
+        values=lambda now: {"state": "open", "paused_at": None, "pauses": _close_pause(now)},
+    ),
+}
+
+
+async def transition(
     session: AsyncSession,
     account_id: uuid.UUID,
     item_id: uuid.UUID,
     actor_id: uuid.UUID | None,
     now: datetime,
-    *,
     verb: str,
-    action: str,
-    allowed_from: tuple[str, ...],
-    values: dict[str, Any],
+    *,
+    extra_values: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
 ) -> Transition:
-    item = await _transition(session, account_id, item_id, allowed_from=allowed_from, values=values)
+    """Apply `RULES[verb]`: one conditional UPDATE, then its audit row. An illegal
+    transition is a 409 that says the current state and what was allowed."""
+    rule = RULES[verb]
+    values = {**rule.values(now), **(extra_values or {})}
+    item = await _transition(
+        session, account_id, item_id, allowed_from=rule.allowed_from, values=values
+    )
     if item is None:
         current = await get_item(session, account_id, item_id)
         raise IllegalTransition(
-            f"cannot {verb} an item that is "
-            f"{current.state} (allowed from: {', '.join(allowed_from)})",
+            f"cannot {verb} an item that is {current.state} "
+            f"(allowed from: {', '.join(rule.allowed_from)})",
             state=current.state,
         )
-    await _audit(session, item, action, actor_id, now, data)
+    await _audit(session, item, rule.action, actor_id, now, data)
     return Transition(item=item, changed=True)
 
 
-async def release(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    item_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Transition:
-    return await _simple(
-        session,
-        account_id,
-        item_id,
-        actor_id,
-        now,
-        verb="release",
-        action="released",
-        allowed_from=("claimed",),
-        values={"state": "open", "claimed_by": None, "claimed_at": None},
-    )
-
-
-async def resolve(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    item_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Transition:
-    return await _simple(
-        session,
-        account_id,
-        item_id,
-        actor_id,
-        now,
-        verb="resolve",
-        action="resolved",
-        allowed_from=ACTIVE,
-        values={"state": "resolved"},
-    )
-
-
-async def cancel(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    item_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Transition:
-    return await _simple(
-        session,
-        account_id,
-        item_id,
-        actor_id,
-        now,
-        verb="cancel",
-        action="cancelled",
-        allowed_from=ACTIVE,
-        values={"state": "cancelled"},
-    )
-
-
-async def pause(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    item_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Transition:
-    return await _simple(
-        session,
-        account_id,
-        item_id,
-        actor_id,
-        now,
-        verb="pause",
-        action="paused",
-        allowed_from=("open",),
-        values={"state": "paused", "paused_at": now},
-    )
-
-
-async def resume(
-    session: AsyncSession,
-    account_id: uuid.UUID,
-    item_id: uuid.UUID,
-    actor_id: uuid.UUID,
-    now: datetime,
-) -> Transition:
-    return await _simple(
-        session,
-        account_id,
-        item_id,
-        actor_id,
-        now,
-        verb="resume",
-        action="resumed",
-        allowed_from=("paused",),
-        values={"state": "open", "paused_at": None},
-    )
+RULES["change_due"] = Rule(action="due_changed", allowed_from=ACTIVE, values=lambda now: {})
 
 
 async def change_due(
@@ -229,16 +208,14 @@ async def change_due(
     due_at: datetime,
 ) -> Transition:
     before = (await get_item(session, account_id, item_id)).due_at
-    return await _simple(
+    return await transition(
         session,
         account_id,
         item_id,
         actor_id,
         now,
-        verb="change the due date of",
-        action="due_changed",
-        allowed_from=ACTIVE,
-        values={"due_at": due_at},
+        "change_due",
+        extra_values={"due_at": due_at},
         data={"from": before.isoformat() if before else None, "to": due_at.isoformat()},
     )
 

@@ -214,6 +214,9 @@ class Item(Base):
     )
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Every pause so far, [{"start": iso, "end": iso | null}]: paused business time pushes
+    # the rungs later, so the API can plan exactly what the workflow plans.
+    pauses: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
 
     # The planned instant of each rung, and when it fired or was skipped (catch-up).
     remind_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -193,7 +193,9 @@ class EscalationWorkflow:
                 snapshot.due_at,
             )
             self._done = {m.name: m for m in snapshot.done}
-            if snapshot.state == "paused":  # a parked handoff starts with its clock stopped
+            if snapshot.pauses:
+                self._pauses = list(snapshot.pauses)
+            elif snapshot.state == "paused":  # a parked handoff starts with its clock stopped
                 self._pauses = [PauseSpan(start=snapshot.paused_at or snapshot.created_at)]
 
     def _restore(self, carry: Carry) -> None:

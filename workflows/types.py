@@ -86,6 +86,7 @@ class ItemSnapshot:
     rungs: dict[str, Any]  # the pinned sla_policy.rungs document
     calendar: dict[str, Any]  # BusinessCalendar.to_dict(), holidays expanded to dates
     done: list[RungMark] = field(default_factory=list)
+    pauses: list[PauseSpan] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,8 +21,7 @@ from config import Settings
 from db import tenant_session
 from domain import lifecycle
 from domain.clock import utcnow
-from domain.demo import rung, stable_id
-from domain.models import BusinessCalendarRow, SlaPolicy
+from domain.demo import rung
 from mailsink import MailSink
 from tests.support.tenants import Tenant
 from workflows import search_attributes as sa
@@ -31,7 +29,6 @@ from workflows.escalation import EscalationWorkflow
 from workflows.types import ClaimSignal, EscalationInput, workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
-ALWAYS = {str(day): [["00:00", "24:00"]] for day in range(7)}
 
 
 @pytest.fixture
@@ -62,27 +59,15 @@ async def test_remind_and_escalate_arrive_then_a_claim_silences_the_rest(
     mail_sink: MailSink,
     app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with tenant.owner() as session, session.begin():
-        await session.execute(
-            update(BusinessCalendarRow)
-            .where(BusinessCalendarRow.account_id == tenant.account_id)
-            .values(hours=ALWAYS)
-        )
-        await session.execute(
-            update(SlaPolicy)
-            .where(SlaPolicy.id == stable_id(tenant.slug, "policy:CAPA:1"))
-            .values(
-                rungs={
-                    "remind": rung({"business_seconds": 3}, ["assignee"], "task.reminder"),
-                    "escalate_1": rung(
-                        {"business_seconds": 3}, ["assignee_manager"], "task.escalated"
-                    ),
-                    "escalate_2": rung(
-                        {"business_seconds": 8}, ["role:top_management"], "task.escalated_final"
-                    ),
-                }
-            )
-        )
+    await tenant.around_the_clock(
+        {
+            "remind": rung({"business_seconds": 3}, ["assignee"], "task.reminder"),
+            "escalate_1": rung({"business_seconds": 3}, ["assignee_manager"], "task.escalated"),
+            "escalate_2": rung(
+                {"business_seconds": 8}, ["role:top_management"], "task.escalated_final"
+            ),
+        }
+    )
     due = utcnow() + timedelta(seconds=6)
     item_id = await tenant.add_item(due_at=due)
     handle = await dev_env.client.start_workflow(

@@ -13,7 +13,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.demo import seed_demo, stable_id
-from domain.models import AuditEvent, BusinessCalendarRow, Delivery, Item, PushEvent, User
+from domain.models import (
+    AuditEvent,
+    BusinessCalendarRow,
+    Delivery,
+    Item,
+    PushEvent,
+    SlaPolicy,
+    User,
+)
 
 
 @dataclass
@@ -39,6 +47,21 @@ class Tenant:
                 .values(quiet_start=None, quiet_end=None)
             )
         return cls(slug=slug, account_id=account_id, owner=owner)
+
+    async def around_the_clock(self, rungs: dict[str, Any]) -> None:
+        """A 24x7 calendar and these CAPA rungs: for runs in real time (seconds apart)."""
+        always = {str(day): [["00:00", "24:00"]] for day in range(7)}
+        async with self.owner() as session, session.begin():
+            await session.execute(
+                update(BusinessCalendarRow)
+                .where(BusinessCalendarRow.account_id == self.account_id)
+                .values(hours=always)
+            )
+            await session.execute(
+                update(SlaPolicy)
+                .where(SlaPolicy.id == stable_id(self.slug, "policy:CAPA:1"))
+                .values(rungs=rungs)
+            )
 
     def user(self, key: str) -> uuid.UUID:
         return stable_id(self.slug, f"user:{key}")

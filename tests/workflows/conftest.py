@@ -101,7 +101,9 @@ class Runner:
     async def release(self, tenant: Tenant, handle: Handle, item_id: uuid.UUID, who: str) -> None:
         at = await self.now()
         async with tenant_session(self.app, tenant.account_id) as session:
-            await lifecycle.release(session, tenant.account_id, item_id, tenant.user(who), at)
+            await lifecycle.transition(
+                session, tenant.account_id, item_id, tenant.user(who), at, "release"
+            )
         await handle.signal(EscalationWorkflow.release, AtSignal(at=at))
 
     async def search_attribute(self, handle: Handle, name: str) -> Any:

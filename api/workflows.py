@@ -1,0 +1,77 @@
+"""Starting and signalling item workflows from the API, always after the commit.
+
+Temporal being slow or down never fails a request: the item is already committed. A start
+that did not happen leaves `workflow_started_at` empty and the reconciler starts it; a
+signal that did not arrive is harmless because the workflow reads the item's state from the
+database when it starts and whenever a rung would fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from db import tenant_session
+from domain.clock import utcnow
+from domain.models import Item
+from workflows.escalation import EscalationWorkflow
+from workflows.types import EscalationInput, workflow_id
+
+log = structlog.get_logger()
+TIMEOUT_SECONDS = 3.0
+
+
+async def start_item(
+    client: Client | None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+    item_id: uuid.UUID,
+    account_id: uuid.UUID,
+) -> bool:
+    """Start the item's workflow (idempotent by its id) and stamp `workflow_started_at`."""
+    if client is None:
+        log.warning("workflow.start_deferred", item_id=str(item_id), reason="temporal connecting")
+        return False
+    try:
+        await asyncio.wait_for(
+            client.start_workflow(
+                EscalationWorkflow.run,
+                EscalationInput(item_id=str(item_id), account_id=str(account_id)),
+                id=workflow_id(str(item_id)),
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            ),
+            TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # any failure: the reconciler starts it later
+        log.warning("workflow.start_deferred", item_id=str(item_id), error=str(error))
+        return False
+    async with tenant_session(sessionmaker, account_id) as session:
+        await session.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.workflow_started_at.is_(None))
+            .values(workflow_started_at=utcnow())
+        )
+    return True
+
+
+async def signal_item(client: Client | None, item_id: uuid.UUID, signal: str, arg: Any) -> bool:
+    if client is None:
+        return False
+    handle = client.get_workflow_handle(workflow_id(str(item_id)))
+    try:
+        if arg is None:
+            await asyncio.wait_for(handle.signal(signal), TIMEOUT_SECONDS)
+        else:
+            await asyncio.wait_for(handle.signal(signal, arg), TIMEOUT_SECONDS)
+    except Exception as error:  # the workflow re-reads the database; nothing is lost
+        log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=str(error))
+        return False
+    return True

@@ -1,0 +1,251 @@
+"""Creating items and reading them back with their plan: what the API does between parsing
+and responding. Services flush, never commit; the request's unit of work commits."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, case, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import audit
+from domain.calendar import BusinessCalendar, add_business_days, add_business_time
+from domain.calendars import calendar_from_row
+from domain.errors import Invalid
+from domain.models import BusinessCalendarRow, Item, SlaPolicy, User
+from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
+from domain.policy import RungPolicy, offsets, parse_rungs
+from domain.recipients import Recipient, is_valid, resolve
+
+SNAPSHOT_LIMIT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    row: SlaPolicy
+    rungs: dict[RungName, RungPolicy | None]
+    calendar: BusinessCalendar
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungPlan:
+    rung: PlannedRung
+    policy: RungPolicy
+    recipients: tuple[Recipient, ...]
+
+
+async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type: str) -> SlaPolicy:
+    policy = await session.scalar(
+        select(SlaPolicy)
+        .where(SlaPolicy.account_id == account_id, SlaPolicy.item_type == item_type)
+        .order_by(SlaPolicy.version.desc())
+        .limit(1)
+    )
+    if policy is None:
+        raise Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
+    return policy
+
+
+async def load_policy(session: AsyncSession, policy: SlaPolicy) -> Policy:
+    calendar = await session.get(BusinessCalendarRow, policy.calendar_id)
+    assert calendar is not None  # a RESTRICT foreign key
+    return Policy(row=policy, rungs=parse_rungs(policy.rungs), calendar=calendar_from_row(calendar))
+
+
+async def valid_user(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID, field: str
+) -> User:
+    user = await session.scalar(
+        select(User).where(User.id == user_id, User.account_id == account_id)
+    )
+    if user is None or not is_valid(user):
+        raise Invalid(f"unknown or inactive user {user_id}", field=field)
+    return user
+
+
+async def _insert_item(
+    session: AsyncSession, values: dict[str, Any], actor_id: uuid.UUID, now: datetime
+) -> tuple[Item, bool]:
+    """Insert once per idempotency key; a repeat returns the first item, created=False."""
+    item = await session.scalar(
+        insert(Item)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
+        .returning(Item)
+    )
+    if item is None:
+        existing = await session.scalar(
+            select(Item).where(
+                Item.account_id == values["account_id"],
+                Item.idempotency_key == values["idempotency_key"],
+            )
+        )
+        assert existing is not None
+        return existing, False
+    await audit.record(
+        session,
+        account_id=item.account_id,
+        item_id=item.id,
+        action="created",
+        actor_id=actor_id,
+        key=f"{item.id}:created",
+        data={"kind": item.kind, "type": item.item_type, "intent": item.intent},
+    )
+    return item, True
+
+
+async def create_task(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    item_type: str,
+    title: str,
+    assignee_id: uuid.UUID,
+    due_at: datetime,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[Item, bool]:
+    policy = await latest_policy(session, account_id, item_type)
+    if policy.response_target is not None:
+        raise Invalid(f"{item_type!r} is a handoff type: create it as a handoff", field="type")
+    await valid_user(session, account_id, assignee_id, "assignee_id")
+    return await _insert_item(
+        session,
+        {
+            "account_id": account_id,
+            "kind": "task",
+            "item_type": item_type,
+            "title": title,
+            "assignee_id": assignee_id,
+            "creator_id": actor_id,
+            "due_at": due_at,
+            "policy_id": policy.id,
+            "idempotency_key": idempotency_key,
+        },
+        actor_id,
+        now,
+    )
+
+
+async def create_handoff(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    session_ref: str,
+    intent: str,
+    title: str,
+    notes: str | None,
+    priority: str,
+    snapshot: dict[str, Any],
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[Item, bool]:
+    """Escalate: the response target plays the role of due. Park: private, clock stopped."""
+    policy = await latest_policy(session, account_id, "handoff")
+    loaded = await load_policy(session, policy)
+    target = Offset.from_dict(policy.response_target or {"business_minutes": 30})
+    if target.business_days is not None:
+        due_at = add_business_days(now, target.business_days, loaded.calendar)
+    else:
+        assert target.business_time is not None  # Offset guarantees exactly one of the two
+        due_at = add_business_time(now, target.business_time, loaded.calendar)
+    parked = intent == "park"
+    return await _insert_item(
+        session,
+        {
+            "account_id": account_id,
+            "kind": "handoff",
+            "item_type": "handoff",
+            "title": title,
+            "creator_id": actor_id,
+            "due_at": due_at,
+            "policy_id": policy.id,
+            "intent": intent,
+            "engineer_notes": notes,
+            "priority": priority,
+            "session_ref": session_ref,
+            "snapshot": snapshot,
+            "idempotency_key": idempotency_key,
+            "state": "paused" if parked else "open",
+            "paused_at": now if parked else None,
+            "pauses": [{"start": now.isoformat(), "end": None}] if parked else [],
+        },
+        actor_id,
+        now,
+    )
+
+
+def item_pauses(item: Item) -> list[Pause]:
+    return [
+        Pause(
+            start=datetime.fromisoformat(p["start"]),
+            end=datetime.fromisoformat(p["end"]) if p.get("end") else None,
+        )
+        for p in item.pauses
+    ]
+
+
+def done_marks(item: Item) -> dict[RungName, tuple[Any, datetime]]:
+    marks: dict[RungName, tuple[Any, datetime]] = {}
+    for name in ("remind", "escalate_1", "escalate_2"):
+        for status in ("fired", "skipped"):
+            at = getattr(item, f"{name}_{status}_at")
+            if at is not None:
+                marks[name] = (status, at)
+    return marks
+
+
+async def plan_item(
+    session: AsyncSession, item: Item, policy: Policy, now: datetime
+) -> list[RungPlan]:
+    """The plan the workflow follows, from the database alone, with who would be notified
+    if each rung fired now."""
+    if item.due_at is None:
+        return []
+    plan = plan_rungs(
+        due=item.due_at,
+        offsets=offsets(policy.rungs),
+        cal=policy.calendar,
+        pauses=item_pauses(item),
+        now=now,
+        done=done_marks(item),
+    )
+    result = []
+    for rung in plan:
+        rung_policy = policy.rungs[rung.name]
+        assert rung_policy is not None
+        found = await resolve(session, item, rung_policy.recipients, actor_id=None)
+        result.append(RungPlan(rung=rung, policy=rung_policy, recipients=found.recipients))
+    return result
+
+
+TIER = case(
+    (Item.escalate_2_fired_at.is_not(None), 2),
+    (Item.escalate_1_fired_at.is_not(None), 1),
+    (Item.remind_fired_at.is_not(None), 0),
+    else_=-1,
+)
+
+
+def queue_query(account_id: uuid.UUID, now: datetime) -> Select[tuple[Item, int]]:
+    """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
+    first: highest tier, then longest overdue."""
+    return (
+        select(Item, TIER.label("tier"))
+        .where(
+            Item.account_id == account_id,
+            Item.state.in_(("open", "paused", "claimed")),
+            or_(
+                Item.kind == "handoff",
+                Item.due_at < now,
+                Item.escalate_1_fired_at.is_not(None),
+            ),
+        )
+        .order_by(TIER.desc(), Item.due_at.asc().nulls_last(), Item.id)
+    )
