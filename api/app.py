@@ -16,7 +16,8 @@ import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.routers import health
+from api import errors
+from api.routers import health, intake, items
 from config import Settings
 from db import create_engine, create_sessionmaker
 
@@ -71,5 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    errors.install(app)
     app.include_router(health.router)
+    app.include_router(intake.router)
+    app.include_router(items.router)
     return app

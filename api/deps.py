@@ -50,8 +50,14 @@ class UnitOfWork:
     def after_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._after_commit.append(hook)
 
-    async def run_after_commit(self) -> None:
-        for hook in self._after_commit:
+    async def commit(self) -> None:
+        """Commit now and run the after-commit hooks. The dependency does this at the end
+        anyway; an endpoint calls it early only when its response must report what a hook
+        did (whether the item's workflow started), because FastAPI serialises the response
+        before function-scoped dependencies exit."""
+        await self.session.commit()
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
             await hook()
 
 
@@ -65,8 +71,7 @@ async def get_uow(request: Request, principal: PrincipalDep) -> AsyncIterator[Un
         except Exception:
             await session.rollback()
             raise
-        await session.commit()
-    await uow.run_after_commit()
+        await uow.commit()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

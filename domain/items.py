@@ -233,7 +233,7 @@ TIER = case(
 )
 
 
-def queue_query(account_id: uuid.UUID, now: datetime) -> Select[tuple[Item, int]]:
+def queue_query(account_id: uuid.UUID, now: datetime) -> Select[Item, int]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
     first: highest tier, then longest overdue."""
     return (

@@ -63,6 +63,21 @@ class Tenant:
                 .values(rungs=rungs)
             )
 
+    async def add_engineers(self, count: int) -> list[uuid.UUID]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        async with self.owner() as session, session.begin():
+            session.add_all(
+                User(
+                    id=user_id,
+                    account_id=self.account_id,
+                    email=f"eng{n}@{self.slug}.escalator.test",
+                    name=f"Engineer {n}",
+                    role="engineer",
+                )
+                for n, user_id in enumerate(ids)
+            )
+        return ids
+
     def user(self, key: str) -> uuid.UUID:
         return stable_id(self.slug, f"user:{key}")
 

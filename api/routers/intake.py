@@ -1,0 +1,193 @@
+"""Where work comes in (tasks, handoffs), what is waiting (the queue), and what would
+happen (preview)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Response, status
+from sqlalchemy import select
+
+from api.auth import Engineer, Viewer
+from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UnitOfWork, UowDep
+from api.errors import ErrorResponse
+from api.routers.items import item_view
+from api.schemas import HandoffCreate, ItemOut, PreviewOut, PreviewRequest, RungOut, TaskCreate
+from api.workflows import start_item
+from domain import items
+from domain.clock import utcnow
+from domain.errors import Invalid
+from domain.models import Item
+
+router = APIRouter(prefix="/v1", tags=["intake"])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Retries with the same key return the same item and start no second workflow.",
+    ),
+]
+SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[\w.:\-]+$")]
+BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
+
+
+def _start_after_commit(
+    uow: UnitOfWork,
+    view: ItemOut,
+    temporal: TemporalDep,
+    sessionmaker: SessionmakerDep,
+    settings: SettingsDep,
+) -> None:
+    async def start() -> None:
+        started = await start_item(
+            temporal, sessionmaker, settings.task_queue, view.id, uow.principal.account_id
+        )
+        view.workflow = "started" if started else "pending"
+
+    uow.after_commit(start)
+
+
+@router.post(
+    "/tasks",
+    response_model=ItemOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**BAD_INPUT, 200: {"model": ItemOut, "description": "an idempotent replay"}},
+    summary="Create a task (starts its escalation workflow)",
+)
+async def create_task(
+    body: TaskCreate,
+    response: Response,
+    uow: UowDep,
+    principal: Engineer,
+    temporal: TemporalDep,
+    sessionmaker: SessionmakerDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ItemOut:
+    """Creation is authoritative: the item is committed first, then its workflow is started.
+    If Temporal is unreachable the item still exists, reports `workflow: pending`, and the
+    reconciler starts the workflow later."""
+    item, created = await items.create_task(
+        uow.session,
+        account_id=principal.account_id,
+        actor_id=principal.user_id,
+        item_type=body.type,
+        title=body.title,
+        assignee_id=body.assignee_id,
+        due_at=body.due_at,
+        idempotency_key=idempotency_key,
+        now=utcnow(),
+    )
+    view = await item_view(uow, item)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    if item.workflow_started_at is None:
+        _start_after_commit(uow, view, temporal, sessionmaker, settings)
+    await uow.commit()
+    return view
+
+
+@router.post(
+    "/sessions/{session_ref}/handoffs",
+    response_model=ItemOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=BAD_INPUT,
+    tags=["handoffs"],
+    summary="Park or escalate a support session",
+)
+async def create_handoff(
+    session_ref: SessionRef,
+    body: HandoffCreate,
+    response: Response,
+    uow: UowDep,
+    principal: Engineer,
+    temporal: TemporalDep,
+    sessionmaker: SessionmakerDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ItemOut:
+    """`escalate` notifies every active engineer, admin and owner except you (after the
+    commit, from the workflow), then reminds and escalates on the response target. `park` is
+    private: nobody is notified and the clock stays stopped."""
+    if len(json.dumps(body.snapshot)) > items.SNAPSHOT_LIMIT_BYTES:
+        raise Invalid(
+            f"snapshot is larger than {items.SNAPSHOT_LIMIT_BYTES} bytes", field="snapshot"
+        )
+    item, created = await items.create_handoff(
+        uow.session,
+        account_id=principal.account_id,
+        actor_id=principal.user_id,
+        session_ref=session_ref,
+        intent=body.intent,
+        title=body.title,
+        notes=body.engineer_notes,
+        priority=body.priority,
+        snapshot=body.snapshot,
+        idempotency_key=idempotency_key,
+        now=utcnow(),
+    )
+    view = await item_view(uow, item)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    if item.workflow_started_at is None:
+        _start_after_commit(uow, view, temporal, sessionmaker, settings)
+    await uow.commit()
+    return view
+
+
+@router.get(
+    "/sessions/{session_ref}/handoffs",
+    response_model=list[ItemOut],
+    tags=["handoffs"],
+    summary="A session's handoff history, newest first",
+)
+async def handoff_history(session_ref: SessionRef, uow: UowDep, _: Viewer) -> list[ItemOut]:
+    rows = await uow.session.scalars(
+        select(Item)
+        .where(
+            Item.account_id == uow.principal.account_id,
+            Item.kind == "handoff",
+            Item.session_ref == session_ref,
+        )
+        .order_by(Item.created_at.desc(), Item.id.desc())
+    )
+    return [ItemOut.of(i) for i in rows]
+
+
+@router.get("/queue", response_model=list[ItemOut], summary="What needs someone now")
+async def queue(uow: UowDep, _: Viewer) -> list[ItemOut]:
+    """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
+    first (highest tier, then longest overdue), with who claimed what."""
+    rows = await uow.session.execute(items.queue_query(uow.principal.account_id, utcnow()))
+    return [ItemOut.of(item, tier=tier) for item, tier in rows]
+
+
+@router.post(
+    "/preview", response_model=PreviewOut, responses=BAD_INPUT, summary="Who would be notified when"
+)
+async def preview(body: PreviewRequest, uow: UowDep, principal: Viewer) -> PreviewOut:
+    """The plan and the recipients per rung for a task that is not created."""
+    policy = await items.latest_policy(uow.session, principal.account_id, body.type)
+    await items.valid_user(uow.session, principal.account_id, body.assignee_id, "assignee_id")
+    loaded = await items.load_policy(uow.session, policy)
+    draft = Item(  # never added to the session: nothing is written
+        id=uuid.uuid4(),
+        account_id=principal.account_id,
+        kind="task",
+        item_type=body.type,
+        title="preview",
+        assignee_id=body.assignee_id,
+        due_at=body.due_at,
+        policy_id=policy.id,
+        pauses=[],
+    )
+    plan = await items.plan_item(uow.session, draft, loaded, utcnow())
+    return PreviewOut(
+        type=body.type,
+        policy_version=policy.version,
+        calendar_tz=loaded.calendar.tz,
+        plan=[RungOut.of(p, loaded.calendar.tz) for p in plan],
+    )

@@ -1,0 +1,266 @@
+"""Items: read with their plan, list, change, move through their lifecycle, and their record
+(audit timeline, deliveries). Every write commits first, then signals the workflow."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select, tuple_
+
+from api.auth import Admin, Engineer, Viewer
+from api.deps import TemporalDep, UnitOfWork, UowDep
+from api.errors import ErrorResponse
+from api.schemas import AuditOut, DeliveryOut, ItemOut, ItemPage, ItemPatch, RungOut
+from api.workflows import signal_item
+from domain import audit, items, lifecycle
+from domain.clock import utcnow
+from domain.errors import Invalid
+from domain.models import AuditEvent, Delivery, Item, SlaPolicy
+from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse, "description": "illegal transition, or claimed by someone"},
+}
+
+
+async def item_view(uow: UnitOfWork, item: Item) -> ItemOut:
+    policy = await uow.session.get(SlaPolicy, item.policy_id)
+    assert policy is not None
+    loaded = await items.load_policy(uow.session, policy)
+    plan = await items.plan_item(uow.session, item, loaded, utcnow())
+    return ItemOut.of(
+        item,
+        policy_version=policy.version,
+        plan=[RungOut.of(p, loaded.calendar.tz) for p in plan],
+    )
+
+
+def _encode(item: Item) -> str:
+    raw = json.dumps([item.created_at.isoformat(), str(item.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, item_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), uuid.UUID(item_id)
+    except (ValueError, TypeError) as error:
+        raise Invalid("cursor is not one this API returned", field="cursor") from error
+
+
+@router.get("", response_model=ItemPage, summary="List items, newest first")
+async def list_items(
+    uow: UowDep,
+    _: Viewer,
+    state: Literal["open", "paused", "claimed", "resolved", "cancelled"] | None = None,
+    kind: Literal["task", "handoff"] | None = None,
+    type: str | None = Query(default=None, max_length=64),
+    assignee_id: uuid.UUID | None = None,
+    claimed_by: uuid.UUID | None = None,
+    due_from: datetime | None = None,
+    due_to: datetime | None = None,
+    limit: int = Query(default=50, ge=1, le=200),
+    cursor: str | None = None,
+) -> ItemPage:
+    query = select(Item).where(Item.account_id == uow.principal.account_id)
+    for column, value in (
+        (Item.state, state),
+        (Item.kind, kind),
+        (Item.item_type, type),
+        (Item.assignee_id, assignee_id),
+        (Item.claimed_by, claimed_by),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    for bound, op in ((due_from, "__ge__"), (due_to, "__lt__")):
+        if bound is not None:
+            if bound.utcoffset() is None:
+                raise Invalid("due_from/due_to need a timezone offset", field="due range")
+            query = query.where(getattr(Item.due_at, op)(bound))
+    if cursor:
+        query = query.where(tuple_(Item.created_at, Item.id) < tuple_(*_decode(cursor)))
+    rows = list(
+        await uow.session.scalars(
+            query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
+        )
+    )
+    page = rows[:limit]
+    return ItemPage(
+        items=[ItemOut.of(i) for i in page],
+        next_cursor=_encode(page[-1]) if len(rows) > limit else None,
+    )
+
+
+@router.get(
+    "/{item_id}", response_model=ItemOut, responses=NOT_FOUND, summary="An item and its plan"
+)
+async def get_item(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> ItemOut:
+    """The item with each rung's instant (UTC and calendar-local), its status, and who would
+    be notified if it fired now."""
+    item = await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
+    return await item_view(uow, item)
+
+
+@router.patch(
+    "/{item_id}",
+    response_model=ItemOut,
+    responses=CONFLICT,
+    summary="Change due, assignee or title",
+)
+async def patch_item(
+    item_id: uuid.UUID, body: ItemPatch, uow: UowDep, principal: Engineer, temporal: TemporalDep
+) -> ItemOut:
+    account, now = principal.account_id, utcnow()
+    item = await lifecycle.get_item(uow.session, account, item_id)
+    if body.assignee_id is not None:
+        await items.valid_user(uow.session, account, body.assignee_id, "assignee_id")
+        item.assignee_id = body.assignee_id
+    if body.title is not None:
+        item.title = body.title
+    if body.due_at is not None:
+        item = (
+            await lifecycle.change_due(
+                uow.session, account, item_id, principal.user_id, now, body.due_at
+            )
+        ).item
+        due = body.due_at
+        uow.after_commit(
+            lambda: _signal(temporal, item_id, "change_due", ChangeDueSignal(due_at=due))
+        )
+    await uow.session.flush()
+    return await item_view(uow, item)
+
+
+async def _signal(temporal: Any, item_id: uuid.UUID, name: str, arg: Any) -> None:
+    await signal_item(temporal, item_id, name, arg)
+
+
+def _lifecycle_route(verb: str, doc: str) -> None:
+    async def act(
+        item_id: uuid.UUID, uow: UowDep, principal: Engineer, temporal: TemporalDep
+    ) -> ItemOut:
+        now = utcnow()
+        if verb == "claim":
+            done = await lifecycle.claim(
+                uow.session, principal.account_id, item_id, principal.user_id, now
+            )
+            signal: Any = ClaimSignal(user_id=str(principal.user_id), at=now)
+        else:
+            done = await lifecycle.transition(
+                uow.session, principal.account_id, item_id, principal.user_id, now, verb
+            )
+            signal = AtSignal(at=now)
+        if done.changed:
+            uow.after_commit(lambda: _signal(temporal, item_id, verb, signal))
+        return await item_view(uow, done.item)
+
+    act.__name__ = f"{verb}_item"
+    act.__doc__ = doc
+    router.add_api_route(
+        f"/{{item_id}}/{verb}",
+        act,
+        methods=["POST"],
+        response_model=ItemOut,
+        responses=CONFLICT,
+        summary=doc.split(".")[0],
+    )
+
+
+for _verb, _doc in {
+    "claim": "Claim the item. Race-safe: of concurrent claims exactly one wins; the others "
+    "get 409 with the winner's id and time. Claiming what you hold is a 200 with no change.",
+    "release": "Release a claim. Escalation resumes at the rung matching now.",
+    "resolve": "Resolve the item. Its workflow ends; nothing more is sent.",
+    "cancel": "Cancel the item. Its workflow ends; nothing more is sent.",
+    "pause": "Pause the clock (waiting on the customer). Paused business time does not count.",
+    "resume": "Resume the clock. Pending rungs move later by the paused business time.",
+}.items():
+    _lifecycle_route(_verb, _doc)
+
+
+@router.post(
+    "/{item_id}/replan",
+    response_model=ItemOut,
+    responses=NOT_FOUND,
+    summary="Move to the latest policy version",
+)
+async def replan(
+    item_id: uuid.UUID, uow: UowDep, principal: Admin, temporal: TemporalDep
+) -> ItemOut:
+    """An item keeps the policy version it started with until this moves it."""
+    item = await lifecycle.get_item(uow.session, principal.account_id, item_id)
+    latest = await items.latest_policy(uow.session, principal.account_id, item.item_type)
+    if latest.id != item.policy_id:
+        item.policy_id = latest.id
+        await audit.record(
+            uow.session,
+            account_id=item.account_id,
+            item_id=item.id,
+            action="replanned",
+            actor_id=principal.user_id,
+            key=f"{item.id}:replanned:{latest.id}",
+            data={"policy_version": latest.version},
+        )
+        uow.after_commit(lambda: _signal(temporal, item_id, "replan", None))
+    await uow.session.flush()
+    return await item_view(uow, item)
+
+
+@router.get(
+    "/{item_id}/audit",
+    response_model=list[AuditOut],
+    responses=NOT_FOUND,
+    summary="The item's timeline",
+)
+async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOut]:
+    await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
+    rows = await uow.session.scalars(
+        select(AuditEvent).where(AuditEvent.item_id == item_id).order_by(AuditEvent.id)
+    )
+    return [
+        AuditOut(
+            id=r.id,
+            action=r.action,
+            tier=r.tier,
+            actor_id=r.actor_id,
+            data=r.data,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+@router.get(
+    "/{item_id}/deliveries",
+    response_model=list[DeliveryOut],
+    responses=NOT_FOUND,
+    summary="Every notification and its fate",
+)
+async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[DeliveryOut]:
+    await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
+    rows = await uow.session.scalars(
+        select(Delivery).where(Delivery.item_id == item_id).order_by(Delivery.created_at)
+    )
+    return [
+        DeliveryOut(
+            id=d.id,
+            channel=d.channel,
+            recipient_id=d.recipient_id,
+            event_key=d.event_key,
+            status=d.status,
+            attempts=d.attempts,
+            last_error=d.last_error,
+            deferred_until=d.deferred_until,
+            sent_at=d.sent_at,
+            created_at=d.created_at,
+        )
+        for d in rows
+    ]

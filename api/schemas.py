@@ -1,0 +1,200 @@
+"""Request and response bodies. Datetimes in requests must carry a zone (AwareDatetime)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.items import RungPlan
+from domain.models import Item
+
+_EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "CAPA",
+                    "title": "Pump P-101 leaks",
+                    "assignee_id": "3f8a…",
+                    "due_at": _EXAMPLE_DUE,
+                }
+            ]
+        },
+    )
+
+    type: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=500)
+    assignee_id: uuid.UUID
+    due_at: AwareDatetime
+
+
+class ItemPatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"due_at": "2026-12-04T10:00:00+01:00"}]},
+    )
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    assignee_id: uuid.UUID | None = None
+    due_at: AwareDatetime | None = None
+
+
+class HandoffCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "intent": "escalate",
+                    "title": "VPN down at ACME",
+                    "engineer_notes": "Tried restarting the tunnel; needs network admin.",
+                    "priority": "high",
+                    "snapshot": {"ticket": "T-1234", "steps": ["restart tunnel"]},
+                }
+            ]
+        },
+    )
+
+    intent: Literal["park", "escalate"]
+    title: str = Field(default="Support session handoff", min_length=1, max_length=500)
+    engineer_notes: str | None = Field(default=None, max_length=10_000)
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    snapshot: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"type": "CAPA", "due_at": _EXAMPLE_DUE, "assignee_id": "3f8a…"}]
+        },
+    )
+
+    type: str = Field(min_length=1, max_length=64)
+    due_at: AwareDatetime
+    assignee_id: uuid.UUID
+
+
+class PersonOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str
+
+
+class RungOut(BaseModel):
+    name: str
+    tier: int
+    status: Literal["pending", "fired", "skipped"]
+    at: datetime = Field(description="when it fires (pending) or fired/was skipped, UTC")
+    at_local: str = Field(description="the same instant in the calendar's zone")
+    event_key: str
+    critical: bool
+    recipients: list[PersonOut] = Field(description="who would be notified if it fired now")
+
+    @classmethod
+    def of(cls, plan: RungPlan, tz: str) -> RungOut:
+        from zoneinfo import ZoneInfo
+
+        local = plan.rung.fire_at.astimezone(ZoneInfo(tz))
+        return cls(
+            name=plan.rung.name,
+            tier=plan.rung.tier,
+            status=plan.rung.status,
+            at=plan.rung.fire_at,
+            at_local=f"{local:%Y-%m-%d %H:%M} {tz}",
+            event_key=plan.policy.event_key,
+            critical=plan.policy.critical,
+            recipients=[
+                PersonOut(id=uuid.UUID(r.user_id), name=r.name, email=r.email)
+                for r in plan.recipients
+            ],
+        )
+
+
+class ItemOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    type: str
+    title: str
+    state: str
+    assignee_id: uuid.UUID | None
+    creator_id: uuid.UUID | None
+    due_at: datetime | None
+    claimed_by: uuid.UUID | None
+    claimed_at: datetime | None
+    policy_version: int | None = None
+    intent: str | None = None
+    engineer_notes: str | None = None
+    priority: str | None = None
+    session_ref: str | None = None
+    snapshot: dict[str, Any] | None = None
+    created_at: datetime
+    workflow: Literal["started", "pending"] = Field(
+        description="pending: Temporal was unreachable; the reconciler starts it"
+    )
+    tier: int | None = Field(default=None, description="highest rung fired (queue only)")
+    plan: list[RungOut] | None = None
+
+    @classmethod
+    def of(cls, item: Item, **extra: Any) -> ItemOut:
+        return cls(
+            id=item.id,
+            kind=item.kind,
+            type=item.item_type,
+            title=item.title,
+            state=item.state,
+            assignee_id=item.assignee_id,
+            creator_id=item.creator_id,
+            due_at=item.due_at,
+            claimed_by=item.claimed_by,
+            claimed_at=item.claimed_at,
+            intent=item.intent,
+            engineer_notes=item.engineer_notes,
+            priority=item.priority,
+            session_ref=item.session_ref,
+            snapshot=item.snapshot,
+            created_at=item.created_at,
+            workflow="started" if item.workflow_started_at else "pending",
+            **extra,
+        )
+
+
+class ItemPage(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+class AuditOut(BaseModel):
+    id: int
+    action: str
+    tier: int | None
+    actor_id: uuid.UUID | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    channel: str
+    recipient_id: uuid.UUID
+    event_key: str
+    status: str
+    attempts: int
+    last_error: str | None
+    deferred_until: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+
+
+class PreviewOut(BaseModel):
+    type: str
+    policy_version: int
+    calendar_tz: str
+    plan: list[RungOut]
