@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     smtp_concurrency: int = 8
 
     jwt_secret: str = DEV_JWT_SECRET
+    reconcile_every_seconds: int = 60
     sse_heartbeat_seconds: float = 25.0
     push_retention_days: int = 7
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,9 +17,13 @@ from activities.health import HealthActivities
 from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
+from activities.reconcile import ReconcileActivities
 from config import Settings
 from db import create_engine, create_sessionmaker
+from domain.clock import SystemClock
 from workflows.escalation import EscalationWorkflow
+from workflows.reconcile import ReconcileWorkflow
+from workflows.schedules import ensure_reconciler
 
 log = structlog.get_logger()
 
@@ -38,7 +43,9 @@ async def connect(settings: Settings, *, attempts: int = 60) -> Client:
     raise AssertionError("unreachable")
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, engine: AsyncEngine, owner_engine: AsyncEngine
+) -> Worker:
     """The one Worker: the escalation workflow and every activity, dependencies injected."""
     sessionmaker = create_sessionmaker(engine)
     items = ItemActivities(sessionmaker)
@@ -46,10 +53,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
     push = PushActivities(sessionmaker)
     health = HealthActivities(engine)
+    reconcile = ReconcileActivities(
+        client, create_sessionmaker(owner_engine), sessionmaker, settings.task_queue, SystemClock()
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[EscalationWorkflow],
+        workflows=[EscalationWorkflow, ReconcileWorkflow],
         activities=[
             items.load_item,
             items.record_rung,
@@ -59,6 +69,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             email.send_email,
             push.publish_event,
             health.ping_database,
+            reconcile.start_missing_workflows,
         ],
         max_concurrent_activities=settings.smtp_concurrency * 4,
     )
@@ -67,7 +78,11 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 async def main(settings: Settings) -> None:
     client = await connect(settings)
     engine = create_engine(settings)
-    worker = build_worker(client, settings, engine)
+    owner_engine = create_engine(settings, owner=True)
+    worker = build_worker(client, settings, engine, owner_engine)
+    await ensure_reconciler(
+        client, settings.task_queue, timedelta(seconds=settings.reconcile_every_seconds)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -76,6 +91,7 @@ async def main(settings: Settings) -> None:
         log.info("worker.ready", task_queue=settings.task_queue, temporal=settings.temporal_address)
         await stop.wait()
     await engine.dispose()
+    await owner_engine.dispose()
     log.info("worker.stopped")
 
 

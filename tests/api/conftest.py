@@ -53,7 +53,7 @@ class Api:
         return await self.client.post("/v1/tasks", json=payload, headers=self.headers(tenant, who))
 
 
-async def _running_app(settings: Settings) -> AsyncIterator[Api]:
+async def running_app(settings: Settings) -> AsyncIterator[Api]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -63,7 +63,11 @@ async def _running_app(settings: Settings) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def api(
-    dev_env: WorkflowEnvironment, settings: Settings, mail_sink: MailSink, engine: AsyncEngine
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    mail_sink: MailSink,
+    engine: AsyncEngine,
+    owner_engine: AsyncEngine,
 ) -> AsyncIterator[Api]:
     worker_settings = settings.model_copy(
         update={
@@ -72,8 +76,8 @@ async def api(
             "smtp_port": mail_sink.port,
         }
     )
-    async with build_worker(dev_env.client, worker_settings, engine):
-        async for running in _running_app(worker_settings):
+    async with build_worker(dev_env.client, worker_settings, engine, owner_engine):
+        async for running in running_app(worker_settings):
             for _ in range(100):  # the app connects to Temporal in the background
                 if running.app.state.temporal.client is not None:
                     break

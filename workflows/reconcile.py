@@ -1,0 +1,23 @@
+"""`ReconcileWorkflow`: run every minute by the `escalator-reconciler` Schedule (created at
+worker start). No signals or queries; one activity call and done."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.reconcile import ReconcileActivities
+
+
+@workflow.defn
+class ReconcileWorkflow:
+    @workflow.run
+    async def run(self) -> int:
+        return await workflow.execute_activity_method(
+            ReconcileActivities.start_missing_workflows,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
