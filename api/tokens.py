@@ -1,12 +1,13 @@
 """Bearer tokens: HS256 JWTs carrying user, account and role.
 
 Mint one from the command line:
-`python -m api.tokens --user <uuid> --account <uuid> --role owner --ttl 8h`
+`python -m api.tokens --user <uuid> --ttl 8h` (account and role are looked up)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -67,15 +68,40 @@ def parse_ttl(text: str) -> timedelta:
     return timedelta(**{_UNIT[match[2]]: int(match[1])})
 
 
+async def lookup(settings: Settings, user_id: uuid.UUID) -> Principal:
+    """The user's account and role, read as the owner (a CLI has no tenant yet)."""
+    from db import create_engine, create_sessionmaker
+    from domain.models import User
+
+    engine = create_engine(settings, owner=True)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await session.get(User, user_id)
+    finally:
+        await engine.dispose()
+    if user is None or user.deleted_at is not None or not user.is_active:
+        raise SystemExit(f"no active user {user_id}")
+    return Principal(user_id=user.id, account_id=user.account_id, role=user.role)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Mint an escalator bearer token.")
+    parser = argparse.ArgumentParser(
+        description="Mint an escalator bearer token. With only --user, the account and role "
+        "are read from the database (DATABASE_URL)."
+    )
     parser.add_argument("--user", type=uuid.UUID, required=True)
-    parser.add_argument("--account", type=uuid.UUID, required=True)
-    parser.add_argument("--role", choices=["viewer", "engineer", "admin", "owner"], required=True)
-    parser.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=8))
+    parser.add_argument("--account", type=uuid.UUID)
+    parser.add_argument("--role", choices=["viewer", "engineer", "admin", "owner"])
+    parser.add_argument(
+        "--ttl", type=parse_ttl, default=timedelta(hours=8), help="e.g. 30m, 8h, 7d"
+    )
     args = parser.parse_args()
-    principal = Principal(user_id=args.user, account_id=args.account, role=args.role)
-    print(mint(principal, Settings().jwt_secret, ttl=args.ttl, now=utcnow()))  # noqa: T201
+    settings = Settings()
+    if args.account and args.role:
+        principal = Principal(user_id=args.user, account_id=args.account, role=args.role)
+    else:
+        principal = asyncio.run(lookup(settings, args.user))
+    print(mint(principal, settings.jwt_secret, ttl=args.ttl, now=utcnow()))  # noqa: T201
 
 
 if __name__ == "__main__":
