@@ -14,54 +14,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.support import database, dev_server, percentile, rss_mib  # noqa: E402
 from config import Settings  # noqa: E402
-from db import create_engine, create_sessionmaker, migrate  # noqa: E402
-from devstack import embedded_postgres  # noqa: E402
+from db import create_engine, create_sessionmaker  # noqa: E402
 from domain.clock import utcnow  # noqa: E402
 from domain.demo import rung  # noqa: E402
 from mailsink import MailSink  # noqa: E402
-from tests.support.pg import create_database, drop_database  # noqa: E402
 from tests.support.tenants import Tenant  # noqa: E402
-from workflows import search_attributes  # noqa: E402
 from workflows.escalation import EscalationWorkflow  # noqa: E402
 from workflows.types import EscalationInput, workflow_id  # noqa: E402
-
-
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    server = os.environ.get("DATABASE_URL")
-    with contextlib.ExitStack() as stack:
-        if not server:
-            server = stack.enter_context(embedded_postgres(Path(tempfile.mkdtemp()) / "pg"))
-        url = create_database(server, prefix="escalator_bench")
-        stack.callback(drop_database, url)
-        migrate(url)
-        yield url
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def start_items(client: Client, tenant: Tenant, queue: str, count: int, due: object) -> None:
@@ -91,13 +65,7 @@ async def run(burst: int, open_items: int, url: str) -> None:
         }
     )
     sink = MailSink().start()
-    temporal = str(Path(sys.executable).with_name("temporal"))
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal,
-        search_attributes=search_attributes.ALL,
-        ui=False,
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal"],
-    )
+    env = await dev_server()
     queue = f"bench-{uuid.uuid4()}"
     worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
         [sys.executable, "worker.py"],
@@ -121,8 +89,7 @@ async def run(burst: int, open_items: int, url: str) -> None:
         mails = await sink.wait_for(burst, within=300)
         planned = due.timestamp()
         lateness = sorted(m.received_wall - planned for m in mails)
-        p50 = statistics.median(lateness)
-        p99 = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))]
+        p50, p99 = percentile(lateness, 0.5), percentile(lateness, 0.99)
         print(f"burst: {burst} remind rungs due at one instant")
         print(
             f"  lateness planned -> SMTP accepted: min {lateness[0] * 1000:.0f} ms, "

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
 from domain.calendar import BusinessCalendar
 from domain.holidays_expand import build_calendar
 from domain.models import BusinessCalendarRow
 
 
 def calendar_from_row(row: BusinessCalendarRow) -> BusinessCalendar:
-    # from_dict validates the stored JSON (hours, custom dates) with the calendar's messages.
-    stored = BusinessCalendar.from_dict(
-        {"tz": row.tz, "hours": row.hours, "holidays": row.custom_holidays}
-    )
-    return build_calendar(
+    return _build(
         row.tz,
-        stored.hours,
-        country=row.holiday_country,
-        subdivision=row.holiday_subdivision,
-        custom=stored.holidays,
+        json.dumps(row.hours, sort_keys=True),
+        row.holiday_country,
+        row.holiday_subdivision,
+        tuple(row.custom_holidays),
+    )
+
+
+# Expanding seventeen years of holiday rules costs milliseconds; a calendar is the same
+# value for the same stored fields, so build each once per process.
+@lru_cache(maxsize=256)
+def _build(
+    tz: str, hours: str, country: str | None, subdivision: str | None, custom: tuple[str, ...]
+) -> BusinessCalendar:
+    # from_dict validates the stored JSON (hours, custom dates) with the calendar's messages.
+    stored = BusinessCalendar.from_dict({"tz": tz, "hours": json.loads(hours), "holidays": custom})
+    return build_calendar(
+        tz, stored.hours, country=country, subdivision=subdivision, custom=stored.holidays
     )

@@ -1,0 +1,140 @@
+"""`POST /v1/tasks` against raw `client.start_workflow`, in one run on one dev server.
+
+The API does per request: auth, validation, the policy and assignee look-ups, the insert and
+its audit row, the commit, the workflow start, the started-stamp, the plan for the response.
+The raw side only starts the same workflow type with the same input size.
+
+    .venv/bin/python bench/api_bench.py [--requests 400] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.tokens import Principal, mint  # noqa: E402
+from bench.support import database, dev_server, percentile  # noqa: E402
+from config import Settings  # noqa: E402
+from db import create_engine, create_sessionmaker  # noqa: E402
+from domain.clock import utcnow  # noqa: E402
+from mailsink import free_port  # noqa: E402
+from tests.support.tenants import Tenant  # noqa: E402
+from workflows.escalation import EscalationWorkflow  # noqa: E402
+from workflows.types import EscalationInput, workflow_id  # noqa: E402
+
+
+async def measure(
+    count: int, concurrency: int, call: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(n: int) -> None:
+        async with slots:
+            began = time.perf_counter()
+            await call(n)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return count / (time.perf_counter() - began), latencies
+
+
+def report(name: str, rate: float, latencies: list[float]) -> None:
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    print(f"  {name:<26} {rate:7.1f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+
+
+async def run(count: int, concurrency: int, url: str) -> None:
+    settings = Settings().model_copy(update={"database_url": url})
+    engine = create_engine(settings, owner=True)
+    tenant = await Tenant.create(create_sessionmaker(engine))
+    env = await dev_server()
+    port, queue = free_port(), f"bench-{uuid.uuid4()}"
+    api = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
+        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port)],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "ESCALATOR_TASK_QUEUE": queue,
+            "ESCALATOR_DB_POOL_SIZE": str(concurrency + 4),
+        },
+        stderr=subprocess.DEVNULL,
+    )
+    principal = Principal(user_id=tenant.user("ada"), account_id=tenant.account_id, role="admin")
+    token = mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
+    body = {
+        "type": "CAPA",
+        "title": "bench",
+        "assignee_id": str(tenant.user("erin")),
+        "due_at": (utcnow() + timedelta(days=30)).isoformat(),
+    }
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ) as http:
+            for _ in range(150):  # the API process starts and connects to Temporal
+                with contextlib.suppress(httpx.TransportError):
+                    health = await http.get("/health")
+                    if health.status_code == 200 and health.json()["temporal"] == "ok":
+                        break
+                await asyncio.sleep(0.2)
+
+            async def post(_: int) -> None:
+                response = await http.post("/v1/tasks", json=body)
+                assert response.status_code == 201, response.text
+                assert response.json()["workflow"] == "started"
+
+            async def start(_: int) -> None:
+                item = str(uuid.uuid4())
+                await env.client.start_workflow(
+                    EscalationWorkflow.run,
+                    EscalationInput(item_id=item, account_id=str(tenant.account_id)),
+                    id=workflow_id(item),
+                    task_queue=queue,
+                )
+
+            await measure(20, concurrency, post)  # warm-up: connections, caches
+            await measure(20, concurrency, start)
+            api_rate, api_latency = await measure(count, concurrency, post)
+            raw_rate, raw_latency = await measure(count, concurrency, start)
+        print(f"{count} requests each, concurrency {concurrency}, one API process, dev server")
+        report("POST /v1/tasks", api_rate, api_latency)
+        report("client.start_workflow", raw_rate, raw_latency)
+        print(f"  API / raw throughput ratio: {api_rate / raw_rate:.2f}")
+    finally:
+        api.terminate()
+        api.wait(timeout=20)
+        await env.shutdown()
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    with database() as url:
+        asyncio.run(run(args.requests, args.concurrency, url))
+
+
+if __name__ == "__main__":
+    main()
