@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60
     sse_heartbeat_seconds: float = 25.0
+    sse_buffer: int = 1000  # events a subscriber may lag behind before it is disconnected
     push_retention_days: int = 7
 
     @model_validator(mode="after")

@@ -1,68 +1,16 @@
-"""Live push: an outbox row plus NOTIFY, in one transaction. API replicas LISTEN and fan out
-to their SSE subscribers; a client that missed events replays them from the outbox by id."""
+"""Live push from the worker: the outbox row plus NOTIFY of `domain.push`."""
 
 from __future__ import annotations
 
-import json
 import uuid
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from db import tenant_session
-from domain.models import Item, PushEvent
+from domain.models import Item
+from domain.push import publish
 from workflows.types import PublishEvent
-
-CHANNEL = "escalator_push"
-
-
-async def publish(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    item: Item | None,
-    kind: str,
-    dedup_key: str,
-    data: dict[str, object],
-) -> int | None:
-    """Insert the event once per `dedup_key` and NOTIFY; returns its id, None if a duplicate."""
-    payload = {**(summary(item) if item else {}), **data}
-    new_id = await session.scalar(
-        insert(PushEvent)
-        .values(
-            account_id=account_id,
-            item_id=item.id if item else None,
-            kind=kind,
-            payload=payload,
-            dedup_key=dedup_key,
-        )
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(PushEvent.id)
-    )
-    if new_id is not None:
-        # NOTIFY is delivered at commit, so listeners never see an event that rolled back.
-        note = json.dumps({"id": new_id, "account_id": str(account_id)})
-        await session.execute(
-            text("SELECT pg_notify(:channel, :note)"), {"channel": CHANNEL, "note": note}
-        )
-    return new_id
-
-
-def summary(item: Item) -> dict[str, object]:
-    return {
-        "item": {
-            "id": str(item.id),
-            "kind": item.kind,
-            "type": item.item_type,
-            "title": item.title,
-            "state": item.state,
-            "priority": item.priority,
-            "due_at": item.due_at.isoformat() if item.due_at else None,
-            "claimed_by": str(item.claimed_by) if item.claimed_by else None,
-        }
-    }
 
 
 class PushActivities:

@@ -11,17 +11,23 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import errors
-from api.routers import health, intake, items
+from api.events import Hub
+from api.routers import events, health, intake, items
+from api.routers.admin import router as admin_router
 from config import Settings
 from db import create_engine, create_sessionmaker
 
 log = structlog.get_logger()
+STATIC = Path(__file__).with_name("static")
 
 
 class TemporalHolder:
@@ -53,17 +59,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         temporal = TemporalHolder()
-        connecting = asyncio.create_task(temporal.keep_connecting(settings))
+        hub = Hub(settings.async_database_url, buffer=settings.sse_buffer)
+        background = [
+            asyncio.create_task(temporal.keep_connecting(settings)),
+            asyncio.create_task(hub.run()),
+        ]
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.temporal = temporal
+        app.state.hub = hub
         try:
             yield
         finally:
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connecting
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await engine.dispose()
 
     app = FastAPI(
@@ -76,4 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(items.router)
+    app.include_router(admin_router)
+    app.include_router(events.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def queue_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
     return app

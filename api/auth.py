@@ -18,10 +18,10 @@ from api.tokens import InvalidToken, Principal, decode
 from config import Settings
 
 RANK = {"viewer": 0, "engineer": 1, "admin": 2, "owner": 3}
-_bearer = HTTPBearer(auto_error=False, description="A token from `python -m api.tokens`.")
+bearer = HTTPBearer(auto_error=False, description="A token from `python -m api.tokens`.")
 
 
-def _unauthenticated(reason: str) -> HTTPException:
+def unauthenticated(reason: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED, reason, headers={"WWW-Authenticate": "Bearer"}
     )
@@ -29,17 +29,17 @@ def _unauthenticated(reason: str) -> HTTPException:
 
 def get_principal(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None:
-        raise _unauthenticated("missing bearer token")
+        raise unauthenticated("missing bearer token")
     settings: Settings = request.app.state.settings
     try:
         principal = decode(credentials.credentials, settings.jwt_secret)
     except InvalidToken as error:
-        raise _unauthenticated(f"invalid token: {error}") from error
+        raise unauthenticated(f"invalid token: {error}") from error
     if principal.role not in RANK:
-        raise _unauthenticated(f"unknown role {principal.role!r} in token")
+        raise unauthenticated(f"unknown role {principal.role!r} in token")
     return principal
 
 

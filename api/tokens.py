@@ -32,21 +32,36 @@ class InvalidToken(Exception):
     pass
 
 
-def mint(principal: Principal, secret: str, *, ttl: timedelta, now: datetime) -> str:
-    claims = {
+def mint(
+    principal: Principal,
+    secret: str,
+    *,
+    ttl: timedelta,
+    now: datetime,
+    audience: str | None = None,
+) -> str:
+    """`audience` narrows a token to one use (the SSE stream ticket); such a token is refused
+    everywhere else."""
+    claims: dict[str, object] = {
         "sub": str(principal.user_id),
         "acc": str(principal.account_id),
         "role": principal.role,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
+    if audience is not None:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode(token: str, secret: str) -> Principal:
+def decode(token: str, secret: str, *, audience: str | None = None) -> Principal:
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "acc", "exp"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            options={"require": ["sub", "acc", "exp", *(["aud"] if audience else [])]},
         )
         return Principal(
             user_id=uuid.UUID(claims["sub"]),

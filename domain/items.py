@@ -12,7 +12,7 @@ from sqlalchemy import Select, case, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row
 from domain.errors import Invalid
@@ -94,6 +94,14 @@ async def _insert_item(
         actor_id=actor_id,
         key=f"{item.id}:created",
         data={"kind": item.kind, "type": item.item_type, "intent": item.intent},
+    )
+    await push.publish(
+        session,
+        account_id=item.account_id,
+        item=item,
+        kind="item.created",
+        dedup_key=f"{item.id}:created",
+        data={"actor_id": str(actor_id)},
     )
     return item, True
 

@@ -33,11 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, push
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
 from domain.models import Item
 
 ACTIVE = ("open", "paused", "claimed")
+# Lifecycle changes every open queue page must see at once.
+PUSHED = {"claimed", "released", "resolved", "cancelled"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,6 +230,7 @@ async def _audit(
     now: datetime,
     data: dict[str, Any] | None = None,
 ) -> None:
+    key = f"{item.id}:{action}:{now.isoformat()}"
     await audit.record(
         session,
         account_id=item.account_id,
@@ -235,5 +238,15 @@ async def _audit(
         action=action,
         actor_id=actor_id,
         data=data,
-        key=f"{item.id}:{action}:{now.isoformat()}",
+        key=key,
     )
+    if action in PUSHED:
+        # Last in the transaction: the outbox's ordering lock is held until commit.
+        await push.publish(
+            session,
+            account_id=item.account_id,
+            item=item,
+            kind=f"item.{action}",
+            dedup_key=key,
+            data={"actor_id": str(actor_id) if actor_id else None},
+        )

@@ -78,7 +78,10 @@ class Offset:
         if key not in _TIME_UNITS:
             known = ", ".join(["business_days", *_TIME_UNITS])
             raise ValueError(f"unknown offset unit {key!r} (use one of {known})")
-        return cls(business_time=_TIME_UNITS[key] * value)
+        try:
+            return cls(business_time=_TIME_UNITS[key] * value)
+        except OverflowError as error:
+            raise ValueError(f"offset {key} is out of range: {value!r}") from error
 
     def to_dict(self) -> dict[str, int | float]:
         if self.business_days is not None:

@@ -71,7 +71,7 @@ def parse_rung(name: RungName, data: Mapping[str, Any]) -> RungPolicy | None:
     if not isinstance(recipients, list) or not recipients:
         raise PolicyError(f"rung {name}: recipients must be a non-empty list of resolvers")
     channels = data.get("channels", ["email", "push"])
-    if not isinstance(channels, list) or not set(channels) <= {"email", "push"}:
+    if not isinstance(channels, list) or not all(c in ("email", "push") for c in channels):
         raise PolicyError(f"rung {name}: channels must be a list of 'email' and/or 'push'")
     event_key = data.get("event_key")
     if not isinstance(event_key, str) or not re.fullmatch(r"[a-z0-9_.]{1,100}", event_key):

@@ -19,6 +19,8 @@ from tests.support.tenants import Tenant
 BY_RANK = {rank: role for role, rank in RANK.items()}
 MEMBER = {"viewer": "vera", "engineer": "emil", "admin": "ada", "owner": "otto"}
 BODIES: dict[str, dict[str, Any]] = {"PATCH /v1/items/{item_id}": {"title": "renamed"}}
+# Never completes over the in-process transport; getting in is covered in test_events.py.
+ENDLESS = {"GET /v1/events/stream"}
 
 
 def _gate(route: APIRoute) -> str | None:
@@ -80,6 +82,8 @@ async def test_role_matrix(api: Api, tenant: Tenant, method: str, path: str, gat
             method, url, json=body, headers=api.headers(tenant, below)
         )
         assert refused.status_code == 403, refused.text
+    if f"{method} {path}" in ENDLESS:
+        return
     allowed = await api.client.request(
         method, url, json=body, headers=api.headers(tenant, MEMBER[gate])
     )

@@ -5,14 +5,11 @@ with an owner's token and real Postgres: no operation answers any generated inpu
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 
 from api.app import create_app
@@ -21,6 +18,7 @@ from config import Settings
 from db import create_engine, create_sessionmaker
 from domain.clock import utcnow
 from mailsink import free_port
+from tests.support.live import serve
 from tests.support.tenants import Tenant
 
 schema = schemathesis.openapi.from_dict(create_app().openapi())
@@ -29,17 +27,8 @@ schema = schemathesis.openapi.from_dict(create_app().openapi())
 @pytest.fixture(scope="module")
 def live_server(settings: Settings) -> Iterator[str]:
     dead_temporal = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dead_temporal), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(dead_temporal) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,260 @@
+"""Admin request and response bodies: users, named roles, calendars and SLA policies.
+
+Shape is checked here (422); meaning (a real time zone, hours that do not overlap, a rungs
+document that plans) is checked by `domain.admin` (400) with the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
+
+from domain.models import BusinessCalendarRow, Role, SlaPolicy, User
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+]
+UserRole = Literal["viewer", "engineer", "admin", "owner"]
+Timezone = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
+QuietTime = Annotated[str, Field(pattern=HHMM, description='local wall time, "HH:MM"')]
+_EXAMPLE_HOURS: JsonDict = {str(day): [["09:00", "17:00"]] for day in range(5)}
+_EXAMPLE_RUNGS: JsonDict = {
+    "remind": {
+        "offset": {"business_days": 1},
+        "recipients": ["assignee"],
+        "channels": ["email", "push"],
+        "event_key": "task.reminder",
+        "class": "normal",
+    },
+    "escalate_1": {
+        "offset": {"business_days": 1},
+        "recipients": ["assignee_manager", "role:quality_manager"],
+        "event_key": "task.escalated",
+    },
+    "escalate_2": None,
+}
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "nora@example.com",
+                    "name": "Nora Engineer",
+                    "role": "engineer",
+                    "manager_id": "3f8a…",
+                    "timezone": "Europe/Berlin",
+                    "quiet_start": "19:00",
+                    "quiet_end": "07:00",
+                }
+            ]
+        },
+    )
+
+    email: Email
+    name: Name
+    role: UserRole
+    manager_id: uuid.UUID | None = None
+    timezone: Timezone = "UTC"
+    quiet_start: QuietTime | None = Field(default=None, description="with quiet_end, or neither")
+    quiet_end: QuietTime | None = None
+
+
+class UserPatch(BaseModel):
+    """Only the fields sent change; `null` clears manager_id or the quiet hours."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"role": "admin"}, {"is_active": False}]},
+    )
+
+    email: Email | None = None
+    name: Name | None = None
+    role: UserRole | None = None
+    manager_id: uuid.UUID | None = None
+    timezone: Timezone | None = None
+    quiet_start: QuietTime | None = None
+    quiet_end: QuietTime | None = None
+    is_active: bool | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_stay_set(self) -> UserPatch:
+        nulls = [
+            key
+            for key in ("email", "name", "role", "timezone", "is_active")
+            if key in self.model_fields_set and getattr(self, key) is None
+        ]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str | None
+    name: str
+    role: str
+    manager_id: uuid.UUID | None
+    timezone: str
+    quiet_start: str | None = Field(description='"HH:MM" local, or null for no quiet hours')
+    quiet_end: str | None
+    is_active: bool
+    deleted_at: datetime | None = Field(description="set once the user is (soft) deleted")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            manager_id=user.manager_id,
+            timezone=user.timezone,
+            quiet_start=user.quiet_start.strftime("%H:%M") if user.quiet_start else None,
+            quiet_end=user.quiet_end.strftime("%H:%M") if user.quiet_end else None,
+            is_active=user.is_active,
+            deleted_at=user.deleted_at,
+            created_at=user.created_at,
+        )
+
+
+class RoleCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"key": "quality_manager", "name": "Quality Manager"}]},
+    )
+
+    key: str = Field(pattern=r"^[a-z0-9_]{1,64}$", description='policies name it "role:<key>"')
+    name: Name
+
+
+class RoleOut(BaseModel):
+    id: uuid.UUID
+    key: str
+    name: str
+    member_ids: list[uuid.UUID]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, role: Role, member_ids: list[uuid.UUID]) -> RoleOut:
+        return cls(
+            id=role.id,
+            key=role.key,
+            name=role.name,
+            member_ids=member_ids,
+            created_at=role.created_at,
+        )
+
+
+class CalendarIn(BaseModel):
+    """A whole calendar: POST creates one, PUT replaces one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Berlin office",
+                    "tz": "Europe/Berlin",
+                    "hours": _EXAMPLE_HOURS,
+                    "holiday_country": "DE",
+                    "holiday_subdivision": "BE",
+                    "custom_holidays": ["2026-12-24", "2026-12-31"],
+                }
+            ]
+        },
+    )
+
+    name: Name
+    tz: Timezone
+    hours: dict[str, list[tuple[str, str]]] = Field(
+        description='weekday (0 = Monday) -> local [start, end) intervals; "24:00" ends a day'
+    )
+    holiday_country: str | None = Field(default=None, max_length=8, examples=["DE"])
+    holiday_subdivision: str | None = Field(default=None, max_length=16, examples=["BE"])
+    custom_holidays: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class CalendarOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    tz: str
+    hours: dict[str, list[list[str]]]
+    holiday_country: str | None
+    holiday_subdivision: str | None
+    custom_holidays: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: BusinessCalendarRow) -> CalendarOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            tz=row.tz,
+            hours=row.hours,
+            holiday_country=row.holiday_country,
+            holiday_subdivision=row.holiday_subdivision,
+            custom_holidays=row.custom_holidays,
+            created_at=row.created_at,
+        )
+
+
+class PolicyVersionIn(BaseModel):
+    """The whole of a new version: nothing is carried over from the previous one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"calendar_id": "3f8a…", "rungs": _EXAMPLE_RUNGS}]},
+    )
+
+    calendar_id: uuid.UUID
+    rungs: dict[str, Any] = Field(
+        description="remind, escalate_1, escalate_2: each a rung or null (see domain.policy)"
+    )
+    response_target: dict[str, Any] | None = Field(
+        default=None,
+        description='handoff only: how long to respond, e.g. {"business_minutes": 30}',
+    )
+
+
+class PolicyCreate(PolicyVersionIn):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"item_type": "CAPA", "calendar_id": "3f8a…", "rungs": _EXAMPLE_RUNGS}]
+        },
+    )
+
+    item_type: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$")
+
+
+class PolicyOut(BaseModel):
+    id: uuid.UUID
+    item_type: str
+    version: int
+    calendar_id: uuid.UUID
+    response_target: dict[str, Any] | None
+    rungs: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, policy: SlaPolicy) -> PolicyOut:
+        return cls(
+            id=policy.id,
+            item_type=policy.item_type,
+            version=policy.version,
+            calendar_id=policy.calendar_id,
+            response_target=policy.response_target,
+            rungs=policy.rungs,
+            created_at=policy.created_at,
+        )

@@ -1,0 +1,125 @@
+"""Live events for SSE subscribers, across processes.
+
+Each API process holds one LISTEN connection (`Hub`). A NOTIFY only says "event N exists";
+the hub then reads every outbox row after the last one it dispatched, in id order, and hands
+each to the subscribers of that event's account. Publishers commit in id order (see
+`domain.push`), so "after the last one" loses nothing. When the connection drops the hub
+reconnects and reads on from where it was, so nothing published meanwhile is lost either.
+
+A subscriber has a bounded buffer. One that cannot keep up is disconnected rather than
+allowed to block the others or silently miss events: its client resumes by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+
+from config import to_asyncpg_url
+from domain.push import CHANNEL
+
+log = structlog.get_logger()
+APPLICATION_NAME = "escalator-events-hub"  # how operators (and tests) find its connection
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    account_id: uuid.UUID
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Subscriber:
+    account_id: uuid.UUID
+    queue: asyncio.Queue[Event]
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class Hub:
+    def __init__(self, database_url: str, buffer: int = 1000) -> None:
+        # Plain asyncpg as the owner: the hub reads every account's events and routes them.
+        self._dsn = to_asyncpg_url(database_url).replace("postgresql+asyncpg://", "postgresql://")
+        self._buffer = buffer
+        self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
+        self._wake = asyncio.Event()
+        self.last_id = 0
+        self._positioned = False
+        self.connected = asyncio.Event()
+
+    def subscribe(self, account_id: uuid.UUID) -> Subscriber:
+        subscriber = Subscriber(account_id, asyncio.Queue(maxsize=self._buffer))
+        self._subscribers[account_id].add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers[subscriber.account_id].discard(subscriber)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    async def run(self) -> None:
+        """Listen for ever, reconnecting with backoff; cancelled at shutdown."""
+        delay = 0.2
+        while True:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                self.connected.clear()
+                log.warning("events.listen_lost", error=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": APPLICATION_NAME}
+        )
+        try:
+            if not self._positioned:  # start at the head once: history is what resume is for
+                self.last_id = await connection.fetchval(
+                    "SELECT coalesce(max(id), 0) FROM push_event"
+                )
+                self._positioned = True
+            await connection.add_listener(CHANNEL, lambda *_: self._wake.set())
+            # A dropped connection wakes the loop at once, so it reconnects without delay.
+            connection.add_termination_listener(lambda *_: self._wake.set())
+            self.connected.set()
+            log.info("events.listening", after=self.last_id)
+            self._wake.set()  # catch up on anything published while we were away
+            while not connection.is_closed():
+                with contextlib.suppress(TimeoutError):
+                    # Also poll now and then: a dead connection shows up on use.
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                self._wake.clear()
+                await self._dispatch_new(connection)
+        finally:
+            self.connected.clear()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def _dispatch_new(self, connection: asyncpg.Connection) -> None:
+        rows = await connection.fetch(
+            "SELECT id, account_id, kind, payload FROM push_event WHERE id > $1 ORDER BY id",
+            self.last_id,
+        )
+        for row in rows:
+            event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
+            for subscriber in list(self._subscribers.get(event.account_id, ())):
+                subscriber.offer(event)
+            self.last_id = event.id

@@ -1,0 +1,72 @@
+"""The push outbox: one `push_event` row per event, and a NOTIFY in the same transaction.
+
+Every API process LISTENs on `CHANNEL` and fans out to its SSE subscribers; a client that
+missed events replays them from the outbox by id. Publishers take one transaction-scoped
+advisory lock first, so ids commit in increasing order: a reader that has seen id N can
+never later meet a smaller id, which is what makes "resume after N" lossless.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.models import Item, PushEvent
+
+CHANNEL = "escalator_push"
+_ORDER_LOCK = 0x65736361  # any constant shared by every publisher
+
+
+async def publish(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    item: Item | None,
+    kind: str,
+    dedup_key: str,
+    data: dict[str, Any],
+) -> int | None:
+    """Insert the event once per `dedup_key` and NOTIFY; returns its id, None if a duplicate.
+    Call it last in a transaction: the ordering lock is held until commit."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK})
+    payload = {**(summary(item) if item else {}), **data}
+    new_id = await session.scalar(
+        insert(PushEvent)
+        .values(
+            account_id=account_id,
+            item_id=item.id if item else None,
+            kind=kind,
+            payload=payload,
+            dedup_key=dedup_key,
+        )
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(PushEvent.id)
+    )
+    if new_id is not None:
+        # NOTIFY is delivered at commit, so listeners never see an event that rolled back.
+        note = json.dumps({"id": new_id, "account_id": str(account_id)})
+        await session.execute(
+            text("SELECT pg_notify(:channel, :note)"), {"channel": CHANNEL, "note": note}
+        )
+    return new_id
+
+
+def summary(item: Item) -> dict[str, Any]:
+    return {
+        "item": {
+            "id": str(item.id),
+            "kind": item.kind,
+            "type": item.item_type,
+            "title": item.title,
+            "state": item.state,
+            "intent": item.intent,
+            "priority": item.priority,
+            "due_at": item.due_at.isoformat() if item.due_at else None,
+            "claimed_by": str(item.claimed_by) if item.claimed_by else None,
+        }
+    }

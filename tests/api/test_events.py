@@ -1,0 +1,158 @@
+"""The live stream across processes: two API servers (each with its own LISTEN connection)
+share one Postgres; worker activities publish; nothing is lost or repeated on resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities.push import PushActivities
+from api.tokens import Principal, mint
+from config import Settings
+from domain.clock import utcnow
+from mailsink import free_port
+from tests.support.live import Sse, serve, sse_events
+from tests.support.tenants import Tenant
+from workflows.types import PublishEvent
+
+
+@pytest.fixture(scope="module")
+def two_servers(settings: Settings) -> Iterator[tuple[str, str]]:
+    quiet = settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}", "sse_heartbeat_seconds": 1.0}
+    )
+    with serve(quiet) as first, serve(quiet) as second:
+        yield first, second
+
+
+def token(settings: Settings, tenant: Tenant, who: str, role: str) -> str:
+    principal = Principal(user_id=tenant.user(who), account_id=tenant.account_id, role=role)
+    return mint(principal, settings.jwt_secret, ttl=timedelta(minutes=10), now=utcnow())
+
+
+@contextlib.asynccontextmanager
+async def subscribe(
+    base: str, bearer: str, last_event_id: int | None = None
+) -> AsyncIterator[AsyncIterator[Sse]]:
+    headers = {"Authorization": f"Bearer {bearer}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=30) as client,
+        client.stream("GET", "/v1/events/stream", headers=headers) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        events = sse_events(response)
+        ready = await anext(events)
+        assert ready.event == "ready"
+        yield events
+
+
+async def publish(
+    app_sessionmaker: async_sessionmaker[AsyncSession], tenant: Tenant, item_id: uuid.UUID, n: int
+) -> None:
+    await ActivityEnvironment().run(
+        PushActivities(app_sessionmaker).publish_event,
+        PublishEvent(
+            account_id=str(tenant.account_id),
+            item_id=str(item_id),
+            kind="rung.fired",
+            dedup_key=f"{item_id}:test:{n}",
+            data={"n": n, "tier": 1},
+        ),
+    )
+
+
+async def take(events: AsyncIterator[Sse], count: int) -> list[Sse]:
+    async def gather() -> list[Sse]:
+        return [await anext(events) for _ in range(count)]
+
+    return await asyncio.wait_for(gather(), timeout=20)
+
+
+async def test_an_event_published_by_an_activity_reaches_subscribers_of_both_servers(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    bearer = token(settings, tenant, "emil", "engineer")
+    first, second = two_servers
+    async with subscribe(first, bearer) as one, subscribe(second, bearer) as two:
+        await publish(app_sessionmaker, tenant, item_id, 1)
+        [a], [b] = await take(one, 1), await take(two, 1)
+    assert (a.event, a.id) == (b.event, b.id) == ("rung.fired", a.id)
+    assert '"n": 1' in a.data
+    assert str(item_id) in a.data
+
+
+async def test_a_subscriber_that_reconnects_gets_all_it_missed_in_order_once(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    bearer = token(settings, tenant, "emil", "engineer")
+    first, second = two_servers
+    async with subscribe(first, bearer) as events:
+        await publish(app_sessionmaker, tenant, item_id, 0)
+        [seen] = await take(events, 1)
+    # The subscriber is gone; 100 events happen without it.
+    for n in range(1, 101):
+        await publish(app_sessionmaker, tenant, item_id, n)
+    async with subscribe(second, bearer, last_event_id=int(seen.id or 0)) as events:
+        await publish(app_sessionmaker, tenant, item_id, 101)  # and one live, after the replay
+        got = await take(events, 101)
+    numbers = [int(e.data.split('"n": ')[1].split(",")[0].rstrip("}")) for e in got]
+    assert numbers == list(range(1, 102))
+    ids = [int(e.id or 0) for e in got]
+    assert ids == sorted(set(ids))
+
+
+async def test_viewers_are_refused_and_accounts_never_see_each_other(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first, _ = two_servers
+    async with httpx.AsyncClient(base_url=first) as client:
+        viewer = {"Authorization": f"Bearer {token(settings, tenant, 'vera', 'viewer')}"}
+        refused = await client.get("/v1/events/stream", headers=viewer)
+        assert refused.status_code == 403
+        anonymous = await client.get("/v1/events/stream")
+        assert anonymous.status_code == 401
+    other = await Tenant.create(tenant.owner)
+    theirs = await other.add_item(due_at=utcnow() + timedelta(days=3))
+    mine = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    async with subscribe(first, token(settings, tenant, "emil", "engineer")) as events:
+        await publish(app_sessionmaker, other, theirs, 1)
+        await publish(app_sessionmaker, tenant, mine, 2)
+        [only] = await take(events, 1)
+    assert str(mine) in only.data
+    assert str(theirs) not in only.data
+
+
+async def test_a_stream_ticket_works_only_for_the_stream(
+    two_servers: tuple[str, str], settings: Settings, tenant: Tenant
+) -> None:
+    first, _ = two_servers
+    async with httpx.AsyncClient(base_url=first, timeout=10) as client:
+        bearer = {"Authorization": f"Bearer {token(settings, tenant, 'emil', 'engineer')}"}
+        ticket = (await client.post("/v1/events/ticket", headers=bearer)).json()["ticket"]
+        as_bearer = await client.get("/v1/queue", headers={"Authorization": f"Bearer {ticket}"})
+        assert as_bearer.status_code == 401
+        async with client.stream("GET", f"/v1/events/stream?ticket={ticket}") as response:
+            assert response.status_code == 200
+            first_event = await anext(sse_events(response))
+            assert first_event.event == "ready"
