@@ -140,6 +140,7 @@ class ItemOut(BaseModel):
         description="pending: Temporal was unreachable; the reconciler starts it"
     )
     tier: int | None = Field(default=None, description="highest rung fired (queue only)")
+    claimer_name: str | None = Field(default=None, description="who claimed it (queue only)")
     plan: list[RungOut] | None = None
 
     @classmethod

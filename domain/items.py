@@ -241,11 +241,12 @@ TIER = case(
 )
 
 
-def queue_query(account_id: uuid.UUID, now: datetime) -> Select[Item, int]:
+def queue_query(account_id: uuid.UUID, now: datetime) -> Select[Item, int, str | None]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
-    first: highest tier, then longest overdue."""
+    first: highest tier, then longest overdue; with the claimer's name."""
     return (
-        select(Item, TIER.label("tier"))
+        select(Item, TIER.label("tier"), User.name)
+        .outerjoin(User, User.id == Item.claimed_by)
         .where(
             Item.account_id == account_id,
             Item.state.in_(("open", "paused", "claimed")),

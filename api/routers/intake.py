@@ -162,7 +162,7 @@ async def queue(uow: UowDep, _: Viewer) -> list[ItemOut]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
     first (highest tier, then longest overdue), with who claimed what."""
     rows = await uow.session.execute(items.queue_query(uow.principal.account_id, utcnow()))
-    return [ItemOut.of(item, tier=tier) for item, tier in rows]
+    return [ItemOut.of(item, tier=tier, claimer_name=name) for item, tier, name in rows]
 
 
 @router.post(

@@ -25,7 +25,7 @@ function row(item, fresh) {
   tr.querySelector(".title").textContent = item.title;
   tr.querySelector(".kind").textContent = `${item.kind} · ${item.type}${item.intent ? " · " + item.intent : ""}`;
   tr.querySelector(".due").textContent = when(item.due_at);
-  tr.querySelector(".state").textContent = item.state === "claimed" ? `claimed by ${item.claimed_by}` : item.state;
+  tr.querySelector(".state").textContent = item.state === "claimed" ? `claimed by ${item.claimer_name || item.claimed_by}` : item.state;
   if (item.state !== "claimed") {
     const button = document.createElement("button");
     button.className = "claim";

@@ -22,9 +22,7 @@ from tests.support.live import serve
 from tests.support.tenants import Tenant
 
 # The SSE stream never ends, so it cannot be answered-and-checked; test_events.py covers it.
-schema = schemathesis.openapi.from_dict(create_app().openapi()).exclude(
-    path="/v1/events/stream"
-)
+schema = schemathesis.openapi.from_dict(create_app().openapi()).exclude(path="/v1/events/stream")
 
 
 @pytest.fixture(scope="module")
