@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -160,6 +161,66 @@ def demo_token(settings: Settings) -> str:
     return mint(principal, settings.jwt_secret, ttl=timedelta(days=7), now=utcnow())
 
 
+def demo_items(api: str, token: str) -> None:
+    """A few items through the real API, so the queue page and the Temporal UI have
+    something to show. Idempotency keys make a second `make run` create nothing new."""
+    from domain.clock import utcnow
+    from domain.demo import stable_id
+
+    erin = str(stable_id("demo", "user:erin"))
+    now = utcnow()
+    requests = [
+        (
+            "/v1/tasks",
+            "demo-capa-overdue",
+            {
+                "type": "CAPA",
+                "title": "Pump P-101 leaks",
+                "assignee_id": erin,
+                "due_at": (now - timedelta(days=2)).isoformat(),
+            },
+        ),
+        (
+            "/v1/tasks",
+            "demo-docack",
+            {
+                "type": "DOC_ACK",
+                "title": "Acknowledge SOP-12 rev 4",
+                "assignee_id": erin,
+                "due_at": (now + timedelta(days=3)).isoformat(),
+            },
+        ),
+        (
+            "/v1/sessions/acme-vpn/handoffs",
+            "demo-escalated",
+            {
+                "intent": "escalate",
+                "title": "ACME: site-to-site VPN down",
+                "priority": "urgent",
+                "engineer_notes": "Tunnel flaps every 5 minutes; needs a network admin.",
+            },
+        ),
+        (
+            "/v1/sessions/globex-printer/handoffs",
+            "demo-parked",
+            {"intent": "park", "title": "Globex: waiting for the customer's reboot window"},
+        ),
+    ]
+    for path, key, body in requests:
+        request = urllib.request.Request(
+            api + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+
 def run(settings: Settings) -> None:
     state = settings.state_dir.resolve()
     (state / "logs").mkdir(parents=True, exist_ok=True)
@@ -188,6 +249,8 @@ def run(settings: Settings) -> None:
         ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
         wait_http(f"{api}/health", children)
         wait_http(ui, children)
+        token = demo_token(settings)
+        demo_items(api, token)
         print(
             f"""
 escalator is running.
@@ -198,8 +261,8 @@ escalator is running.
   Mail sink    smtp://{settings.smtp_host}:{settings.smtp_port}  (mails saved in {state}/mail)
   Logs         {state}/logs
 
-Demo owner token (7 days):
-  {demo_token(settings)}
+Demo owner token (7 days), also for the queue page at {api}/:
+  {token}
 
 Ctrl-C stops everything.""",
             flush=True,
