@@ -34,20 +34,31 @@ SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[\w.:\
 BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
 
-def _start_after_commit(
+async def _created(
     uow: UnitOfWork,
-    view: ItemOut,
+    item: Item,
+    created: bool,
+    response: Response,
     temporal: TemporalDep,
     sessionmaker: SessionmakerDep,
     settings: SettingsDep,
-) -> None:
-    async def start() -> None:
-        started = await start_item(
-            temporal, sessionmaker, settings.task_queue, view.id, uow.principal.account_id
-        )
-        view.workflow = "started" if started else "pending"
+) -> ItemOut:
+    """201 for a new item, 200 for an idempotent replay. Commit now and start the workflow
+    after the commit, so the response can say whether it started."""
+    view = await item_view(uow, item)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    if item.workflow_started_at is None:
 
-    uow.after_commit(start)
+        async def start() -> None:
+            started = await start_item(
+                temporal, sessionmaker, settings.task_queue, item.id, item.account_id
+            )
+            view.workflow = "started" if started else "pending"
+
+        uow.after_commit(start)
+    await uow.commit()
+    return view
 
 
 @router.post(
@@ -81,13 +92,7 @@ async def create_task(
         idempotency_key=idempotency_key,
         now=utcnow(),
     )
-    view = await item_view(uow, item)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    if item.workflow_started_at is None:
-        _start_after_commit(uow, view, temporal, sessionmaker, settings)
-    await uow.commit()
-    return view
+    return await _created(uow, item, created, response, temporal, sessionmaker, settings)
 
 
 @router.post(
@@ -129,13 +134,7 @@ async def create_handoff(
         idempotency_key=idempotency_key,
         now=utcnow(),
     )
-    view = await item_view(uow, item)
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    if item.workflow_started_at is None:
-        _start_after_commit(uow, view, temporal, sessionmaker, settings)
-    await uow.commit()
-    return view
+    return await _created(uow, item, created, response, temporal, sessionmaker, settings)
 
 
 @router.get(

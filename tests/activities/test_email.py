@@ -52,6 +52,18 @@ def request(tenant: Tenant, item_id: object, key: str = "erin", **overrides: obj
     return SendEmail(**values)  # type: ignore[arg-type]
 
 
+def quiet_recipient(tenant: Tenant, key: str) -> Recipient:
+    """Quiet from 08:00 to 12:00 Berlin time: `AT` (10:00) falls inside."""
+    return Recipient(
+        user_id=str(tenant.user(key)),
+        email=tenant.email(key),
+        name=key.title(),
+        timezone="Europe/Berlin",
+        quiet_start="08:00",
+        quiet_end="12:00",
+    )
+
+
 async def test_a_retried_send_after_the_mail_went_out_does_not_send_twice(
     tenant: Tenant, email: EmailActivities, mail_sink: MailSink
 ) -> None:
@@ -131,14 +143,7 @@ async def test_quiet_hours_defer_a_normal_notification_to_their_end(
     tenant: Tenant, email: EmailActivities, mail_sink: MailSink
 ) -> None:
     item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
-    quiet = Recipient(
-        user_id=str(tenant.user("erin")),
-        email=tenant.email("erin"),
-        name="Erin",
-        timezone="Europe/Berlin",
-        quiet_start="08:00",
-        quiet_end="12:00",
-    )
+    quiet = quiet_recipient(tenant, "erin")
     result = await ActivityEnvironment().run(
         email.send_email, request(tenant, item_id, recipient=quiet)
     )
@@ -158,14 +163,7 @@ async def test_a_critical_notification_pierces_quiet_hours(
     tenant: Tenant, email: EmailActivities, mail_sink: MailSink
 ) -> None:
     item_id = await tenant.add_item(due_at=AT - timedelta(days=3))
-    quiet = Recipient(
-        user_id=str(tenant.user("otto")),
-        email=tenant.email("otto"),
-        name="Otto",
-        timezone="Europe/Berlin",
-        quiet_start="08:00",
-        quiet_end="12:00",
-    )
+    quiet = quiet_recipient(tenant, "otto")
     req = request(
         tenant,
         item_id,
