@@ -28,6 +28,7 @@ from api.auth import Admin, Viewer
 from api.deps import UowDep
 from api.errors import ErrorResponse
 from domain import admin
+from domain import admin_policies as policies
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 RoleKey = Annotated[str, Path(max_length=64)]
@@ -37,8 +38,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _ERROR}
 WRITE: dict[int | str, dict[str, Any]] = {400: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR}
 
 
-def _calendar_spec(body: CalendarIn) -> admin.CalendarSpec:
-    return admin.CalendarSpec(
+def _calendar_spec(body: CalendarIn) -> policies.CalendarSpec:
+    return policies.CalendarSpec(
         name=body.name,
         tz=body.tz,
         hours={day: [list(pair) for pair in pairs] for day, pairs in body.hours.items()},
@@ -48,8 +49,8 @@ def _calendar_spec(body: CalendarIn) -> admin.CalendarSpec:
     )
 
 
-def _policy_spec(body: PolicyVersionIn) -> admin.PolicySpec:
-    return admin.PolicySpec(
+def _policy_spec(body: PolicyVersionIn) -> policies.PolicySpec:
+    return policies.PolicySpec(
         calendar_id=body.calendar_id, rungs=body.rungs, response_target=body.response_target
     )
 
@@ -181,7 +182,7 @@ async def remove_member(key: RoleKey, user_id: uuid.UUID, uow: UowDep, principal
 
 @router.get("/calendars", response_model=list[CalendarOut], summary="Business calendars")
 async def list_calendars(uow: UowDep, _: Viewer) -> list[CalendarOut]:
-    rows = await admin.list_calendars(uow.session, uow.principal.account_id)
+    rows = await policies.list_calendars(uow.session, uow.principal.account_id)
     return [CalendarOut.of(row) for row in rows]
 
 
@@ -195,7 +196,7 @@ async def list_calendars(uow: UowDep, _: Viewer) -> list[CalendarOut]:
 async def create_calendar(body: CalendarIn, uow: UowDep, principal: Admin) -> CalendarOut:
     """Checked as it will be used: a real zone, ordered non-overlapping hours on at least one
     weekday, a known holiday country and subdivision, ISO custom dates."""
-    row = await admin.save_calendar(uow.session, principal.account_id, _calendar_spec(body))
+    row = await policies.save_calendar(uow.session, principal.account_id, _calendar_spec(body))
     return CalendarOut.of(row)
 
 
@@ -206,7 +207,7 @@ async def create_calendar(body: CalendarIn, uow: UowDep, principal: Admin) -> Ca
     summary="A business calendar",
 )
 async def get_calendar(calendar_id: uuid.UUID, uow: UowDep, _: Viewer) -> CalendarOut:
-    row = await admin.get_calendar(uow.session, uow.principal.account_id, calendar_id)
+    row = await policies.get_calendar(uow.session, uow.principal.account_id, calendar_id)
     return CalendarOut.of(row)
 
 
@@ -220,7 +221,7 @@ async def replace_calendar(
     calendar_id: uuid.UUID, body: CalendarIn, uow: UowDep, principal: Admin
 ) -> CalendarOut:
     """Calendars are not versioned: the change applies to every policy version using it."""
-    row = await admin.save_calendar(
+    row = await policies.save_calendar(
         uow.session, principal.account_id, _calendar_spec(body), calendar_id
     )
     return CalendarOut.of(row)
@@ -231,7 +232,7 @@ async def replace_calendar(
 
 @router.get("/policies", response_model=list[PolicyOut], summary="The latest policy per type")
 async def list_policies(uow: UowDep, _: Viewer) -> list[PolicyOut]:
-    rows = await admin.latest_policies(uow.session, uow.principal.account_id)
+    rows = await policies.latest_policies(uow.session, uow.principal.account_id)
     return [PolicyOut.of(row) for row in rows]
 
 
@@ -245,7 +246,7 @@ async def list_policies(uow: UowDep, _: Viewer) -> list[PolicyOut]:
 async def create_policy(body: PolicyCreate, uow: UowDep, principal: Admin) -> PolicyOut:
     """409 if the type has a policy already (PUT adds a version). The rungs must plan, the
     roles they name must exist, and only `handoff` has a response target."""
-    policy = await admin.create_policy(
+    policy = await policies.create_policy(
         uow.session, principal.account_id, body.item_type, _policy_spec(body)
     )
     return PolicyOut.of(policy)
@@ -258,7 +259,7 @@ async def create_policy(body: PolicyCreate, uow: UowDep, principal: Admin) -> Po
     summary="The latest version of a type's policy",
 )
 async def get_policy(item_type: ItemType, uow: UowDep, _: Viewer) -> PolicyOut:
-    versions = await admin.policy_versions(uow.session, uow.principal.account_id, item_type)
+    versions = await policies.policy_versions(uow.session, uow.principal.account_id, item_type)
     return PolicyOut.of(versions[0])
 
 
@@ -269,7 +270,7 @@ async def get_policy(item_type: ItemType, uow: UowDep, _: Viewer) -> PolicyOut:
     summary="Every version of a type's policy, newest first",
 )
 async def policy_versions(item_type: ItemType, uow: UowDep, _: Viewer) -> list[PolicyOut]:
-    versions = await admin.policy_versions(uow.session, uow.principal.account_id, item_type)
+    versions = await policies.policy_versions(uow.session, uow.principal.account_id, item_type)
     return [PolicyOut.of(row) for row in versions]
 
 
@@ -285,7 +286,7 @@ async def add_policy_version(
 ) -> PolicyOut:
     """Adds version max+1; in-flight items keep the version they started with until replanned.
     A body equal to the latest version adds nothing and answers 200 with it."""
-    policy, added = await admin.add_policy_version(
+    policy, added = await policies.add_policy_version(
         uow.session, principal.account_id, item_type, _policy_spec(body)
     )
     if not added:
