@@ -168,3 +168,47 @@ async def test_preview_shows_who_would_be_notified_when_without_creating(
     ]
     listed = await api.client.get("/v1/items", headers=api.headers(tenant, "vera"))
     assert listed.json()["items"] == []
+
+
+async def test_list_filters_and_pages_with_a_cursor(api: Api, tenant: Tenant) -> None:
+    created = [(await api.task(tenant, title=f"task {n}")).json()["id"] for n in range(5)]
+    await api.task(tenant, type="DOC_ACK", title="other type")
+    headers = api.headers(tenant, "vera")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"type": "CAPA", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await api.client.get("/v1/items", params=params, headers=headers)).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))  # newest first, each once, filtered by type
+    bad = await api.client.get("/v1/items", params={"cursor": "nonsense"}, headers=headers)
+    assert (bad.status_code, bad.json()["error"]["details"]["field"]) == (400, "cursor")
+
+
+async def test_patching_the_due_date_re_plans_the_item(api: Api, tenant: Tenant) -> None:
+    item = (await api.task(tenant)).json()
+    later = (utcnow() + timedelta(days=30)).isoformat()
+    patched = await api.client.patch(
+        f"/v1/items/{item['id']}", json={"due_at": later}, headers=api.headers(tenant, "ada")
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["plan"][0]["at"] > item["plan"][0]["at"]
+    audit = await api.client.get(
+        f"/v1/items/{item['id']}/audit", headers=api.headers(tenant, "ada")
+    )
+    assert [a["action"] for a in audit.json()] == ["created", "due_changed"]
+    handle = api.app.state.temporal.client.get_workflow_handle(workflow_id(item["id"]))
+    for _ in range(100):
+        state = await handle.query(EscalationWorkflow.get_state)
+        if state.due_at and state.due_at.isoformat() == patched.json()["due_at"].replace(
+            "Z", "+00:00"
+        ):
+            break
+        await asyncio.sleep(0.05)
+    assert state.due_at is not None
+    assert state.due_at.isoformat() == patched.json()["due_at"].replace("Z", "+00:00")
