@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from domain.errors import DomainError
@@ -71,6 +71,24 @@ def install(app: FastAPI) -> None:
         if error.headers:
             response.headers.update(error.headers)
         return response
+
+    @app.exception_handler(DBAPIError)
+    async def database_rejected(_: Request, error: DBAPIError) -> JSONResponse:
+        # SQLSTATE class 22 is "data exception": a value Postgres cannot store, such as a
+        # NUL character in text or JSON. That is bad input, not a server fault.
+        cause = getattr(error.orig, "__cause__", None) or error.orig
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if sqlstate.startswith("22"):
+            reason = str(getattr(cause, "message", None) or cause).splitlines()[0]
+            return error_response(
+                status.HTTP_400_BAD_REQUEST,
+                "invalid_value",
+                f"a value the database cannot store: {reason}",
+                {"sqlstate": sqlstate},
+            )
+        return error_response(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, "internal", "the database refused the request"
+        )
 
     @app.exception_handler(IntegrityError)
     async def integrity(_: Request, error: IntegrityError) -> JSONResponse:

@@ -212,3 +212,16 @@ async def test_patching_the_due_date_re_plans_the_item(api: Api, tenant: Tenant)
         await asyncio.sleep(0.05)
     assert state.due_at is not None
     assert state.due_at.isoformat() == patched.json()["due_at"].replace("Z", "+00:00")
+
+
+async def test_a_value_postgres_cannot_store_is_a_400_not_a_500(api: Api, tenant: Tenant) -> None:
+    # Found by schemathesis: a NUL character in the JSON snapshot.
+    response = await api.client.post(
+        "/v1/sessions/s-1/handoffs",
+        json={"intent": "park", "snapshot": {"note": "a\u0000b"}},
+        headers=api.headers(tenant, "erin"),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_value"
+    history = await api.client.get("/v1/sessions/s-1/handoffs", headers=api.headers(tenant, "erin"))
+    assert history.json() == []
