@@ -156,3 +156,56 @@ async def test_a_stream_ticket_works_only_for_the_stream(
             assert response.status_code == 200
             first_event = await anext(sse_events(response))
             assert first_event.event == "ready"
+
+
+async def test_resuming_while_events_keep_coming_gives_each_event_once_in_order(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The replay and the live feed overlap while publishers keep publishing: the stream
+    must stitch them with no gap and no repeat."""
+    item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    bearer = token(settings, tenant, "emil", "engineer")
+    first, _ = two_servers
+    async with subscribe(first, bearer) as events:
+        await publish(app_sessionmaker, tenant, item_id, 0)
+        [start] = await take(events, 1)
+    for n in range(1, 31):
+        await publish(app_sessionmaker, tenant, item_id, n)
+
+    async def keep_publishing() -> None:
+        for n in range(31, 81):
+            await publish(app_sessionmaker, tenant, item_id, n)
+
+    publisher = asyncio.create_task(keep_publishing())
+    async with subscribe(first, bearer, last_event_id=int(start.id or 0)) as events:
+        got = await take(events, 80)
+    await publisher
+    numbers = [int(e.data.split('"n": ')[1].split(",")[0].rstrip("}")) for e in got]
+    assert numbers == list(range(1, 81))
+
+
+async def test_concurrent_publishers_lose_nothing_for_a_live_subscriber(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Ids are handed out before commit; without the outbox's ordering lock a later id could
+    commit first, the hub would move past the earlier one, and live subscribers would never
+    see it."""
+    item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    first, _ = two_servers
+    async with subscribe(first, token(settings, tenant, "emil", "engineer")) as events:
+
+        async def publisher(base: int) -> None:
+            for n in range(base, base + 10):
+                await publish(app_sessionmaker, tenant, item_id, n)
+
+        await asyncio.gather(*(publisher(base) for base in range(0, 120, 10)))
+        got = await take(events, 120)
+    ids = [int(e.id or 0) for e in got]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 120
