@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -71,6 +72,20 @@ async def publish(
     )
 
 
+async def seen_one(
+    base: str,
+    bearer: str,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
+    item_id: uuid.UUID,
+) -> Sse:
+    """Connect, see one event (number 0) arrive, and go away: the resume point."""
+    async with subscribe(base, bearer) as events:
+        await publish(app_sessionmaker, tenant, item_id, 0)
+        [seen] = await take(events, 1)
+    return seen
+
+
 async def take(events: AsyncIterator[Sse], count: int) -> list[Sse]:
     async def gather() -> list[Sse]:
         return [await anext(events) for _ in range(count)]
@@ -104,16 +119,14 @@ async def test_a_subscriber_that_reconnects_gets_all_it_missed_in_order_once(
     item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
     bearer = token(settings, tenant, "emil", "engineer")
     first, second = two_servers
-    async with subscribe(first, bearer) as events:
-        await publish(app_sessionmaker, tenant, item_id, 0)
-        [seen] = await take(events, 1)
+    seen = await seen_one(first, bearer, app_sessionmaker, tenant, item_id)
     # The subscriber is gone; 100 events happen without it.
     for n in range(1, 101):
         await publish(app_sessionmaker, tenant, item_id, n)
     async with subscribe(second, bearer, last_event_id=int(seen.id or 0)) as events:
         await publish(app_sessionmaker, tenant, item_id, 101)  # and one live, after the replay
         got = await take(events, 101)
-    numbers = [int(e.data.split('"n": ')[1].split(",")[0].rstrip("}")) for e in got]
+    numbers = [json.loads(e.data)["n"] for e in got]
     assert numbers == list(range(1, 102))
     ids = [int(e.id or 0) for e in got]
     assert ids == sorted(set(ids))
@@ -169,9 +182,7 @@ async def test_resuming_while_events_keep_coming_gives_each_event_once_in_order(
     item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
     bearer = token(settings, tenant, "emil", "engineer")
     first, _ = two_servers
-    async with subscribe(first, bearer) as events:
-        await publish(app_sessionmaker, tenant, item_id, 0)
-        [start] = await take(events, 1)
+    start = await seen_one(first, bearer, app_sessionmaker, tenant, item_id)
     for n in range(1, 31):
         await publish(app_sessionmaker, tenant, item_id, n)
 
@@ -183,7 +194,7 @@ async def test_resuming_while_events_keep_coming_gives_each_event_once_in_order(
     async with subscribe(first, bearer, last_event_id=int(start.id or 0)) as events:
         got = await take(events, 80)
     await publisher
-    numbers = [int(e.data.split('"n": ')[1].split(",")[0].rstrip("}")) for e in got]
+    numbers = [json.loads(e.data)["n"] for e in got]
     assert numbers == list(range(1, 81))
 
 
