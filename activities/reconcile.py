@@ -40,7 +40,7 @@ class ReconcileActivities:
         Reads across accounts, so it uses the owner's connection."""
         async with self._owner() as session:
             rows = await session.execute(
-                select(Item.id, Item.account_id)
+                select(Item.id, Item.account_id, Item.item_type, Item.title)
                 .where(
                     Item.workflow_started_at.is_(None),
                     Item.state.in_(("open", "paused", "claimed")),
@@ -51,8 +51,11 @@ class ReconcileActivities:
             )
             missing = list(rows)
         started = 0
-        for item_id, account_id in missing:
-            if await start_item(self._client, self._app, self._task_queue, item_id, account_id):
+        for item_id, account_id, item_type, title in missing:
+            summary = f"{item_type}: {title}"
+            if await start_item(
+                self._client, self._app, self._task_queue, item_id, account_id, summary
+            ):
                 started += 1
         activity.logger.info("reconcile.done", extra={"missing": len(missing), "started": started})
         return started

@@ -34,8 +34,10 @@ async def start_item(
     task_queue: str,
     item_id: uuid.UUID,
     account_id: uuid.UUID,
+    summary: str | None = None,
 ) -> bool:
-    """Start the item's workflow (idempotent by its id) and stamp `workflow_started_at`."""
+    """Start the item's workflow (idempotent by its id) and stamp `workflow_started_at`.
+    `summary` ("CAPA: Pump P-101 leaks") is what the Temporal UI lists it by."""
     if client is None:
         log.warning("workflow.start_deferred", item_id=str(item_id), reason="temporal connecting")
         return False
@@ -47,6 +49,7 @@ async def start_item(
                 id=workflow_id(str(item_id)),
                 task_queue=task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=summary,
             ),
             TIMEOUT_SECONDS,
         )

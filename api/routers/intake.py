@@ -52,7 +52,12 @@ async def _created(
 
         async def start() -> None:
             started = await start_item(
-                temporal, sessionmaker, settings.task_queue, item.id, item.account_id
+                temporal,
+                sessionmaker,
+                settings.task_queue,
+                item.id,
+                item.account_id,
+                summary=f"{item.item_type}: {item.title}",
             )
             view.workflow = "started" if started else "pending"
 
