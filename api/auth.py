@@ -9,13 +9,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.tokens import InvalidToken, Principal, decode
 from config import Settings
+from db import tenant_session
+from domain.models import User
 
 RANK = {"viewer": 0, "engineer": 1, "admin": 2, "owner": 3}
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m api.tokens`.")
@@ -27,7 +32,22 @@ def unauthenticated(reason: str) -> HTTPException:
     )
 
 
-def get_principal(
+async def confirmed(request: Request, principal: Principal) -> Principal:
+    """The token's user as the database knows them now: a deactivated or deleted user's
+    token stops working at once, and a role change applies without a new token."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with tenant_session(sessionmaker, principal.account_id) as session:
+        user = await session.scalar(
+            select(User).where(
+                User.id == principal.user_id, User.account_id == principal.account_id
+            )
+        )
+    if user is None or not user.is_active or user.deleted_at is not None:
+        raise unauthenticated("the token's user is not an active user of this account")
+    return replace(principal, role=user.role)
+
+
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -38,9 +58,7 @@ def get_principal(
         principal = decode(credentials.credentials, settings.jwt_secret)
     except InvalidToken as error:
         raise unauthenticated(f"invalid token: {error}") from error
-    if principal.role not in RANK:
-        raise unauthenticated(f"unknown role {principal.role!r} in token")
-    return principal
+    return await confirmed(request, principal)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
-from api.auth import RANK, Engineer, Require, bearer, unauthenticated
+from api.auth import RANK, Engineer, Require, bearer, confirmed, unauthenticated
 from api.deps import SessionmakerDep, SettingsDep
 from api.events import Event, Hub
 from api.tokens import InvalidToken, Principal, decode, mint
@@ -52,7 +52,7 @@ async def ticket(principal: Engineer, settings: SettingsDep) -> Ticket:
 class RequireStream(Require):
     """The role gate for the stream: a bearer token, or a ticket in the query string."""
 
-    def __call__(  # type: ignore[override]
+    async def __call__(  # type: ignore[override]
         self,
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -68,6 +68,7 @@ class RequireStream(Require):
                 raise unauthenticated("missing bearer token or ticket")
         except InvalidToken as error:
             raise unauthenticated(f"invalid token: {error}") from error
+        principal = await confirmed(request, principal)
         if RANK.get(principal.role, -1) < RANK[self.role]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"requires role {self.role} or above")
         return principal

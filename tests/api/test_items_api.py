@@ -225,3 +225,16 @@ async def test_a_value_postgres_cannot_store_is_a_400_not_a_500(api: Api, tenant
     assert response.json()["error"]["code"] == "invalid_value"
     history = await api.client.get("/v1/sessions/s-1/handoffs", headers=api.headers(tenant, "erin"))
     assert history.json() == []
+
+
+async def test_a_token_follows_its_user_as_the_database_knows_them(
+    api: Api, tenant: Tenant
+) -> None:
+    headers = api.headers(tenant, "ada")  # minted while Ada is an admin
+    assert (await api.task(tenant, who="ada")).status_code == 201
+    await tenant.update_user("ada", role="viewer")
+    demoted = await api.client.post("/v1/tasks", json={}, headers=headers)
+    assert demoted.status_code == 403  # the role change applies to the old token at once
+    await tenant.update_user("ada", is_active=False)
+    gone = await api.client.get("/v1/queue", headers=headers)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (401, "unauthenticated")
