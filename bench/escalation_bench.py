@@ -4,7 +4,7 @@
    instant to the SMTP sink accepting the mail.
 2. 2,000 open items (timers days away): the worker's RSS.
 
-    .venv/bin/python bench/escalation_bench.py [--burst 200] [--open 2000]
+    .venv/bin/python bench/escalation_bench.py [--burst 200] [--open 2000] [--workers 1]
 
 Postgres is DATABASE_URL's server when set (a scratch database is made and dropped),
 otherwise an embedded pgserver.
@@ -53,7 +53,7 @@ async def start_items(client: Client, tenant: Tenant, queue: str, count: int, du
         await asyncio.gather(*(start(i) for i in ids[chunk : chunk + 100]))
 
 
-async def run(burst: int, open_items: int, url: str) -> None:
+async def run(burst: int, open_items: int, worker_count: int, url: str) -> None:
     settings = Settings().model_copy(update={"database_url": url})
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
@@ -67,19 +67,24 @@ async def run(burst: int, open_items: int, url: str) -> None:
     sink = MailSink().start()
     env = await dev_server()
     queue = f"bench-{uuid.uuid4()}"
-    worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
-        [sys.executable, "worker.py"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": url,
-            "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "ESCALATOR_TASK_QUEUE": queue,
-            "ESCALATOR_SMTP_PORT": str(sink.port),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    workers = [
+        subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
+            [sys.executable, "worker.py"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                "ESCALATOR_TASK_QUEUE": queue,
+                "ESCALATOR_SMTP_PORT": str(sink.port),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(worker_count)
+    ]
+    worker = workers[0]
+    print(f"{worker_count} worker process(es)")
     try:
         await asyncio.sleep(3)
         idle = rss_mib(worker.pid)
@@ -106,12 +111,13 @@ async def run(burst: int, open_items: int, url: str) -> None:
             f"({open_items / started:.0f}/s)"
         )
         print(
-            f"  worker RSS: idle {idle:.0f} MiB, with {open_items + burst} workflows "
+            f"  first worker's RSS: idle {idle:.0f} MiB, with {open_items + burst} workflows "
             f"{rss_mib(worker.pid):.0f} MiB"
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for process in workers:
+            process.terminate()
+            process.wait(timeout=30)
         await env.shutdown()
         sink.stop()
         await engine.dispose()
@@ -121,9 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--open", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     args = parser.parse_args()
     with database() as url:
-        asyncio.run(run(args.burst, args.open, url))
+        asyncio.run(run(args.burst, args.open, args.workers, url))
 
 
 if __name__ == "__main__":
