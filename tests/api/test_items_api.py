@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from domain.clock import utcnow
 from domain.models import Item
@@ -43,6 +44,11 @@ async def test_create_a_task_see_its_plan_and_claim_it(api: Api, tenant: Tenant)
         f"/v1/items/{item['id']}/audit", headers=api.headers(tenant, "vera")
     )
     assert [a["action"] for a in audit.json()] == ["created", "claimed"]
+
+    # What the Temporal UI shows: the summary it lists the workflow by, and its details.
+    assert await (await handle.describe()).static_summary() == "CAPA: Pump P-101 leaks"
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "state: **claimed**" in metadata.current_details
 
 
 async def test_fifty_concurrent_claims_have_exactly_one_winner(api: Api, tenant: Tenant) -> None:
