@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         return to_asyncpg_url(self.database_url)
 
 
+def to_libpq_url(url: str) -> str:
+    """The plain `postgresql://` form that asyncpg itself (not SQLAlchemy) connects with."""
+    return to_asyncpg_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def to_asyncpg_url(url: str) -> str:
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):

@@ -13,7 +13,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities, Smtp
-from activities.health import HealthActivities
 from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
@@ -52,7 +51,6 @@ def build_worker(
     recipients = RecipientActivities(sessionmaker)
     email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
     push = PushActivities(sessionmaker)
-    health = HealthActivities(engine)
     reconcile = ReconcileActivities(
         client, create_sessionmaker(owner_engine), sessionmaker, settings.task_queue, SystemClock()
     )
@@ -68,7 +66,6 @@ def build_worker(
             recipients.resolve_recipients,
             email.send_email,
             push.publish_event,
-            health.ping_database,
             reconcile.start_missing_workflows,
         ],
         max_concurrent_activities=settings.smtp_concurrency * 4,

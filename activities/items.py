@@ -4,7 +4,6 @@ them as local activities (fewer server round trips, which matters in bursts)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from db import tenant_session
 from domain import audit
 from domain.calendars import calendar_from_row
+from domain.items import done_marks, item_pauses
 from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
 from workflows.types import (
     ItemRef,
@@ -61,14 +61,11 @@ class ItemActivities:
                 policy_version=policy.version,
                 rungs=policy.rungs,
                 calendar=calendar_from_row(calendar).to_dict(),
-                done=_marks(item),
-                pauses=[
-                    PauseSpan(
-                        start=datetime.fromisoformat(p["start"]),
-                        end=datetime.fromisoformat(p["end"]) if p.get("end") else None,
-                    )
-                    for p in item.pauses
+                done=[
+                    RungMark(name=name, status=status, at=at)
+                    for name, (status, at) in done_marks(item).items()
                 ],
+                pauses=[PauseSpan(start=p.start, end=p.end) for p in item_pauses(item)],
             )
 
     @activity.defn
@@ -122,13 +119,3 @@ class ItemActivities:
                 data=request.data,
                 key=request.key,
             )
-
-
-def _marks(item: Item) -> list[RungMark]:
-    marks = []
-    for rung in RUNG_NAMES:
-        for status in ("fired", "skipped"):
-            at = getattr(item, f"{rung}_{status}_at")
-            if at is not None:
-                marks.append(RungMark(name=rung, status=status, at=at))
-    return marks

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from config import to_asyncpg_url
+from config import to_libpq_url
 from domain.push import CHANNEL
 
 log = structlog.get_logger()
@@ -54,7 +54,7 @@ class Subscriber:
 class Hub:
     def __init__(self, database_url: str, buffer: int = 1000) -> None:
         # Plain asyncpg as the owner: the hub reads every account's events and routes them.
-        self._dsn = to_asyncpg_url(database_url).replace("postgresql+asyncpg://", "postgresql://")
+        self._dsn = to_libpq_url(database_url)
         self._buffer = buffer
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._wake = asyncio.Event()

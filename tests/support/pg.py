@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from config import to_asyncpg_url
+from config import to_libpq_url
 
 
 def with_database(url: str, name: str) -> str:
@@ -17,13 +17,8 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _asyncpg_dsn(url: str) -> str:
-    # asyncpg wants plain postgresql://, not SQLAlchemy's driver-qualified scheme.
-    return to_asyncpg_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 async def _admin(url: str, sql: str) -> None:
-    connection = await asyncpg.connect(_asyncpg_dsn(with_database(url, "postgres")))
+    connection = await asyncpg.connect(to_libpq_url(with_database(url, "postgres")))
     try:
         await connection.execute(sql)
     finally:
@@ -42,7 +37,7 @@ def drop_database(url: str) -> None:
 
 
 async def _fetch(url: str, sql: str) -> list[tuple[object, ...]]:
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    connection = await asyncpg.connect(to_libpq_url(url))
     try:
         return [tuple(row) for row in await connection.fetch(sql)]
     finally:
