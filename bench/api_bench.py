@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.tokens import Principal, mint  # noqa: E402
-from bench.support import database, dev_server, percentile  # noqa: E402
+from bench.support import (  # noqa: E402
+    database,
+    dev_server,
+    percentile,
+    start_api,
+    wait_healthy,
+)
 from config import Settings  # noqa: E402
 from db import create_engine, create_sessionmaker  # noqa: E402
 from domain.clock import utcnow  # noqa: E402
@@ -65,17 +68,14 @@ async def run(count: int, concurrency: int, url: str) -> None:
     tenant = await Tenant.create(create_sessionmaker(engine))
     env = await dev_server()
     port, queue = free_port(), f"bench-{uuid.uuid4()}"
-    api = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(port)],
-        cwd=ROOT,
-        env={
-            **os.environ,
+    api = start_api(
+        port,
+        {
             "DATABASE_URL": url,
             "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
             "ESCALATOR_TASK_QUEUE": queue,
             "ESCALATOR_DB_POOL_SIZE": str(concurrency + 4),
         },
-        stderr=subprocess.DEVNULL,
     )
     principal = Principal(user_id=tenant.user("ada"), account_id=tenant.account_id, role="admin")
     token = mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
@@ -91,12 +91,7 @@ async def run(count: int, concurrency: int, url: str) -> None:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         ) as http:
-            for _ in range(150):  # the API process starts and connects to Temporal
-                with contextlib.suppress(httpx.TransportError):
-                    health = await http.get("/health")
-                    if health.status_code == 200 and health.json()["temporal"] == "ok":
-                        break
-                await asyncio.sleep(0.2)
+            await wait_healthy(http, temporal=True)
 
             async def post(_: int) -> None:
                 response = await http.post("/v1/tasks", json=body)

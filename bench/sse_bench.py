@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -25,7 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.tokens import Principal, mint  # noqa: E402
-from bench.support import database, percentile, rss_mib  # noqa: E402
+from bench.support import (  # noqa: E402
+    database,
+    percentile,
+    rss_mib,
+    start_api,
+    wait_healthy,
+)
 from config import Settings  # noqa: E402
 from db import create_engine, create_sessionmaker  # noqa: E402
 from domain.clock import utcnow  # noqa: E402
@@ -39,26 +42,11 @@ async def run(subscribers: int, claims: int, url: str) -> None:
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
     port = free_port()
-    api = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.app:create_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--backlog",
-            "4096",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": url,
-            "ESCALATOR_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        },  # not needed here
+    api = start_api(
+        port,
+        # Temporal is not needed here: a dead address keeps it out of the picture.
+        {"DATABASE_URL": url, "ESCALATOR_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"},
+        *("--log-level", "warning", "--backlog", "4096"),
     )
     bearer = mint(
         Principal(user_id=tenant.user("emil"), account_id=tenant.account_id, role="engineer"),
@@ -74,11 +62,7 @@ async def run(subscribers: int, claims: int, url: str) -> None:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120, limits=limits
         ) as client:
-            for _ in range(150):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)
+            await wait_healthy(client, temporal=False)
 
             async def subscribe() -> None:
                 nonlocal ready

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from db import migrate
 from devstack import embedded_postgres
 from tests.support.pg import create_database, drop_database
 from workflows import search_attributes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -36,6 +41,36 @@ async def dev_server() -> WorkflowEnvironment:
         search_attributes=search_attributes.ALL,
         ui=False,
     )
+
+
+def start_api(port: int, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+    """One API process (uvicorn), as production runs it, with these settings."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:create_app",
+            "--port",
+            str(port),
+            *options,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_healthy(client: httpx.AsyncClient, *, temporal: bool) -> None:
+    """Until `/health` answers 200 (and, if asked, Temporal is connected too)."""
+    for _ in range(150):
+        with contextlib.suppress(httpx.TransportError):
+            health = await client.get("/health")
+            if health.status_code == 200 and (not temporal or health.json()["temporal"] == "ok"):
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the API process did not become healthy in 30 s")
 
 
 def rss_mib(pid: int) -> float:
