@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "escalator"
@@ -19,12 +20,16 @@ class Settings(BaseSettings):
     environment: Literal["dev", "test", "prod"] = "dev"
     state_dir: Path = Path(".escalator")
 
-    # `DATABASE_URL` (no prefix) is the conventional name; it wins when set.
+    # Two logins. `DATABASE_URL` (no prefix, the conventional name) is the *owner*: it runs
+    # migrations and operator CLIs, and bypasses row-level security. The API and the worker
+    # log in as the app role instead (`ESCALATOR_APP_DATABASE_URL`), which the migrations
+    # create and which cannot bypass RLS. Unset, the app URL is DATABASE_URL with the user
+    # swapped for `db_app_role` (and `db_app_password`), which suits trust or peer auth.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
-    # The app switches to this role on every connection so row-level security applies to it;
-    # the migration owner (the URL's user) bypasses RLS. Empty disables the switch, for
-    # deployments whose URL already logs in as a non-owner role.
-    db_app_role: str = "escalator_app"
+    app_database_url: str | None = None
+    db_app_role: str = Field(default="escalator_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Set on the app role by the migrations when given (ALTER ROLE ... PASSWORD).
+    db_app_password: SecretStr | None = None
     db_pool_size: int = 10
 
     temporal_address: str = "127.0.0.1:7233"
@@ -58,15 +63,38 @@ class Settings(BaseSettings):
 
     @property
     def async_database_url(self) -> str:
-        """The SQLAlchemy URL with the asyncpg driver, whatever scheme was given."""
+        """The owner's SQLAlchemy URL with the asyncpg driver, whatever scheme was given."""
         if self.database_url is None:
-            raise RuntimeError("DATABASE_URL is not set (the dev stack and tests set it for you)")
+            raise RuntimeError(
+                "DATABASE_URL is not set: it is the migration owner's URL "
+                "(`make run` sets it for its own children; see README, Databases)"
+            )
         return to_asyncpg_url(self.database_url)
+
+    @property
+    def async_app_database_url(self) -> str:
+        """The app role's SQLAlchemy URL: the API's and the worker's only login."""
+        if self.app_database_url is not None:
+            return to_asyncpg_url(self.app_database_url)
+        if self.database_url is None:
+            raise RuntimeError(
+                "neither ESCALATOR_APP_DATABASE_URL nor DATABASE_URL is set (see README, Databases)"
+            )
+        password = self.db_app_password.get_secret_value() if self.db_app_password else None
+        return to_asyncpg_url(with_login(self.database_url, self.db_app_role, password))
 
 
 def to_libpq_url(url: str) -> str:
     """The plain `postgresql://` form that asyncpg itself (not SQLAlchemy) connects with."""
     return to_asyncpg_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def with_login(url: str, user: str, password: str | None) -> str:
+    """The same server and database, logged in as another user."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    login = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
 def to_asyncpg_url(url: str) -> str:

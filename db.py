@@ -1,9 +1,14 @@
 """Engines and sessions.
 
-The app engine switches every connection to the RLS-bound role (`Settings.db_app_role`), and
-`tenant_session` pins `app.account_id` for one transaction, so Postgres enforces tenancy as a
-second wall behind the API's own scoping. The owner engine (no role switch) is for
-migrations and cross-tenant system jobs such as the reconciler.
+The app engine logs in as the app role (`Settings.async_app_database_url`), which cannot
+bypass row-level security, and `tenant_session` pins `app.account_id` for one transaction,
+so Postgres enforces tenancy as a second wall behind the API's own account filters. Nothing
+done on a connection (a rollback, a reset by the pool) can make it another role: the login
+is the role. The API and the worker check that at start-up (`refuse_rls_bypass`).
+
+The owner engine is for migrations, operator CLIs and tests. The few cross-tenant reads the
+running system needs (the push hub, the reconciler) go through narrow SECURITY DEFINER
+functions the migrations grant to the app role, never through the owner's login.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,24 +30,59 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from config import Settings
+from domain.models import TENANT_TABLES
+
+T = TypeVar("T")
 
 
-def create_engine(settings: Settings, *, owner: bool = False) -> AsyncEngine:
-    engine = create_async_engine(
-        settings.async_database_url,
-        pool_size=settings.db_pool_size,
-        pool_pre_ping=True,
-    )
-    role = settings.db_app_role
-    if role and not owner:
+def create_engine(settings: Settings, *, owner: bool = False, **options: Any) -> AsyncEngine:
+    """The app role's engine, or with `owner=True` the migration owner's."""
+    url = settings.async_database_url if owner else settings.async_app_database_url
+    options.setdefault("pool_size", settings.db_pool_size)
+    return create_async_engine(url, pool_pre_ping=True, **options)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _become_app_role(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f'SET ROLE "{role}"')
-            cursor.close()
 
-    return engine
+class UnsafeDatabaseLogin(RuntimeError):
+    """The API or worker would run as a login that row-level security does not bind."""
+
+
+# Every way a login can step around RLS: being (or able to become) a superuser, a role with
+# BYPASSRLS, or the owner of a tenant table (owners are exempt unless RLS is forced).
+_BYPASS_CHECK = text(
+    """
+    SELECT session_user AS login,
+           coalesce(array_agg(DISTINCT r.rolname) FILTER (WHERE r.rolsuper), '{}') AS supers,
+           coalesce(array_agg(DISTINCT r.rolname) FILTER (WHERE r.rolbypassrls), '{}')
+             AS bypassers,
+           (SELECT coalesce(array_agg(c.relname ORDER BY c.relname), '{}')
+              FROM pg_class c
+             WHERE c.relkind = 'r' AND c.relname = ANY(:tables)
+               AND c.relnamespace = 'public'::regnamespace
+               AND pg_has_role(session_user, c.relowner, 'MEMBER')) AS owned
+      FROM pg_roles r
+     WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+    """
+)
+
+
+async def refuse_rls_bypass(engine: AsyncEngine) -> None:
+    """Raise `UnsafeDatabaseLogin` unless the engine's login is bound by row-level security."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(_BYPASS_CHECK, {"tables": ["account", *TENANT_TABLES]})
+        ).one()
+    reasons = [
+        *(f"it is or can become superuser {name!r}" for name in row.supers),
+        *(f"it is or can become {name!r}, which has BYPASSRLS" for name in row.bypassers),
+        *(f"it owns table {name!r}" for name in row.owned),
+    ]
+    if reasons:
+        raise UnsafeDatabaseLogin(
+            f"refusing to start: database login {row.login!r} can bypass row-level security "
+            f"({'; '.join(reasons)}). The API and the worker must log in as the app role the "
+            "migrations create: set ESCALATOR_APP_DATABASE_URL to its URL, or leave it unset "
+            "to derive it from DATABASE_URL (README, Databases)."
+        )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -66,6 +106,25 @@ async def tenant_session(
     async with sessionmaker() as session, session.begin():
         await set_tenant(session, account_id)
         yield session
+
+
+async def get_in_account(
+    session: AsyncSession,
+    model: type[T],
+    row_id: uuid.UUID,
+    account_id: uuid.UUID,
+    *,
+    lock: Literal["update", "share"] | None = None,
+) -> T | None:
+    """`session.get` with the explicit account filter every query carries (RLS is the second
+    wall, not the only one), optionally locking the row."""
+    query = select(model).where(
+        model.id == row_id,  # type: ignore[attr-defined]
+        model.account_id == account_id,  # type: ignore[attr-defined]
+    )
+    if lock is not None:
+        query = query.with_for_update(read=lock == "share")
+    return await session.scalar(query.execution_options(populate_existing=lock is not None))
 
 
 def migrate(database_url: str, revision: str = "head") -> None:

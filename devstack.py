@@ -67,12 +67,14 @@ class Children:
         self.log_dir = log_dir
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, *argv: str | Path, tee: bool = False) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *argv: str | Path, tee: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [str(a) for a in argv],
             cwd=ROOT,
-            env=self.env,
+            env=env or self.env,
             stdout=None if tee else log,
             stderr=subprocess.STDOUT if not tee else None,
             start_new_session=True,  # Ctrl-C reaches only the launcher, which stops us in order
@@ -228,6 +230,10 @@ def run(settings: Settings) -> None:
         database_url = settings.database_url or stack.enter_context(embedded_postgres(state / "pg"))
         settings = settings.model_copy(update={"database_url": database_url, "state_dir": state})
         env = {**os.environ, "DATABASE_URL": database_url, "ESCALATOR_STATE_DIR": str(state)}
+        # The API and the worker get the app role's login only, never the owner's.
+        app_url = settings.async_app_database_url.replace("+asyncpg", "", 1)
+        app_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+        app_env["ESCALATOR_APP_DATABASE_URL"] = app_url
         children = Children(env, state / "logs")
         stack.callback(children.stop)
 
@@ -239,11 +245,12 @@ def run(settings: Settings) -> None:
         py = BIN / "python"
         sink = ("mailsink.py", "--port", str(settings.smtp_port), "--dir", state / "mail")
         children.start("mailsink", py, *sink)
-        children.start("worker", py, "worker.py")
+        children.start("worker", py, "worker.py", env=app_env)
         children.start(
             "api",
             *(py, "-m", "uvicorn", "--factory", "api.app:create_app"),
             *("--host", settings.api_host, "--port", str(settings.api_port)),
+            env=app_env,
         )
         api = f"http://{settings.api_host}:{settings.api_port}"
         ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
@@ -257,7 +264,8 @@ escalator is running.
   API          {api}   (docs: {api}/docs, health: {api}/health)
   Temporal UI  {ui}
   Temporal     {settings.temporal_address}  namespace {settings.temporal_namespace}
-  Postgres     {database_url}
+  Postgres     {database_url}   (owner: migrations, CLIs)
+               {app_url}   (app role: API, worker)
   Mail sink    smtp://{settings.smtp_host}:{settings.smtp_port}  (mails saved in {state}/mail)
   Logs         {state}/logs
 

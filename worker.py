@@ -18,7 +18,7 @@ from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
 from config import Settings
-from db import create_engine, create_sessionmaker
+from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -42,18 +42,14 @@ async def connect(settings: Settings, *, attempts: int = 60) -> Client:
     raise AssertionError("unreachable")
 
 
-def build_worker(
-    client: Client, settings: Settings, engine: AsyncEngine, owner_engine: AsyncEngine
-) -> Worker:
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
     """The one Worker: the escalation workflow and every activity, dependencies injected."""
     sessionmaker = create_sessionmaker(engine)
     items = ItemActivities(sessionmaker)
     recipients = RecipientActivities(sessionmaker)
     email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
     push = PushActivities(sessionmaker)
-    reconcile = ReconcileActivities(
-        client, create_sessionmaker(owner_engine), sessionmaker, settings.task_queue, SystemClock()
-    )
+    reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -73,10 +69,10 @@ def build_worker(
 
 
 async def main(settings: Settings) -> None:
-    client = await connect(settings)
     engine = create_engine(settings)
-    owner_engine = create_engine(settings, owner=True)
-    worker = build_worker(client, settings, engine, owner_engine)
+    await refuse_rls_bypass(engine)
+    client = await connect(settings)
+    worker = build_worker(client, settings, engine)
     await ensure_reconciler(
         client, settings.task_queue, timedelta(seconds=settings.reconcile_every_seconds)
     )
@@ -88,7 +84,6 @@ async def main(settings: Settings) -> None:
         log.info("worker.ready", task_queue=settings.task_queue, temporal=settings.temporal_address)
         await stop.wait()
     await engine.dispose()
-    await owner_engine.dispose()
     log.info("worker.stopped")
 
 

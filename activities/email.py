@@ -29,7 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import Settings
-from db import tenant_session
+from db import get_in_account, tenant_session
 from domain import audit
 from domain.models import Delivery, Item
 from domain.quiet_hours import quiet_until
@@ -151,9 +151,7 @@ class EmailActivities:
             delivery = await _claim_delivery(session, request, account_id)
             if delivery.status in ("sent", "failed"):
                 return SendEmailResult(status=delivery.status, message_id=delivery.message_id)
-            item = await session.scalar(
-                select(Item).where(Item.id == delivery.item_id).with_for_update(read=True)
-            )
+            item = await get_in_account(session, Item, delivery.item_id, account_id, lock="share")
             if item is None or item.state != "open":
                 delivery.status = "suppressed"
                 return SendEmailResult(status="suppressed")
@@ -207,7 +205,7 @@ async def _claim_delivery(
     )
     delivery = await session.scalar(
         select(Delivery)
-        .filter_by(**key)
+        .filter_by(account_id=account_id, **key)
         .with_for_update()
         .execution_options(populate_existing=True)
     )

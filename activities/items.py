@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db import tenant_session
+from db import get_in_account, tenant_session
 from domain import audit
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
@@ -39,7 +39,12 @@ class ItemActivities:
                 select(Item, SlaPolicy, BusinessCalendarRow)
                 .join(SlaPolicy, SlaPolicy.id == Item.policy_id)
                 .join(BusinessCalendarRow, BusinessCalendarRow.id == SlaPolicy.calendar_id)
-                .where(Item.id == uuid.UUID(ref.item_id))
+                .where(
+                    Item.id == uuid.UUID(ref.item_id),
+                    Item.account_id == uuid.UUID(ref.account_id),
+                    SlaPolicy.account_id == Item.account_id,
+                    BusinessCalendarRow.account_id == Item.account_id,
+                )
             )
             found = row.one_or_none()
             if found is None:
@@ -74,8 +79,11 @@ class ItemActivities:
         transaction. Idempotent: the stamp is set once and the audit key is the rung's.
         Records nothing when a fired rung finds the item no longer open (a claim won the
         race), and reports the item's state so the workflow can follow the database."""
-        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
-            item = await session.get(Item, uuid.UUID(request.item_id), with_for_update=True)
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            item = await get_in_account(
+                session, Item, uuid.UUID(request.item_id), account_id, lock="update"
+            )
             if item is None:
                 raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
             claimed_by = str(item.claimed_by) if item.claimed_by else None
@@ -99,8 +107,9 @@ class ItemActivities:
     async def record_plan(self, request: RecordPlan) -> None:
         """Side effect: the planned instant of each rung on the item row (what the queue and
         reports read). Idempotent: it overwrites with the same values."""
-        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
-            item = await session.get(Item, uuid.UUID(request.item_id))
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            item = await get_in_account(session, Item, uuid.UUID(request.item_id), account_id)
             if item is None:
                 return
             for rung in RUNG_NAMES:

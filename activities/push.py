@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from db import tenant_session
+from db import get_in_account, tenant_session
 from domain.models import Item
 from domain.push import publish
 from workflows.types import PublishEvent
@@ -23,7 +23,7 @@ class PushActivities:
         `request.dedup_key` (unique), so a retried publish is delivered once."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await session.get(Item, uuid.UUID(request.item_id))
+            item = await get_in_account(session, Item, uuid.UUID(request.item_id), account_id)
             return await publish(
                 session,
                 account_id=account_id,

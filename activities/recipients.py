@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db import tenant_session
+from db import get_in_account, tenant_session
 from domain import recipients
 from domain.models import Item
 from workflows.types import ResolvedRecipients, ResolveRecipients
@@ -22,8 +22,9 @@ class RecipientActivities:
     async def resolve_recipients(self, request: ResolveRecipients) -> ResolvedRecipients:
         """Side effect: none (a read), so retries are safe. Walks the chain; the first
         resolver with at least one valid recipient wins."""
-        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
-            item = await session.get(Item, uuid.UUID(request.item_id))
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            item = await get_in_account(session, Item, uuid.UUID(request.item_id), account_id)
             if item is None:
                 raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
             actor = uuid.UUID(request.actor_id) if request.actor_id else None

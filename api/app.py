@@ -24,7 +24,7 @@ from api.events import Hub
 from api.routers import events, health, intake, items
 from api.routers.admin import router as admin_router
 from config import Settings
-from db import create_engine, create_sessionmaker
+from db import create_engine, create_sessionmaker, refuse_rls_bypass
 
 log = structlog.get_logger()
 STATIC = Path(__file__).with_name("static")
@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        await refuse_rls_bypass(engine)
         temporal = TemporalHolder()
-        hub = Hub(settings.async_database_url, buffer=settings.sse_buffer)
+        hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
             asyncio.create_task(temporal.keep_connecting(settings)),
             asyncio.create_task(hub.run()),

@@ -28,6 +28,7 @@ from domain.push import CHANNEL
 
 log = structlog.get_logger()
 APPLICATION_NAME = "escalator-events-hub"  # how operators (and tests) find its connection
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ class Subscriber:
 
 class Hub:
     def __init__(self, database_url: str, buffer: int = 1000) -> None:
-        # Plain asyncpg as the owner: the hub reads every account's events and routes them.
+        # Plain asyncpg as the app role: it reads every account's events through the one
+        # definer function made for it (`escalator_push_after`) and routes each to its
+        # account's subscribers only.
         self._dsn = to_libpq_url(database_url)
         self._buffer = buffer
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
@@ -92,9 +95,7 @@ class Hub:
         )
         try:
             if not self._positioned:  # start at the head once: history is what resume is for
-                self.last_id = await connection.fetchval(
-                    "SELECT coalesce(max(id), 0) FROM push_event"
-                )
+                self.last_id = await connection.fetchval("SELECT escalator_push_head()")
                 self._positioned = True
             await connection.add_listener(CHANNEL, lambda *_: self._wake.set())
             # A dropped connection wakes the loop at once, so it reconnects without delay.
@@ -114,12 +115,16 @@ class Hub:
                 await connection.close()
 
     async def _dispatch_new(self, connection: asyncpg.Connection) -> None:
-        rows = await connection.fetch(
-            "SELECT id, account_id, kind, payload FROM push_event WHERE id > $1 ORDER BY id",
-            self.last_id,
-        )
-        for row in rows:
-            event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
-            for subscriber in list(self._subscribers.get(event.account_id, ())):
-                subscriber.offer(event)
-            self.last_id = event.id
+        while True:
+            rows = await connection.fetch(
+                "SELECT id, account_id, kind, payload FROM escalator_push_after($1, $2)",
+                self.last_id,
+                BATCH,
+            )
+            for row in rows:
+                event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
+                for subscriber in list(self._subscribers.get(event.account_id, ())):
+                    subscriber.offer(event)
+                self.last_id = event.id
+            if len(rows) < BATCH:
+                return

@@ -59,7 +59,11 @@ async def start_item(
     async with tenant_session(sessionmaker, account_id) as session:
         await session.execute(
             update(Item)
-            .where(Item.id == item_id, Item.workflow_started_at.is_(None))
+            .where(
+                Item.id == item_id,
+                Item.account_id == account_id,
+                Item.workflow_started_at.is_(None),
+            )
             .values(workflow_started_at=utcnow())
         )
     return True

@@ -245,7 +245,7 @@ async def list_roles(
 async def role_members(session: AsyncSession, role: Role) -> list[uuid.UUID]:
     rows = await session.scalars(
         select(RoleMember.user_id)
-        .where(RoleMember.role_id == role.id)
+        .where(RoleMember.role_id == role.id, RoleMember.account_id == role.account_id)
         .order_by(RoleMember.created_at, RoleMember.user_id)
     )
     return list(rows)
@@ -301,7 +301,13 @@ async def remove_member(
     """Idempotent: removing someone who is not a member is not an error."""
     role = await get_role(session, account_id, key)
     user = await get_user(session, account_id, user_id)
-    member = await session.get(RoleMember, (role.id, user.id))
+    member = await session.scalar(
+        select(RoleMember).where(
+            RoleMember.role_id == role.id,
+            RoleMember.user_id == user.id,
+            RoleMember.account_id == account_id,
+        )
+    )
     if member is not None:
         await session.delete(member)
         await session.flush()

@@ -12,6 +12,7 @@ from sqlalchemy import Select, case, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import get_in_account
 from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row
@@ -51,7 +52,9 @@ async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
 
 
 async def load_policy(session: AsyncSession, policy: SlaPolicy) -> Policy:
-    calendar = await session.get(BusinessCalendarRow, policy.calendar_id)
+    calendar = await get_in_account(
+        session, BusinessCalendarRow, policy.calendar_id, policy.account_id
+    )
     assert calendar is not None  # a RESTRICT foreign key
     return Policy(row=policy, rungs=parse_rungs(policy.rungs), calendar=calendar_from_row(calendar))
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,3 +71,17 @@ def summary(item: Item) -> dict[str, Any]:
             "claimed_by": str(item.claimed_by) if item.claimed_by else None,
         }
     }
+
+
+def replay_query(account_id: uuid.UUID, after: int, oldest: datetime) -> Select[PushEvent]:
+    """The account's events after id `after` still within retention, in id order. The
+    account filter is explicit: row-level security is the second wall, not the only one."""
+    return (
+        select(PushEvent)
+        .where(
+            PushEvent.account_id == account_id,
+            PushEvent.id > after,
+            PushEvent.created_at >= oldest,
+        )
+        .order_by(PushEvent.id)
+    )

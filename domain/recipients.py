@@ -59,14 +59,20 @@ def _candidates(item: Item, resolver: str, actor_id: uuid.UUID | None) -> Select
         return users.where(User.id == item.claimed_by)
     if resolver == "assignee_manager":
         assignee = aliased(User)
-        managers = select(assignee.manager_id).where(assignee.id == item.assignee_id)
+        managers = select(assignee.manager_id).where(
+            assignee.id == item.assignee_id, assignee.account_id == item.account_id
+        )
         return users.where(User.id == managers.scalar_subquery())
     if resolver.startswith("role:"):
         key = resolver.removeprefix("role:")
         members = (
             select(RoleMember.user_id)
             .join(Role, Role.id == RoleMember.role_id)
-            .where(Role.account_id == item.account_id, Role.key == key)
+            .where(
+                Role.account_id == item.account_id,
+                RoleMember.account_id == item.account_id,
+                Role.key == key,
+            )
         )
         return users.where(User.id.in_(members))
     if resolver.startswith("account_roles:"):

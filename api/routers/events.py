@@ -20,7 +20,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
-from sqlalchemy import select
 from sse_starlette.sse import EventSourceResponse
 
 from api.auth import RANK, Engineer, Require, bearer, confirmed, unauthenticated
@@ -28,6 +27,7 @@ from api.deps import SessionmakerDep, SettingsDep
 from api.events import Event, Hub
 from api.tokens import InvalidToken, Principal, decode, mint
 from db import tenant_session
+from domain import push
 from domain.clock import utcnow
 from domain.models import PushEvent
 
@@ -105,9 +105,7 @@ async def stream(
                 oldest = utcnow() - timedelta(days=settings.push_retention_days)
                 async with tenant_session(sessionmaker, principal.account_id) as session:
                     missed = await session.scalars(
-                        select(PushEvent)
-                        .where(PushEvent.id > resume_after, PushEvent.created_at >= oldest)
-                        .order_by(PushEvent.id)
+                        push.replay_query(principal.account_id, resume_after, oldest)
                     )
                     for row in missed:
                         yield _sse(row)

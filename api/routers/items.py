@@ -17,6 +17,7 @@ from api.deps import TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.schemas import AuditOut, DeliveryOut, ItemOut, ItemPage, ItemPatch, RungOut
 from api.workflows import signal_item
+from db import get_in_account
 from domain import audit, items, lifecycle
 from domain.clock import utcnow
 from domain.errors import Invalid
@@ -32,7 +33,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 
 
 async def item_view(uow: UnitOfWork, item: Item) -> ItemOut:
-    policy = await uow.session.get(SlaPolicy, item.policy_id)
+    policy = await get_in_account(uow.session, SlaPolicy, item.policy_id, item.account_id)
     assert policy is not None
     loaded = await items.load_policy(uow.session, policy)
     plan = await items.plan_item(uow.session, item, loaded, utcnow())
@@ -223,7 +224,9 @@ async def replan(
 async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOut]:
     await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
     rows = await uow.session.scalars(
-        select(AuditEvent).where(AuditEvent.item_id == item_id).order_by(AuditEvent.id)
+        select(AuditEvent)
+        .where(AuditEvent.item_id == item_id, AuditEvent.account_id == uow.principal.account_id)
+        .order_by(AuditEvent.id)
     )
     return [
         AuditOut(
@@ -247,7 +250,9 @@ async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOu
 async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[DeliveryOut]:
     await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
     rows = await uow.session.scalars(
-        select(Delivery).where(Delivery.item_id == item_id).order_by(Delivery.created_at)
+        select(Delivery)
+        .where(Delivery.item_id == item_id, Delivery.account_id == uow.principal.account_id)
+        .order_by(Delivery.created_at)
     )
     return [
         DeliveryOut(

@@ -67,7 +67,6 @@ async def api(
     settings: Settings,
     mail_sink: MailSink,
     engine: AsyncEngine,
-    owner_engine: AsyncEngine,
 ) -> AsyncIterator[Api]:
     worker_settings = settings.model_copy(
         update={
@@ -76,7 +75,7 @@ async def api(
             "smtp_port": mail_sink.port,
         }
     )
-    async with build_worker(dev_env.client, worker_settings, engine, owner_engine):
+    async with build_worker(dev_env.client, worker_settings, engine):
         async for running in running_app(worker_settings):
             for _ in range(100):  # the app connects to Temporal in the background
                 if running.app.state.temporal.client is not None:

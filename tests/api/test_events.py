@@ -18,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.push import PushActivities
 from api.tokens import Principal, mint
 from config import Settings
+from domain import push
 from domain.clock import utcnow
 from mailsink import free_port
 from tests.support.live import Sse, serve, sse_events
@@ -154,6 +155,43 @@ async def test_viewers_are_refused_and_accounts_never_see_each_other(
         [only] = await take(events, 1)
     assert str(mine) in only.data
     assert str(theirs) not in only.data
+
+
+async def test_a_replay_from_zero_holds_none_of_another_accounts_events(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first, _ = two_servers
+    other = await Tenant.create(tenant.owner)
+    theirs = await other.add_item(due_at=utcnow() + timedelta(days=3))
+    mine = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    await publish(app_sessionmaker, other, theirs, 1)
+    await publish(app_sessionmaker, tenant, mine, 2)  # after theirs: the replay passes it
+    async with subscribe(first, token(settings, tenant, "emil", "engineer"), 0) as events:
+        replayed: list[Sse] = []
+        while str(mine) not in (replayed[-1].data if replayed else ""):
+            replayed += await take(events, 1)
+    assert all(str(other.account_id) not in e.data for e in replayed)
+    assert all(str(theirs) not in e.data for e in replayed)
+
+
+async def test_the_replay_query_filters_by_account_even_where_rls_does_not_apply(
+    tenant: Tenant, app_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The second wall on its own: run as the owner, whom row-level security skips."""
+    other = await Tenant.create(tenant.owner)
+    for n, who in enumerate((other, tenant)):
+        await publish(app_sessionmaker, who, await who.add_item(due_at=utcnow()), n)
+    async with tenant.owner() as session:
+        rows = list(
+            await session.scalars(
+                push.replay_query(tenant.account_id, 0, utcnow() - timedelta(days=1))
+            )
+        )
+    assert rows
+    assert {row.account_id for row in rows} == {tenant.account_id}
 
 
 async def test_a_stream_ticket_works_only_for_the_stream(

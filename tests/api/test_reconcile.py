@@ -39,7 +39,6 @@ async def test_creation_succeeds_with_temporal_down_and_the_reconciler_starts_it
     api_without_temporal: Api,
     tenant: Tenant,
     dev_env: WorkflowEnvironment,
-    owner_sessionmaker: async_sessionmaker[AsyncSession],
     app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     created = await api_without_temporal.task(tenant)
@@ -47,9 +46,7 @@ async def test_creation_succeeds_with_temporal_down_and_the_reconciler_starts_it
     assert created.json()["workflow"] == "pending"
     item_id = uuid.UUID(created.json()["id"])
 
-    reconcile = ReconcileActivities(
-        dev_env.client, owner_sessionmaker, app_sessionmaker, f"q-{uuid.uuid4()}", Later()
-    )
+    reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, f"q-{uuid.uuid4()}", Later())
     assert await ActivityEnvironment().run(reconcile.start_missing_workflows) >= 1
 
     assert (await tenant.item(item_id)).workflow_started_at is not None

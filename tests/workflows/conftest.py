@@ -146,14 +146,13 @@ async def runner(
     settings: Settings,
     mail_sink: MailSink,
     engine: AsyncEngine,
-    owner_engine: AsyncEngine,
     app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Runner]:
     task_queue = f"test-{uuid.uuid4()}"
     worker_settings = settings.model_copy(
         update={"task_queue": task_queue, "smtp_port": mail_sink.port}
     )
-    async with build_worker(time_skipping_env.client, worker_settings, engine, owner_engine):
+    async with build_worker(time_skipping_env.client, worker_settings, engine):
         runner = Runner(time_skipping_env, task_queue, mail_sink, app_sessionmaker)
         try:
             yield runner
