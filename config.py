@@ -39,6 +39,13 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Larger request bodies are a 413 before any parsing (the biggest legitimate one, a
+    # handoff with a 64 KiB snapshot, fits with room to spare).
+    max_body_bytes: int = 256 * 1024
+    # How long readiness waits for each of Postgres and Temporal before calling it down.
+    ready_timeout_seconds: float = 2.0
+    # How long the API and worker wait for Postgres at start-up before giving up.
+    db_startup_timeout_seconds: float = 60.0
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025

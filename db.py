@@ -13,15 +13,21 @@ functions the migrations grant to the app role, never through the owner's login.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import asyncpg
+import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,6 +39,7 @@ from config import Settings
 from domain.models import TENANT_TABLES
 
 T = TypeVar("T")
+log = structlog.get_logger()
 
 
 def create_engine(settings: Settings, *, owner: bool = False, **options: Any) -> AsyncEngine:
@@ -65,12 +72,22 @@ _BYPASS_CHECK = text(
 )
 
 
-async def refuse_rls_bypass(engine: AsyncEngine) -> None:
-    """Raise `UnsafeDatabaseLogin` unless the engine's login is bound by row-level security."""
-    async with engine.connect() as connection:
-        row = (
-            await connection.execute(_BYPASS_CHECK, {"tables": ["account", *TENANT_TABLES]})
-        ).one()
+async def refuse_rls_bypass(engine: AsyncEngine, *, wait: float = 0.0) -> None:
+    """Raise `UnsafeDatabaseLogin` unless the engine's login is bound by row-level security.
+    Waits up to `wait` seconds for Postgres to accept connections (it may be starting too)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            async with engine.connect() as connection:
+                row = (
+                    await connection.execute(_BYPASS_CHECK, {"tables": ["account", *TENANT_TABLES]})
+                ).one()
+            break
+        except (OSError, DBAPIError) as error:
+            if time.monotonic() >= deadline or not database_unavailable(error):
+                raise
+            log.warning("database.unreachable", error=str(error))
+            await asyncio.sleep(1.0)
     reasons = [
         *(f"it is or can become superuser {name!r}" for name in row.supers),
         *(f"it is or can become {name!r}, which has BYPASSRLS" for name in row.bypassers),
@@ -125,6 +142,30 @@ async def get_in_account(
     if lock is not None:
         query = query.with_for_update(read=lock == "share")
     return await session.scalar(query.execution_options(populate_existing=lock is not None))
+
+
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or anything it wraps) means "Postgres cannot be reached right now":
+    refused or dropped connections, a server shutting down or starting up, a full pool."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError | PoolTimeout | asyncpg.InterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = str(getattr(current, "sqlstate", "") or "")
+        if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
 
 
 def migrate(database_url: str, revision: str = "head") -> None:

@@ -254,14 +254,14 @@ def run(settings: Settings) -> None:
         )
         api = f"http://{settings.api_host}:{settings.api_port}"
         ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
-        wait_http(f"{api}/health", children)
+        wait_http(f"{api}/health/ready", children)
         wait_http(ui, children)
         token = demo_token(settings)
         demo_items(api, token)
         print(
             f"""
 escalator is running.
-  API          {api}   (docs: {api}/docs, health: {api}/health)
+  API          {api}   (docs: {api}/docs, health: {api}/health/ready)
   Temporal UI  {ui}
   Temporal     {settings.temporal_address}  namespace {settings.temporal_namespace}
   Postgres     {database_url}   (owner: migrations, CLIs)

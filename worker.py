@@ -70,7 +70,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 
 async def main(settings: Settings) -> None:
     engine = create_engine(settings)
-    await refuse_rls_bypass(engine)
+    await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
     client = await connect(settings)
     worker = build_worker(client, settings, engine)
     await ensure_reconciler(

@@ -7,15 +7,29 @@ document that plans) is checked by `domain.admin` (400) with the reason.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
+from domain import limits
+from domain.demo import stable_id
 from domain.models import BusinessCalendarRow, Role, SlaPolicy, User
+from domain.policy import USER_ROLES
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+HHMM_OR_24 = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+# Ids of the demo account (`make run`), so examples work when pasted there.
+_EXAMPLE_MANAGER = str(stable_id("demo", "user:ada"))
+_EXAMPLE_CALENDAR = str(stable_id("demo", "calendar:berlin"))
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Email = Annotated[
     str,
@@ -51,7 +65,7 @@ class UserCreate(BaseModel):
                     "email": "nora@example.com",
                     "name": "Nora Engineer",
                     "role": "engineer",
-                    "manager_id": "3f8a…",
+                    "manager_id": _EXAMPLE_MANAGER,
                     "timezone": "Europe/Berlin",
                     "quiet_start": "19:00",
                     "quiet_end": "07:00",
@@ -156,6 +170,19 @@ class RoleOut(BaseModel):
         )
 
 
+Weekday = Literal["0", "1", "2", "3", "4", "5", "6"]
+WallTime = Annotated[str, Field(pattern=HHMM_OR_24)]
+
+
+def _in_calendar_years(day: date) -> date:
+    if not limits.EARLIEST.year <= day.year < limits.LATEST.year:
+        raise ValueError(f"must fall in {limits.EARLIEST.year}-{limits.LATEST.year - 1}")
+    return day
+
+
+HolidayDate = Annotated[date, AfterValidator(_in_calendar_years)]
+
+
 class CalendarIn(BaseModel):
     """A whole calendar: POST creates one, PUT replaces one."""
 
@@ -177,12 +204,14 @@ class CalendarIn(BaseModel):
 
     name: Name
     tz: Timezone
-    hours: dict[str, list[tuple[str, str]]] = Field(
+    hours: dict[Weekday, list[tuple[WallTime, WallTime]]] = Field(
         description='weekday (0 = Monday) -> local [start, end) intervals; "24:00" ends a day'
     )
-    holiday_country: str | None = Field(default=None, max_length=8, examples=["DE"])
-    holiday_subdivision: str | None = Field(default=None, max_length=16, examples=["BE"])
-    custom_holidays: list[str] = Field(default_factory=list, max_length=1000)
+    holiday_country: str | None = Field(default=None, pattern=r"^[A-Z]{2,3}$", examples=["DE"])
+    holiday_subdivision: str | None = Field(
+        default=None, pattern=r"^[A-Z0-9]{1,6}$", examples=["BE"]
+    )
+    custom_holidays: list[HolidayDate] = Field(default_factory=list, max_length=1000)
 
 
 class CalendarOut(BaseModel):
@@ -209,29 +238,100 @@ class CalendarOut(BaseModel):
         )
 
 
+class DaysOffset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    business_days: int = Field(ge=0, le=limits.MAX_OFFSET["business_days"])
+
+
+class HoursOffset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    business_hours: int | float = Field(
+        ge=0, le=limits.MAX_OFFSET["business_hours"], allow_inf_nan=False
+    )
+
+
+class MinutesOffset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    business_minutes: int | float = Field(
+        ge=0, le=limits.MAX_OFFSET["business_minutes"], allow_inf_nan=False
+    )
+
+
+class SecondsOffset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    business_seconds: int | float = Field(
+        ge=0, le=limits.MAX_OFFSET["business_seconds"], allow_inf_nan=False
+    )
+
+
+# Exactly one unit, at most a year of it.
+OffsetIn = DaysOffset | HoursOffset | MinutesOffset | SecondsOffset
+_ROLE = "(" + "|".join(USER_ROLES) + ")"
+Resolver = Annotated[
+    str,
+    Field(
+        pattern=rf"^(assignee|assignee_manager|claimer|role:[a-z0-9_]{{1,64}}"
+        rf"|account_roles:{_ROLE}(,{_ROLE}){{0,3}})$",
+        examples=["assignee_manager"],
+    ),
+]
+
+
+class RungIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    offset: OffsetIn | None = Field(description="null disables the rung")
+    recipients: list[Resolver] = Field(
+        min_length=1,
+        max_length=10,
+        description="a chain: the first resolver with a valid recipient wins",
+    )
+    channels: list[Literal["email", "push"]] = Field(default=["email", "push"], max_length=2)
+    event_key: str = Field(pattern=r"^[a-z0-9_.]{1,100}$", examples=["task.escalated"])
+    notification_class: Literal["normal", "critical"] = Field(default="normal", alias="class")
+
+
+class RungsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    remind: RungIn | None = None
+    escalate_1: RungIn | None = None
+    escalate_2: RungIn | None = None
+
+
 class PolicyVersionIn(BaseModel):
     """The whole of a new version: nothing is carried over from the previous one."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"calendar_id": "3f8a…", "rungs": _EXAMPLE_RUNGS}]},
+        json_schema_extra={
+            "examples": [{"calendar_id": _EXAMPLE_CALENDAR, "rungs": _EXAMPLE_RUNGS}]
+        },
     )
 
     calendar_id: uuid.UUID
-    rungs: dict[str, Any] = Field(
-        description="remind, escalate_1, escalate_2: each a rung or null (see domain.policy)"
-    )
-    response_target: dict[str, Any] | None = Field(
+    rungs: RungsIn = Field(description="remind, escalate_1, escalate_2: each a rung or null")
+    response_target: OffsetIn | None = Field(
         default=None,
         description='handoff only: how long to respond, e.g. {"business_minutes": 30}',
     )
+
+    def documents(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The rungs and response target as stored: what was sent, nothing filled in."""
+        target = self.response_target
+        return (
+            self.rungs.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            None if target is None else target.model_dump(mode="json"),
+        )
 
 
 class PolicyCreate(PolicyVersionIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"item_type": "CAPA", "calendar_id": "3f8a…", "rungs": _EXAMPLE_RUNGS}]
+            "examples": [
+                {"item_type": "NCR", "calendar_id": _EXAMPLE_CALENDAR, "rungs": _EXAMPLE_RUNGS}
+            ]
         },
     )
 

@@ -19,8 +19,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import errors
+from api import errors, openapi
 from api.events import Hub
+from api.middleware import RequestContext
 from api.routers import events, health, intake, items
 from api.routers.admin import router as admin_router
 from config import Settings
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        await refuse_rls_bypass(engine)
+        await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
@@ -86,11 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(items.router)
     app.include_router(admin_router)
     app.include_router(events.router)
+    openapi.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

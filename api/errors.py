@@ -1,28 +1,40 @@
-"""One error shape everywhere: `{"error": {"code", "message", "details"}}`.
+"""One error shape everywhere: `{"error": {"code", "message", "details", "request_id"}}`.
 
 Domain errors carry their status; payload-shape problems are 422; anything the database
-rejects as a conflict is 409. A bug is still a 500, but bad input never is.
+rejects as a conflict is 409; a value it cannot store is 400; an unreachable database is 503
+with `Retry-After`. A bug is still a 500 (in the same shape, see `api.middleware`), but bad
+input never is.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
+from db import database_unavailable
 from domain.errors import DomainError
+
+# Set by `api.middleware.RequestContext` for the whole of each request.
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+RETRY_AFTER_SECONDS = 5
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["item 0b9e4a52-6a4f-4c1e-9a53-2f0d4f5b7c11 not found"])
     details: dict[str, Any] = {}
+    request_id: str = Field(
+        description="also in the X-Request-ID header and the server's log",
+        examples=["7f1c2e9a4b6d4e0f8a3b5c7d9e1f2a4b"],
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -30,10 +42,45 @@ class ErrorResponse(BaseModel):
 
 
 def error_response(
-    status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details or {}))
-    return JSONResponse(jsonable_encoder(body), status_code=status_code)
+    body = ErrorResponse(
+        error=ErrorBody(
+            code=code, message=message, details=details or {}, request_id=REQUEST_ID.get()
+        )
+    )
+    return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
+
+
+def unavailable_response() -> JSONResponse:
+    return error_response(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        "the database cannot be reached right now; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def unexpected_error_response(error: Exception, *, too_large: bool, limit: int) -> JSONResponse:
+    """The answer to an error no handler took, in the one shape."""
+    if too_large:
+        return error_response(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            "too_large",
+            f"the request body is larger than {limit} bytes",
+            {"limit_bytes": limit},
+        )
+    if database_unavailable(error):
+        return unavailable_response()
+    return error_response(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal",
+        "an unexpected error; it is logged under this request id",
+    )
 
 
 _HTTP_CODES = {
@@ -74,6 +121,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_rejected(_: Request, error: DBAPIError) -> JSONResponse:
+        if database_unavailable(error):
+            return unavailable_response()
         # SQLSTATE class 22 is "data exception": a value Postgres cannot store, such as a
         # NUL character in text or JSON. That is bad input, not a server fault.
         cause = getattr(error.orig, "__cause__", None) or error.orig
@@ -86,12 +135,12 @@ def install(app: FastAPI) -> None:
                 f"a value the database cannot store: {reason}",
                 {"sqlstate": sqlstate},
             )
-        return error_response(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, "internal", "the database refused the request"
-        )
+        raise error  # not the caller's fault: the middleware logs it and answers 500
 
     @app.exception_handler(IntegrityError)
     async def integrity(_: Request, error: IntegrityError) -> JSONResponse:
+        if database_unavailable(error):
+            return unavailable_response()
         # A constraint caught what validation did not (e.g. a concurrent duplicate).
         constraint = getattr(getattr(error.orig, "__cause__", None), "constraint_name", None)
         return error_response(

@@ -1,17 +1,40 @@
-"""Request and response bodies. Datetimes in requests must carry a zone (AwareDatetime)."""
+"""Request and response bodies. Every request field is bounded here, in the schema, so the
+OpenAPI document states what the server accepts (`domain.limits` has the numbers).
+Datetimes in requests carry a zone and fall between 1970 and 2200."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from domain import limits
 from domain.items import RungPlan
 from domain.models import Item
 
 _EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
+# The demo account's Erin Engineer (`make run`), so examples work when pasted there.
+_EXAMPLE_USER = "0c0d1a8e-3d5e-5b8a-9f3c-2a6e8d4b7f10"
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(limits.check_instant),
+    Field(
+        description=f"with a zone offset; from {limits.EARLIEST:%Y-%m-%d} "
+        f"to {limits.LATEST:%Y-%m-%d} (UTC)",
+        examples=[_EXAMPLE_DUE],
+    ),
+]
+Snapshot = Annotated[
+    dict[str, Any],
+    AfterValidator(limits.check_snapshot),
+    Field(
+        description=f"free-form JSON the engineer saw: at most {limits.MAX_JSON_DEPTH} levels "
+        f"deep and {limits.SNAPSHOT_LIMIT_BYTES} bytes encoded",
+    ),
+]
 
 
 class TaskCreate(BaseModel):
@@ -22,7 +45,7 @@ class TaskCreate(BaseModel):
                 {
                     "type": "CAPA",
                     "title": "Pump P-101 leaks",
-                    "assignee_id": "3f8a…",
+                    "assignee_id": _EXAMPLE_USER,
                     "due_at": _EXAMPLE_DUE,
                 }
             ]
@@ -32,7 +55,7 @@ class TaskCreate(BaseModel):
     type: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1, max_length=500)
     assignee_id: uuid.UUID
-    due_at: AwareDatetime
+    due_at: Instant
 
 
 class ItemPatch(BaseModel):
@@ -43,7 +66,7 @@ class ItemPatch(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=500)
     assignee_id: uuid.UUID | None = None
-    due_at: AwareDatetime | None = None
+    due_at: Instant | None = None
 
 
 class HandoffCreate(BaseModel):
@@ -66,19 +89,19 @@ class HandoffCreate(BaseModel):
     title: str = Field(default="Support session handoff", min_length=1, max_length=500)
     engineer_notes: str | None = Field(default=None, max_length=10_000)
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    snapshot: dict[str, Any] = Field(default_factory=dict)
+    snapshot: Snapshot = Field(default_factory=dict)
 
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"type": "CAPA", "due_at": _EXAMPLE_DUE, "assignee_id": "3f8a…"}]
+            "examples": [{"type": "CAPA", "due_at": _EXAMPLE_DUE, "assignee_id": _EXAMPLE_USER}]
         },
     )
 
     type: str = Field(min_length=1, max_length=64)
-    due_at: AwareDatetime
+    due_at: Instant
     assignee_id: uuid.UUID
 
 

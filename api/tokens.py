@@ -12,8 +12,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import jwt
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config import Settings
 from domain.clock import utcnow
@@ -54,22 +56,33 @@ def mint(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+class Claims(BaseModel):
+    """What a token must carry, typed: a well-signed token with a list for `acc` is as
+    invalid as a forged one."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    sub: uuid.UUID
+    acc: uuid.UUID
+    role: Literal["viewer", "engineer", "admin", "owner"]
+
+
 def decode(token: str, secret: str, *, audience: str | None = None) -> Principal:
     try:
-        claims = jwt.decode(
+        raw = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
             audience=audience,
             options={"require": ["sub", "acc", "exp", *(["aud"] if audience else [])]},
         )
-        return Principal(
-            user_id=uuid.UUID(claims["sub"]),
-            account_id=uuid.UUID(claims["acc"]),
-            role=str(claims["role"]),
-        )
-    except (jwt.PyJWTError, KeyError, ValueError) as error:
+        claims = Claims.model_validate(raw, strict=False)
+    except jwt.PyJWTError as error:
         raise InvalidToken(str(error)) from error
+    except ValidationError as error:
+        where = ", ".join(".".join(map(str, e["loc"])) for e in error.errors())
+        raise InvalidToken(f"malformed claims: {where}") from error
+    return Principal(user_id=claims.sub, account_id=claims.acc, role=claims.role)
 
 
 _TTL = re.compile(r"^(\d+)([smhd])$")

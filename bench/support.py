@@ -63,10 +63,10 @@ def start_api(port: int, env: dict[str, str], *options: str) -> subprocess.Popen
 
 
 async def wait_healthy(client: httpx.AsyncClient, *, temporal: bool) -> None:
-    """Until `/health` answers 200 (and, if asked, Temporal is connected too)."""
+    """Until `/health/ready` answers 200 (and, if asked, Temporal is connected too)."""
     for _ in range(150):
         with contextlib.suppress(httpx.TransportError):
-            health = await client.get("/health")
+            health = await client.get("/health/ready")
             if health.status_code == 200 and (not temporal or health.json()["temporal"] == "ok"):
                 return
         await asyncio.sleep(0.2)

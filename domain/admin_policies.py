@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,9 +22,6 @@ from domain.holidays_expand import build_calendar
 from domain.models import BusinessCalendarRow, Role, SlaPolicy
 from domain.planning import Offset
 from domain.policy import parse_rungs
-
-# Longer offsets are typos, and far enough out they leave the calendar maths' date range.
-MAX_OFFSET = timedelta(days=366)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,10 +238,6 @@ async def _check_policy(
             offsets.append(("response_target", Offset.from_dict(spec.response_target)))
         except ValueError as error:
             raise Invalid(f"response_target: {error}", field="response_target") from error
-    for what, offset in offsets:
-        span = offset.business_time or timedelta(days=offset.business_days or 0)
-        if span > MAX_OFFSET:
-            raise Invalid(f"{what}: offsets are limited to {MAX_OFFSET.days} business days")
     calendar = await session.scalar(
         select(BusinessCalendarRow.id).where(
             BusinessCalendarRow.id == spec.calendar_id,

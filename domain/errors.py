@@ -36,3 +36,11 @@ class IllegalTransition(Conflict):
 class Invalid(DomainError):
     status = 400
     code = "invalid"
+
+
+class IdempotencyKeyReused(DomainError):
+    """Stripe's rule: a key names one request. Sent again with a different body (or by
+    someone else), it is refused rather than answered with the first request's result."""
+
+    status = 422
+    code = "idempotency_key_reused"

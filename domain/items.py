@@ -3,6 +3,8 @@ and responding. Services flush, never commit; the request's unit of work commits
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,13 +18,11 @@ from db import get_in_account
 from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row
-from domain.errors import Invalid
+from domain.errors import IdempotencyKeyReused, Invalid
 from domain.models import BusinessCalendarRow, Item, SlaPolicy, User
 from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
 from domain.policy import RungPolicy, offsets, parse_rungs
 from domain.recipients import Recipient, is_valid, resolve
-
-SNAPSHOT_LIMIT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,24 +70,67 @@ async def valid_user(
     return user
 
 
+@dataclass(frozen=True, kw_only=True)
+class Idempotency:
+    """A caller's `Idempotency-Key`, the endpoint it was sent to, and what was sent."""
+
+    key: str
+    scope: str  # "tasks" | "handoffs"
+    fingerprint: str
+
+    @classmethod
+    def of(
+        cls, key: str | None, scope: str, actor_id: uuid.UUID, request: Any
+    ) -> Idempotency | None:
+        if key is None:
+            return None
+        canonical = json.dumps(
+            {"scope": scope, "actor": str(actor_id), "request": request},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return cls(key=key, scope=scope, fingerprint=hashlib.sha256(canonical.encode()).hexdigest())
+
+
 async def _insert_item(
-    session: AsyncSession, values: dict[str, Any], actor_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    values: dict[str, Any],
+    idempotency: Idempotency | None,
+    actor_id: uuid.UUID,
 ) -> tuple[Item, bool]:
-    """Insert once per idempotency key; a repeat returns the first item, created=False."""
+    """Insert once per (account, scope, key). A retry of the same request returns the first
+    item with created=False; the same key on a different request is refused."""
+    if idempotency is not None:
+        values = {
+            **values,
+            "idempotency_key": idempotency.key,
+            "idempotency_scope": idempotency.scope,
+            "request_fingerprint": idempotency.fingerprint,
+        }
     item = await session.scalar(
         insert(Item)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
+        .on_conflict_do_nothing(
+            index_elements=["account_id", "idempotency_scope", "idempotency_key"]
+        )
         .returning(Item)
     )
     if item is None:
+        assert idempotency is not None  # only a keyed insert can conflict
         existing = await session.scalar(
             select(Item).where(
                 Item.account_id == values["account_id"],
-                Item.idempotency_key == values["idempotency_key"],
+                Item.idempotency_scope == idempotency.scope,
+                Item.idempotency_key == idempotency.key,
             )
         )
         assert existing is not None
+        if existing.request_fingerprint not in (None, idempotency.fingerprint):
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {idempotency.key!r} was already used for a different "
+                f"request to this endpoint (item {existing.id}); use a new key for a new request",
+                key=idempotency.key,
+            )
         return existing, False
     await audit.record(
         session,
@@ -118,8 +161,7 @@ async def create_task(
     title: str,
     assignee_id: uuid.UUID,
     due_at: datetime,
-    idempotency_key: str | None,
-    now: datetime,
+    idempotency: Idempotency | None,
 ) -> tuple[Item, bool]:
     policy = await latest_policy(session, account_id, item_type)
     if policy.response_target is not None:
@@ -136,10 +178,9 @@ async def create_task(
             "creator_id": actor_id,
             "due_at": due_at,
             "policy_id": policy.id,
-            "idempotency_key": idempotency_key,
         },
+        idempotency,
         actor_id,
-        now,
     )
 
 
@@ -154,7 +195,7 @@ async def create_handoff(
     notes: str | None,
     priority: str,
     snapshot: dict[str, Any],
-    idempotency_key: str | None,
+    idempotency: Idempotency | None,
     now: datetime,
 ) -> tuple[Item, bool]:
     """Escalate: the response target plays the role of due. Park: private, clock stopped."""
@@ -182,13 +223,12 @@ async def create_handoff(
             "priority": priority,
             "session_ref": session_ref,
             "snapshot": snapshot,
-            "idempotency_key": idempotency_key,
             "state": "paused" if parked else "open",
             "paused_at": now if parked else None,
             "pauses": [{"start": now.isoformat(), "end": None}] if parked else [],
         },
+        idempotency,
         actor_id,
-        now,
     )
 
 

@@ -183,7 +183,7 @@ class SlaPolicy(Base):
 class Item(Base):
     __tablename__ = "item"
     __table_args__ = (
-        UniqueConstraint("account_id", "idempotency_key"),
+        UniqueConstraint("account_id", "idempotency_scope", "idempotency_key"),
         CheckConstraint(_one_of("kind", ITEM_KINDS), name="kind"),
         CheckConstraint(_one_of("state", ITEM_STATES), name="state"),
         CheckConstraint(f"intent IS NULL OR {_one_of('intent', HANDOFF_INTENTS)}", name="intent"),
@@ -236,7 +236,11 @@ class Item(Base):
     session_ref: Mapped[str | None] = mapped_column(String(200))
     snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
+    # A retried create with the same key in the same scope (endpoint) is the same request:
+    # `request_fingerprint` (SHA-256 of sender and body) tells a retry from a reuse.
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_scope: Mapped[str | None] = mapped_column(String(32))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # Set once the workflow start was accepted; the reconciler starts the rest.
     workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()

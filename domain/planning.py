@@ -28,6 +28,7 @@ from domain.calendar import (
     business_time_between,
     next_working_instant,
 )
+from domain.limits import MAX_OFFSET
 
 RungName = Literal["remind", "escalate_1", "escalate_2"]
 RungStatus = Literal["pending", "fired", "skipped"]
@@ -71,6 +72,9 @@ class Offset:
         ((key, value),) = data.items()
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"offset {key} must be a number, got {value!r}")
+        limit = MAX_OFFSET.get(key)
+        if limit is not None and not 0 <= value <= limit:
+            raise ValueError(f"offset {key} must be between 0 and {limit}, got {value!r}")
         if key == "business_days":
             if not isinstance(value, int):
                 raise ValueError(f"business_days must be a whole number, got {value!r}")

@@ -45,13 +45,14 @@ def _calendar_spec(body: CalendarIn) -> policies.CalendarSpec:
         hours={day: [list(pair) for pair in pairs] for day, pairs in body.hours.items()},
         holiday_country=body.holiday_country,
         holiday_subdivision=body.holiday_subdivision,
-        custom_holidays=body.custom_holidays,
+        custom_holidays=[day.isoformat() for day in body.custom_holidays],
     )
 
 
 def _policy_spec(body: PolicyVersionIn) -> policies.PolicySpec:
+    rungs, response_target = body.documents()
     return policies.PolicySpec(
-        calendar_id=body.calendar_id, rungs=body.rungs, response_target=body.response_target
+        calendar_id=body.calendar_id, rungs=rungs, response_target=response_target
     )
 
 

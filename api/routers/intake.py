@@ -3,7 +3,6 @@ happen (preview)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -18,7 +17,6 @@ from api.schemas import HandoffCreate, ItemOut, PreviewOut, PreviewRequest, Rung
 from api.workflows import start_item
 from domain import items
 from domain.clock import utcnow
-from domain.errors import Invalid
 from domain.models import Item
 
 router = APIRouter(prefix="/v1", tags=["intake"])
@@ -26,10 +24,16 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=200,
-        description="Retries with the same key return the same item and start no second workflow.",
+        pattern=r"^[\x21-\x7e]+$",
+        description="Scoped to your account and this endpoint. A retry with the same key and "
+        "the same body (from the same user) answers 201 with the same item, header "
+        "`Idempotent-Replayed: true`, and starts no second workflow. The same key with a "
+        "different body is a 422 `idempotency_key_reused`.",
     ),
 ]
+REPLAYED = "Idempotent-Replayed"
 SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[\w.:\-]+$")]
 BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
@@ -43,11 +47,12 @@ async def _created(
     sessionmaker: SessionmakerDep,
     settings: SettingsDep,
 ) -> ItemOut:
-    """201 for a new item, 200 for an idempotent replay. Commit now and start the workflow
-    after the commit, so the response can say whether it started."""
+    """201 with the item, new or replayed (a replay says `Idempotent-Replayed: true`, as
+    Stripe's does). Commit now and start the workflow after the commit, so the response can
+    say whether it started."""
     view = await item_view(uow, item)
     if not created:
-        response.status_code = status.HTTP_200_OK
+        response.headers[REPLAYED] = "true"
     if item.workflow_started_at is None:
 
         async def start() -> None:
@@ -70,7 +75,7 @@ async def _created(
     "/tasks",
     response_model=ItemOut,
     status_code=status.HTTP_201_CREATED,
-    responses={**BAD_INPUT, 200: {"model": ItemOut, "description": "an idempotent replay"}},
+    responses=BAD_INPUT,
     summary="Create a task (starts its escalation workflow)",
 )
 async def create_task(
@@ -94,8 +99,9 @@ async def create_task(
         title=body.title,
         assignee_id=body.assignee_id,
         due_at=body.due_at,
-        idempotency_key=idempotency_key,
-        now=utcnow(),
+        idempotency=items.Idempotency.of(
+            idempotency_key, "tasks", principal.user_id, body.model_dump(mode="json")
+        ),
     )
     return await _created(uow, item, created, response, temporal, sessionmaker, settings)
 
@@ -122,10 +128,6 @@ async def create_handoff(
     """`escalate` notifies every active engineer, admin and owner except you (after the
     commit, from the workflow), then reminds and escalates on the response target. `park` is
     private: nobody is notified and the clock stays stopped."""
-    if len(json.dumps(body.snapshot)) > items.SNAPSHOT_LIMIT_BYTES:
-        raise Invalid(
-            f"snapshot is larger than {items.SNAPSHOT_LIMIT_BYTES} bytes", field="snapshot"
-        )
     item, created = await items.create_handoff(
         uow.session,
         account_id=principal.account_id,
@@ -136,7 +138,12 @@ async def create_handoff(
         notes=body.engineer_notes,
         priority=body.priority,
         snapshot=body.snapshot,
-        idempotency_key=idempotency_key,
+        idempotency=items.Idempotency.of(
+            idempotency_key,
+            "handoffs",
+            principal.user_id,
+            {"session_ref": session_ref, **body.model_dump(mode="json")},
+        ),
         now=utcnow(),
     )
     return await _created(uow, item, created, response, temporal, sessionmaker, settings)

@@ -15,10 +15,10 @@ from sqlalchemy import select, tuple_
 from api.auth import Admin, Engineer, Viewer
 from api.deps import TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
-from api.schemas import AuditOut, DeliveryOut, ItemOut, ItemPage, ItemPatch, RungOut
+from api.schemas import AuditOut, DeliveryOut, Instant, ItemOut, ItemPage, ItemPatch, RungOut
 from api.workflows import signal_item
 from db import get_in_account
-from domain import audit, items, lifecycle
+from domain import audit, items, lifecycle, limits
 from domain.clock import utcnow
 from domain.errors import Invalid
 from domain.models import AuditEvent, Delivery, Item, SlaPolicy
@@ -50,10 +50,14 @@ def _encode(item: Item) -> str:
 
 
 def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Total: any string either decodes to the position this API encoded, or is a 400."""
     try:
-        created, item_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), uuid.UUID(item_id)
-    except (ValueError, TypeError) as error:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if not (isinstance(decoded, list) and all(isinstance(part, str) for part in decoded)):
+            raise ValueError("not a pair of strings")
+        created, item_id = decoded
+        return limits.check_instant(datetime.fromisoformat(created)), uuid.UUID(item_id)
+    except (ValueError, TypeError) as error:  # binascii and Unicode errors are ValueErrors
         raise Invalid("cursor is not one this API returned", field="cursor") from error
 
 
@@ -66,10 +70,10 @@ async def list_items(
     type: str | None = Query(default=None, max_length=64),
     assignee_id: uuid.UUID | None = None,
     claimed_by: uuid.UUID | None = None,
-    due_from: datetime | None = None,
-    due_to: datetime | None = None,
+    due_from: Instant | None = None,
+    due_to: Instant | None = None,
     limit: int = Query(default=50, ge=1, le=200),
-    cursor: str | None = None,
+    cursor: str | None = Query(default=None, min_length=1, max_length=200),
 ) -> ItemPage:
     query = select(Item).where(Item.account_id == uow.principal.account_id)
     for column, value in (
@@ -81,11 +85,10 @@ async def list_items(
     ):
         if value is not None:
             query = query.where(column == value)
-    for bound, op in ((due_from, "__ge__"), (due_to, "__lt__")):
-        if bound is not None:
-            if bound.utcoffset() is None:
-                raise Invalid("due_from/due_to need a timezone offset", field="due range")
-            query = query.where(getattr(Item.due_at, op)(bound))
+    if due_from is not None:
+        query = query.where(Item.due_at >= due_from)
+    if due_to is not None:
+        query = query.where(Item.due_at < due_to)
     if cursor:
         query = query.where(tuple_(Item.created_at, Item.id) < tuple_(*_decode(cursor)))
     rows = list(

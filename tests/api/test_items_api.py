@@ -88,7 +88,10 @@ async def test_an_idempotent_create_under_concurrent_retries_makes_one_item(
     responses = await asyncio.gather(
         *(api.client.post("/v1/tasks", json=body, headers=headers) for _ in range(10))
     )
-    assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+    assert [r.status_code for r in responses] == [201] * 10
+    assert (
+        sorted(r.headers.get("Idempotent-Replayed", "-") for r in responses) == ["-"] + ["true"] * 9
+    )
     assert len({r.json()["id"] for r in responses}) == 1
     async with tenant.owner() as session:
         count = await session.scalar(
@@ -125,7 +128,7 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api, tenant: T
 
 
 async def test_tokens_are_required_and_checked(api: Api, tenant: Tenant) -> None:
-    assert (await api.client.get("/health")).status_code == 200
+    assert (await api.client.get("/health/ready")).status_code == 200
     assert (await api.client.get("/v1/queue")).status_code == 401
     expired = api.headers(tenant, "ada", ttl=timedelta(seconds=-10))
     assert (await api.client.get("/v1/queue", headers=expired)).status_code == 401
@@ -154,7 +157,8 @@ async def test_handoffs_escalate_park_and_history(api: Api, tenant: Tenant) -> N
     assert {q["id"] for q in queue.json()} == {parked.json()["id"], escalated.json()["id"]}
     big = {"intent": "park", "snapshot": {"blob": "x" * 70_000}}
     too_big = await api.client.post(url, json=big, headers=api.headers(tenant, "erin"))
-    assert too_big.status_code == 400
+    assert too_big.status_code == 422
+    assert too_big.json()["error"]["message"].startswith("body.snapshot")
 
 
 async def test_preview_shows_who_would_be_notified_when_without_creating(

@@ -1,0 +1,94 @@
+"""The outermost layer of every request: its id, its body limit, and the last word on errors.
+
+- **Request id.** A caller's `X-Request-ID` (if it is a sane token) or a new one. It is in
+  every log line of the request, in the `X-Request-ID` response header, and in every error
+  body, so a user's report and the server's log meet on one string.
+- **Body limit.** A body over `Settings.max_body_bytes` is a 413 before any of it is parsed,
+  whether the client announced its length or streams it chunked.
+- **Unexpected errors** still answer in the one error shape: 503 `database_unavailable`
+  (with `Retry-After`) when Postgres cannot be reached, else 500 `internal`; the traceback
+  goes to the log under the request id. Nothing here is raised on to the server, so the
+  keep-alive connection survives.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import REQUEST_ID, unexpected_error_response
+
+log = structlog.get_logger()
+_CALLER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _CALLER_ID.match(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                if self._announced_too_large(headers):
+                    raise BodyTooLarge
+                await self.app(scope, limited_receive, send_with_id)
+        except Exception as error:
+            if started:  # a stream already under way: all that is left is to log it
+                log.exception("request.failed_mid_response", path=scope["path"])
+                return
+            response = unexpected_error_response(
+                error, too_large=isinstance(error, BodyTooLarge), limit=self.max_body_bytes
+            )
+            if response.status_code >= 500:
+                log.error(
+                    "request.failed",
+                    path=scope["path"],
+                    method=scope["method"],
+                    status=response.status_code,
+                    exc_info=error,
+                )
+            await response(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _announced_too_large(self, headers: dict[bytes, bytes]) -> bool:
+        length = headers.get(b"content-length")
+        return length is not None and length.isdigit() and int(length) > self.max_body_bytes
