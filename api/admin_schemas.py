@@ -15,10 +15,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from domain import limits
 from domain.demo import stable_id
@@ -30,11 +33,9 @@ HHMM_OR_24 = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
 # Ids of the demo account (`make run`), so examples work when pasted there.
 _EXAMPLE_MANAGER = str(stable_id("demo", "user:ada"))
 _EXAMPLE_CALENDAR = str(stable_id("demo", "calendar:berlin"))
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Email = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
-]
+# No silent trimming: what the schema bounds is exactly what is stored.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 UserRole = Literal["viewer", "engineer", "admin", "owner"]
 Timezone = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
 QuietTime = Annotated[str, Field(pattern=HHMM, description='local wall time, "HH:MM"')]
@@ -83,6 +84,14 @@ class UserCreate(BaseModel):
     quiet_end: QuietTime | None = None
 
 
+def _no_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+# A field that may be left out but not sent as null: its schema shows no null default.
+_ABSENT: Any = Field(default=None, json_schema_extra=_no_default)
+
+
 class UserPatch(BaseModel):
     """Only the fields sent change; `null` clears manager_id or the quiet hours."""
 
@@ -91,14 +100,15 @@ class UserPatch(BaseModel):
         json_schema_extra={"examples": [{"role": "admin"}, {"is_active": False}]},
     )
 
-    email: Email | None = None
-    name: Name | None = None
-    role: UserRole | None = None
+    # Absent means "unchanged"; only the clearable fields may be sent as null.
+    email: Email | SkipJsonSchema[None] = _ABSENT
+    name: Name | SkipJsonSchema[None] = _ABSENT
+    role: UserRole | SkipJsonSchema[None] = _ABSENT
     manager_id: uuid.UUID | None = None
-    timezone: Timezone | None = None
+    timezone: Timezone | SkipJsonSchema[None] = _ABSENT
     quiet_start: QuietTime | None = None
     quiet_end: QuietTime | None = None
-    is_active: bool | None = None
+    is_active: bool | SkipJsonSchema[None] = _ABSENT
 
     @model_validator(mode="after")
     def _required_fields_stay_set(self) -> UserPatch:
@@ -175,12 +185,15 @@ WallTime = Annotated[str, Field(pattern=HHMM_OR_24)]
 
 
 def _in_calendar_years(day: date) -> date:
-    if not limits.EARLIEST.year <= day.year < limits.LATEST.year:
-        raise ValueError(f"must fall in {limits.EARLIEST.year}-{limits.LATEST.year - 1}")
+    limits.check_year(day.year)
     return day
 
 
-HolidayDate = Annotated[date, AfterValidator(_in_calendar_years)]
+HolidayDate = Annotated[
+    date,
+    AfterValidator(_in_calendar_years),
+    Field(json_schema_extra={"pattern": limits.YEAR_PATTERN}, examples=["2026-12-24"]),
+]
 
 
 class CalendarIn(BaseModel):
@@ -205,7 +218,8 @@ class CalendarIn(BaseModel):
     name: Name
     tz: Timezone
     hours: dict[Weekday, list[tuple[WallTime, WallTime]]] = Field(
-        description='weekday (0 = Monday) -> local [start, end) intervals; "24:00" ends a day'
+        min_length=1,
+        description='weekday (0 = Monday) -> local [start, end) intervals; "24:00" ends a day',
     )
     holiday_country: str | None = Field(default=None, pattern=r"^[A-Z]{2,3}$", examples=["DE"])
     holiday_subdivision: str | None = Field(
@@ -238,28 +252,33 @@ class CalendarOut(BaseModel):
         )
 
 
-class DaysOffset(BaseModel):
+class _Offset(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _whole_numbers_stay_whole(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in data.items()
+        }
+
+
+class DaysOffset(_Offset):
     business_days: int = Field(ge=0, le=limits.MAX_OFFSET["business_days"])
 
 
-class HoursOffset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    business_hours: int | float = Field(
-        ge=0, le=limits.MAX_OFFSET["business_hours"], allow_inf_nan=False
-    )
+class HoursOffset(_Offset):
+    business_hours: float = Field(ge=0, le=limits.MAX_OFFSET["business_hours"], allow_inf_nan=False)
 
 
-class MinutesOffset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    business_minutes: int | float = Field(
+class MinutesOffset(_Offset):
+    business_minutes: float = Field(
         ge=0, le=limits.MAX_OFFSET["business_minutes"], allow_inf_nan=False
     )
 
 
-class SecondsOffset(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    business_seconds: int | float = Field(
+class SecondsOffset(_Offset):
+    business_seconds: float = Field(
         ge=0, le=limits.MAX_OFFSET["business_seconds"], allow_inf_nan=False
     )
 

@@ -4,11 +4,12 @@ Datetimes in requests carry a zone and fall between 1970 and 2200."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from domain import limits
 from domain.items import RungPlan
@@ -18,13 +19,26 @@ _EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
 # The demo account's Erin Engineer (`make run`), so examples work when pasted there.
 _EXAMPLE_USER = "0c0d1a8e-3d5e-5b8a-9f3c-2a6e8d4b7f10"
 
+
+def _written_as_a_date(value: Any) -> Any:
+    """Text must start with its year, as the schema's pattern says: pydantic would otherwise
+    read "0.5" as seconds since 1970."""
+    if isinstance(value, str) and not re.match(limits.YEAR_PATTERN, value):
+        raise ValueError(
+            f"must be an ISO 8601 date-time with a zone, years {limits.EARLIEST.year} "
+            f"to {limits.LATEST.year - 1}"
+        )
+    return value
+
+
 Instant = Annotated[
     AwareDatetime,
+    BeforeValidator(_written_as_a_date),
     AfterValidator(limits.check_instant),
     Field(
-        description=f"with a zone offset; from {limits.EARLIEST:%Y-%m-%d} "
-        f"to {limits.LATEST:%Y-%m-%d} (UTC)",
+        description=f"with a zone offset; years {limits.EARLIEST.year} to {limits.LATEST.year - 1}",
         examples=[_EXAMPLE_DUE],
+        json_schema_extra={"pattern": limits.YEAR_PATTERN},
     ),
 ]
 Snapshot = Annotated[

@@ -12,9 +12,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-# Instants (due dates, filters) must fall in this range.
+# Instants (due dates, filters) and dates must fall in these years, read in the offset the
+# caller wrote them in (so a JSON Schema pattern on the text can say exactly the same).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+YEAR_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9])-"
 
 # Free-form JSON (a handoff's snapshot): nesting depth and encoded size.
 MAX_JSON_DEPTH = 32
@@ -33,11 +35,13 @@ def check_instant(value: datetime) -> datetime:
     """`value` if it carries a zone and lies in [EARLIEST, LATEST); ValueError otherwise."""
     if value.utcoffset() is None:
         raise ValueError("needs a timezone offset, e.g. 2026-11-27T10:00:00+01:00")
-    if not EARLIEST <= value < LATEST:
-        raise ValueError(
-            f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC), got {value:%Y-%m-%d}"
-        )
+    check_year(value.year)
     return value
+
+
+def check_year(year: int) -> None:
+    if not EARLIEST.year <= year < LATEST.year:
+        raise ValueError(f"the year must be {EARLIEST.year} to {LATEST.year - 1}, got {year}")
 
 
 def json_depth(value: Any) -> int:

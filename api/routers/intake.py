@@ -34,7 +34,8 @@ IdempotencyKey = Annotated[
     ),
 ]
 REPLAYED = "Idempotent-Replayed"
-SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[\w.:\-]+$")]
+# ASCII only, spelled out: Python's \w would also match "Ñ", which JSON Schema's does not.
+SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
 
