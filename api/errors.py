@@ -67,15 +67,17 @@ def unavailable_response() -> JSONResponse:
     )
 
 
-def unexpected_error_response(error: Exception, *, too_large: bool, limit: int) -> JSONResponse:
+def too_large_response(limit: int) -> JSONResponse:
+    return error_response(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        "too_large",
+        f"the request body is larger than {limit} bytes",
+        {"limit_bytes": limit},
+    )
+
+
+def unexpected_error_response(error: Exception) -> JSONResponse:
     """The answer to an error no handler took, in the one shape."""
-    if too_large:
-        return error_response(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            "too_large",
-            f"the request body is larger than {limit} bytes",
-            {"limit_bytes": limit},
-        )
     if database_unavailable(error):
         return unavailable_response()
     return error_response(

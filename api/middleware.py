@@ -19,14 +19,10 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import REQUEST_ID, unexpected_error_response
+from api.errors import REQUEST_ID, too_large_response, unexpected_error_response
 
 log = structlog.get_logger()
 _CALLER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class RequestContext:
@@ -43,9 +39,12 @@ class RequestContext:
         request_id = given if _CALLER_ID.match(given) else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         started = False
+        refused = False  # we answered 413 ourselves mid-body; the app's answer is dropped
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [
@@ -57,37 +56,47 @@ class RequestContext:
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                if received > self.max_body_bytes and not started:
+                    # A streamed body (no Content-Length) crossed the limit: answer now and
+                    # tell the app the client left, so it stops reading and writes nothing.
+                    await self._too_large(scope, send_with_id)
+                    refused = True
+                    return {"type": "http.disconnect"}
             return message
 
         try:
             with structlog.contextvars.bound_contextvars(request_id=request_id):
                 if self._announced_too_large(headers):
-                    raise BodyTooLarge
+                    await self._too_large(scope, send_with_id)
+                    return
                 await self.app(scope, limited_receive, send_with_id)
         except Exception as error:
+            if refused:
+                return  # the app noticed the "disconnect"; the caller already has its 413
             if started:  # a stream already under way: all that is left is to log it
                 log.exception("request.failed_mid_response", path=scope["path"])
                 return
-            response = unexpected_error_response(
-                error, too_large=isinstance(error, BodyTooLarge), limit=self.max_body_bytes
-            )
-            if response.status_code >= 500:
-                log.error(
-                    "request.failed",
-                    path=scope["path"],
-                    method=scope["method"],
-                    status=response.status_code,
-                    exc_info=error,
-                )
+            response = unexpected_error_response(error)
+            where = {"path": scope["path"], "method": scope["method"]}
+            if response.status_code == 503:  # an outage, not a bug: no traceback per request
+                log.warning("request.database_unavailable", error=repr(error), **where)
+            else:
+                log.error("request.failed", status=response.status_code, exc_info=error, **where)
             await response(scope, receive, send_with_id)
         finally:
             REQUEST_ID.reset(token)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        async def nothing() -> Message:
+            return {"type": "http.disconnect"}
+
+        await too_large_response(self.max_body_bytes)(scope, nothing, send)
 
     def _announced_too_large(self, headers: dict[bytes, bytes]) -> bool:
         length = headers.get(b"content-length")

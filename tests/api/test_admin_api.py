@@ -7,12 +7,12 @@ import copy
 import uuid
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from domain.demo import POLICIES, stable_id
 from domain.models import BusinessCalendarRow, SlaPolicy, User
 from tests.api.conftest import Api
+from tests.support.errors import error
 from tests.support.tenants import Tenant
 
 NORA = {
@@ -37,12 +37,6 @@ def calendar_body(**changes: Any) -> dict[str, Any]:
 
 def capa_rungs() -> dict[str, Any]:
     return copy.deepcopy(POLICIES["CAPA"]["rungs"])
-
-
-def error(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()["error"]
-    return body
 
 
 async def count(tenant: Tenant, model: type[Any]) -> int:

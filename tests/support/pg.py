@@ -4,8 +4,12 @@ else on one embedded pgserver per session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -47,3 +51,33 @@ async def _fetch(url: str, sql: str) -> list[tuple[object, ...]]:
 def fetch(url: str, sql: str) -> list[tuple[object, ...]]:
     """Run one query as the URL's user (the owner), from sync code."""
     return asyncio.run(_fetch(url, sql))
+
+
+class StoppablePostgres:
+    """An embedded Postgres of its own that a test may stop and start again (same data,
+    same socket), to see what the service does while its database is away."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pgserver  # dev-only dependency
+
+        self._data_dir = data_dir
+        self._server: Any = pgserver.get_server(data_dir, cleanup_mode=None)
+        self.url = str(self._server.get_uri())
+
+    def _pg_ctl(self, *args: str) -> None:
+        commands: Any = importlib.import_module("pgserver._commands")
+        commands.pg_ctl(list(args), pgdata=self._data_dir, user=self._server.system_user)
+
+    def stop(self) -> None:
+        self._pg_ctl("-w", "stop", "-m", "fast")
+
+    def start(self) -> None:
+        # As pgserver starts it (its own get_server thinks the server is still up): no TCP,
+        # the same socket directory, so the URL stays valid.
+        socket_dir = parse_qs(urlsplit(self.url).query)["host"][0]
+        log = str(self._data_dir / "restart.log")
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", log, "start")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

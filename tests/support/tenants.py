@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.demo import seed_demo, stable_id
 from domain.models import (
+    TENANT_TABLES,
     AuditEvent,
     BusinessCalendarRow,
     Delivery,
@@ -134,6 +135,21 @@ class Tenant:
                 select(Delivery).where(Delivery.item_id == item_id).order_by(Delivery.created_at)
             )
             return list(rows)
+
+    async def footprint(self) -> dict[str, int]:
+        """How many rows the account has in every tenant table: equal before and after a
+        refused request means nothing was written."""
+        async with self.owner() as session:
+            counts = {}
+            for table in TENANT_TABLES:
+                counts[table] = int(
+                    await session.scalar(
+                        text(f"SELECT count(*) FROM {table} WHERE account_id = :a"),
+                        {"a": self.account_id},
+                    )
+                    or 0
+                )
+            return counts
 
     async def push_events(self, item_id: uuid.UUID) -> list[PushEvent]:
         async with self.owner() as session:

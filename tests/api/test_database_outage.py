@@ -1,0 +1,109 @@
+"""With Postgres stopped, every endpoint answers 503 `database_unavailable` in the error
+shape with `Retry-After` (liveness stays 200, readiness says why it is 503); when Postgres
+is back, the same API process serves again without a restart.
+
+Uses an embedded Postgres of its own, really stopped and started with `pg_ctl`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.tokens import Principal, mint
+from config import Settings
+from db import create_engine, create_sessionmaker, migrate
+from domain.clock import utcnow
+from domain.demo import stable_id
+from mailsink import free_port
+from tests.support.errors import error
+from tests.support.live import serve
+from tests.support.pg import StoppablePostgres
+from tests.support.tenants import Tenant
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppablePostgres]:
+    server = StoppablePostgres(Path(tmp_path_factory.mktemp("outage-pg")))
+    migrate(server.url)
+    yield server
+    server.close()
+
+
+def concrete(path: str, ids: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+
+
+def example_body(operation: dict[str, Any], schemas: dict[str, Any]) -> Any:
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is None:
+        return None
+    schema = content["schema"]
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+    return (schema.get("examples") or [{}])[0]
+
+
+async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without_restart(
+    postgres: StoppablePostgres, settings: Settings
+) -> None:
+    ours = settings.model_copy(
+        update={
+            "database_url": postgres.url,
+            "app_database_url": None,
+            "temporal_address": f"127.0.0.1:{free_port()}",
+        }
+    )
+    owner = create_engine(ours, owner=True)
+    tenant = await Tenant.create(create_sessionmaker(owner))
+    item_id = await tenant.add_item(due_at=utcnow())
+    await owner.dispose()
+    principal = Principal(user_id=tenant.user("otto"), account_id=tenant.account_id, role="owner")
+    token = mint(principal, ours.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
+    auth = {"Authorization": f"Bearer {token}"}
+    ids = {
+        "item_id": str(item_id),
+        "user_id": str(tenant.user("erin")),
+        "calendar_id": str(stable_id(tenant.slug, "calendar:berlin")),
+        "key": "quality_manager",
+        "item_type": "CAPA",
+        "session_ref": "acme-vpn",
+    }
+    schema = create_app(ours).openapi()
+    operations = [
+        (method.upper(), concrete(path, ids), example_body(op, schema["components"]["schemas"]))
+        for path, methods in schema["paths"].items()
+        if path.startswith("/v1/")
+        for method, op in methods.items()
+    ]
+    assert len(operations) > 30
+
+    with serve(ours) as base:
+        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=15) as client:
+            assert (await client.get("/v1/queue")).status_code == 200
+            postgres.stop()
+            try:
+                for method, url, body in operations:
+                    response = await client.request(method, url, json=body)
+                    problem = error(response, 503)
+                    assert problem["code"] == "database_unavailable", (method, url)
+                    assert response.headers["retry-after"] == "5", (method, url)
+                assert (await client.get("/health/live")).status_code == 200
+                ready = await client.get("/health/ready")
+                assert (ready.status_code, ready.json()["database"]) == (503, "unavailable")
+            finally:
+                postgres.start()
+            deadline = time.monotonic() + 30
+            while (await client.get("/v1/queue")).status_code != 200:
+                assert time.monotonic() < deadline, "the API did not recover on its own"
+                await asyncio.sleep(0.5)
+            assert (await client.get(f"/v1/items/{item_id}")).status_code == 200
+            assert (await client.get("/health/ready")).json()["database"] == "ok"
