@@ -20,7 +20,7 @@ from api.tokens import Principal, mint
 from config import Settings
 from domain.clock import utcnow
 from domain.demo import USERS
-from mailsink import MailSink
+from mailsink import MailSink, free_port
 from tests.support.tenants import Tenant
 from worker import build_worker
 
@@ -82,3 +82,11 @@ async def api(
                     break
                 await asyncio.sleep(0.05)
             yield running
+
+
+@pytest.fixture
+async def api_without_temporal(settings: Settings) -> AsyncIterator[Api]:
+    """The real app with Temporal unreachable: creation must still never fail."""
+    dead = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    async for running in running_app(dead):
+        yield running

@@ -133,6 +133,13 @@ async def test_a_subscriber_that_reconnects_gets_all_it_missed_in_order_once(
     assert ids == sorted(set(ids))
 
 
+async def an_item_each(tenant: Tenant) -> tuple[Tenant, uuid.UUID, uuid.UUID]:
+    """Another account, an item of theirs and an item of `tenant`'s."""
+    other = await Tenant.create(tenant.owner)
+    theirs = await other.add_item(due_at=utcnow() + timedelta(days=3))
+    return other, theirs, await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+
+
 async def test_viewers_are_refused_and_accounts_never_see_each_other(
     two_servers: tuple[str, str],
     settings: Settings,
@@ -146,9 +153,7 @@ async def test_viewers_are_refused_and_accounts_never_see_each_other(
         assert refused.status_code == 403
         anonymous = await client.get("/v1/events/stream")
         assert anonymous.status_code == 401
-    other = await Tenant.create(tenant.owner)
-    theirs = await other.add_item(due_at=utcnow() + timedelta(days=3))
-    mine = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    other, theirs, mine = await an_item_each(tenant)
     async with subscribe(first, token(settings, tenant, "emil", "engineer")) as events:
         await publish(app_sessionmaker, other, theirs, 1)
         await publish(app_sessionmaker, tenant, mine, 2)
@@ -164,9 +169,7 @@ async def test_a_replay_from_zero_holds_none_of_another_accounts_events(
     app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     first, _ = two_servers
-    other = await Tenant.create(tenant.owner)
-    theirs = await other.add_item(due_at=utcnow() + timedelta(days=3))
-    mine = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    other, theirs, mine = await an_item_each(tenant)
     await publish(app_sessionmaker, other, theirs, 1)
     await publish(app_sessionmaker, tenant, mine, 2)  # after theirs: the replay passes it
     async with subscribe(first, token(settings, tenant, "emil", "engineer"), 0) as events:

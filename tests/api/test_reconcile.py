@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.reconcile import ReconcileActivities
-from config import Settings
 from domain.clock import utcnow
-from mailsink import free_port
-from tests.api.conftest import Api, running_app
+from tests.api.conftest import Api
 from tests.support.tenants import Tenant
 from workflows.schedules import RECONCILER_ID, ensure_reconciler
 from workflows.types import workflow_id
@@ -26,13 +22,6 @@ from workflows.types import workflow_id
 class Later:
     def now(self) -> datetime:
         return utcnow() + timedelta(minutes=5)
-
-
-@pytest.fixture
-async def api_without_temporal(settings: Settings) -> AsyncIterator[Api]:
-    dead = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-    async for api in running_app(dead):
-        yield api
 
 
 async def test_creation_succeeds_with_temporal_down_and_the_reconciler_starts_it(
