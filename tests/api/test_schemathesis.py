@@ -69,6 +69,9 @@ def test_every_phase_and_every_check_finds_nothing(
         *("--workers", "1", "--no-color", "--warnings", "off"),
         *("--report", "junit", "--report-dir", str(tmp_path)),
     ]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    # In a scratch folder: the CLI keeps a crash cache in its working directory.
+    run = subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path
+    )
     print(run.stdout[-20_000:])  # noqa: T201  (the report, shown when the test fails)
     assert run.returncode == 0, run.stdout[-6_000:] + run.stderr[-2_000:]
