@@ -34,6 +34,7 @@ from domain.models import PushEvent
 router = APIRouter(prefix="/v1/events", tags=["events"])
 TICKET_TTL = timedelta(seconds=60)
 TICKET_AUDIENCE = "stream"
+MAX_EVENT_ID = 2**63 - 1  # push_event.id is a bigint
 
 
 class Ticket(BaseModel):
@@ -89,8 +90,10 @@ async def stream(
     principal: Annotated[Principal, Depends(RequireStream("engineer"))],
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
-    last_event_header: Annotated[int | None, Header(alias="Last-Event-ID", ge=0)] = None,
-    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_header: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID)
+    ] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
 ) -> EventSourceResponse:
     hub: Hub = request.app.state.hub
     resume_after = last_event_header if last_event_header is not None else last_event_id

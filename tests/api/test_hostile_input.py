@@ -296,3 +296,16 @@ async def test_a_500_keeps_the_connection_usable(
             assert failed.headers.get("connection") != "close"
             fine = await client.get("/v1/items", headers=api.headers(tenant, "vera"))
             assert fine.status_code == 200
+
+
+async def test_a_resume_point_beyond_any_event_id_is_a_422(api: Api, tenant: Tenant) -> None:
+    emil = api.headers(tenant, "emil")
+    for headers, params in (
+        ({**emil, "Last-Event-ID": str(2**64)}, {}),
+        (emil, {"last_event_id": str(2**63)}),
+        ({**emil, "Last-Event-ID": "-1"}, {}),
+    ):
+        problem = await refused(
+            api, tenant, "GET", "/v1/events/stream", 422, headers=headers, params=params
+        )
+        assert "last" in problem["message"].lower(), problem
