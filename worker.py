@@ -17,7 +17,7 @@ from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
-from config import Settings
+from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
 from workflows.escalation import EscalationWorkflow
@@ -88,4 +88,5 @@ async def main(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
+    configure_logging()
     asyncio.run(main(Settings()))

@@ -24,7 +24,7 @@ from api.events import Hub
 from api.middleware import RequestContext
 from api.routers import events, health, intake, items
 from api.routers.admin import router as admin_router
-from config import Settings
+from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 
 log = structlog.get_logger()
@@ -55,6 +55,7 @@ class TemporalHolder:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -70,27 +70,29 @@ class RequestContext:
                     return {"type": "http.disconnect"}
             return message
 
-        try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
                 if self._announced_too_large(headers):
                     await self._too_large(scope, send_with_id)
                     return
                 await self.app(scope, limited_receive, send_with_id)
-        except Exception as error:
-            if refused:
-                return  # the app noticed the "disconnect"; the caller already has its 413
-            if started:  # a stream already under way: all that is left is to log it
-                log.exception("request.failed_mid_response", path=scope["path"])
-                return
-            response = unexpected_error_response(error)
-            where = {"path": scope["path"], "method": scope["method"]}
-            if response.status_code == 503:  # an outage, not a bug: no traceback per request
-                log.warning("request.database_unavailable", error=repr(error), **where)
-            else:
-                log.error("request.failed", status=response.status_code, exc_info=error, **where)
-            await response(scope, receive, send_with_id)
-        finally:
-            REQUEST_ID.reset(token)
+            except Exception as error:
+                if refused:
+                    return  # the app noticed the "disconnect"; the caller has its 413
+                if started:  # a stream already under way: all that is left is to log it
+                    log.exception("request.failed_mid_response", path=scope["path"])
+                    return
+                response = unexpected_error_response(error)
+                where = {"path": scope["path"], "method": scope["method"]}
+                if response.status_code == 503:  # an outage, not a bug: no traceback each time
+                    log.warning("request.database_unavailable", error=repr(error), **where)
+                else:
+                    log.error(
+                        "request.failed", status=response.status_code, exc_info=error, **where
+                    )
+                await response(scope, receive, send_with_id)
+            finally:
+                REQUEST_ID.reset(token)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         async def nothing() -> Message:
