@@ -17,7 +17,6 @@ from domain.models import Item
 from domain.push import publish
 from workflows.types import PublishEvent
 
-
 NOTIFYING = frozenset({"rung.fired", "handoff.escalated"})
 
 
