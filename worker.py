@@ -58,11 +58,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             items.load_item,
             items.record_rung,
             items.record_plan,
+            items.record_applied_version,
             items.record_audit,
             recipients.resolve_recipients,
             email.send_email,
             push.publish_event,
             reconcile.start_missing_workflows,
+            reconcile.nudge_lagging_workflows,
         ],
         max_concurrent_activities=settings.smtp_concurrency * 4,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -16,6 +16,7 @@ from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
 from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
 from workflows.types import (
+    AppliedVersion,
     ItemRef,
     ItemSnapshot,
     PauseSpan,
@@ -71,6 +72,7 @@ class ItemActivities:
                     for name, (status, at) in done_marks(item).items()
                 ],
                 pauses=[PauseSpan(start=p.start, end=p.end) for p in item_pauses(item)],
+                version=item.version,
             )
 
     @activity.defn
@@ -102,6 +104,18 @@ class ItemActivities:
                 data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
             )
             return RungRecorded(recorded=True, state=item.state, claimed_by=claimed_by)
+
+    @activity.defn
+    async def record_applied_version(self, request: AppliedVersion) -> None:
+        """Side effect: `item.applied_version`, the version the workflow has read back and
+        acted on. Idempotent and monotonic (GREATEST), so a late retry never moves it back."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            await session.execute(
+                update(Item)
+                .where(Item.id == uuid.UUID(request.item_id), Item.account_id == account_id)
+                .values(applied_version=func.greatest(Item.applied_version, request.version))
+            )
 
     @activity.defn
     async def record_plan(self, request: RecordPlan) -> None:

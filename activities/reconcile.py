@@ -1,4 +1,6 @@
-"""The reconciler's one activity: start the workflows that should exist but do not."""
+"""The reconciler's activities: start the workflows that should exist but do not, and nudge
+the ones whose item changed without their hearing of it (a signal lost while Temporal was
+away). Both read across accounts through definer functions made for them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from api.workflows import start_item
+from api.workflows import signal_item, start_item
 from domain.clock import Clock
 
 # Younger items are probably being started by the API right now.
@@ -51,3 +53,21 @@ class ReconcileActivities:
                 started += 1
         activity.logger.info("reconcile.done", extra={"missing": len(missing), "started": started})
         return started
+
+    @activity.defn
+    async def nudge_lagging_workflows(self) -> int:
+        """Side effect: a `sync` signal to each workflow whose item's version is ahead of the
+        version it applied (after a grace for the API's own signal). Idempotent: a workflow
+        that already caught up ignores the extra nudge; one that has ended is skipped."""
+        async with self._sessionmaker() as session:
+            rows = await session.execute(
+                text("SELECT id FROM escalator_items_to_nudge(:before, :max_rows)"),
+                {"before": self._clock.now() - GRACE, "max_rows": BATCH},
+            )
+            lagging = [item_id for (item_id,) in rows]
+        nudged = 0
+        for item_id in lagging:
+            if await signal_item(self._client, item_id, "sync", None):
+                nudged += 1
+        activity.logger.info("reconcile.nudged", extra={"lagging": len(lagging), "nudged": nudged})
+        return nudged

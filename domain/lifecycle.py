@@ -73,7 +73,7 @@ async def _transition(
     return await session.scalar(
         update(Item)
         .where(condition)
-        .values(**values)
+        .values(**values, version=Item.version + 1)
         .returning(Item)
         .execution_options(populate_existing=True)
     )

@@ -241,6 +241,10 @@ class Item(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     idempotency_scope: Mapped[str | None] = mapped_column(String(32))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Bumped by every lifecycle change in its own transaction; `applied_version` is the one
+    # the workflow has read back and acted on. A gap is a lost signal: the reconciler nudges.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    applied_version: Mapped[int] = mapped_column(Integer, server_default="0")
     # Set once the workflow start was accepted; the reconciler starts the rest.
     workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()

@@ -1,7 +1,10 @@
 """`EscalationWorkflow`: one per item (`item-<uuid>`); it holds the item's escalation timers.
 
-Signals: `claim`, `release`, `resolve`, `cancel`, `pause`, `resume`, `change_due`, `replan`.
-Each one only changes workflow state and wakes the loop, which re-plans.
+Signals: `claim`, `release`, `resolve`, `cancel`, `pause`, `resume`, `change_due`, `replan`,
+`sync`. Postgres is the truth and signals are nudges: any signal wakes the loop, which reads
+the item back from the database (state, claimer, due, pauses, fired rungs, pinned policy),
+re-plans, and records the item version it applied. A lost signal heals when the reconciler
+sends `sync` to an item whose applied version lags; a duplicate one changes nothing.
 Queries: `get_state` (state, claimer, every rung with its instant, status and tier).
 Timers: one at a time, `wait_condition(timeout=...)` until the next pending rung, summarised as
 "escalate_1 at 2026-11-25 09:00 Europe/Berlin"; plus one durable sleep per email deferred by
@@ -36,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.escalation_steps import Notification, Notifier, db_step
     from workflows.types import (
+        AppliedVersion,
         AtSignal,
         Carry,
         ChangeDueSignal,
@@ -53,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TERMINAL = ("resolved", "cancelled")
+DB_TRUTH = "signals-are-nudges"  # workflow.patched: histories before it applied signal args
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
 
 
@@ -73,10 +78,16 @@ class EscalationWorkflow:
         self._rungs: dict[RungName, RungPolicy | None] = {}
         self._plan: list[PlannedRung] = []
         self._recorded_plan: dict[str, datetime | None] | None = None
+        self._sync_wanted = False
+        self._db_truth = False  # set at start: whether this history has the patch
+
+    def _nudged(self) -> None:
+        self._sync_wanted = self._dirty = True
 
     # ---- signals: change state, wake the loop -------------------------------------------
     @workflow.signal
     def claim(self, signal: ClaimSignal) -> None:
+        self._nudged()
         if self._state not in TERMINAL:
             self._close_pause(signal.at)
             self._state, self._claimed_by = "claimed", signal.user_id
@@ -84,20 +95,24 @@ class EscalationWorkflow:
 
     @workflow.signal
     def release(self, signal: AtSignal) -> None:
+        self._nudged()
         if self._state == "claimed":
             self._state, self._claimed_by = "open", None
             self._dirty = True
 
     @workflow.signal
     def resolve(self, signal: AtSignal) -> None:
+        self._nudged()
         self._state, self._dirty = "resolved", True
 
     @workflow.signal
     def cancel(self, signal: AtSignal) -> None:
+        self._nudged()
         self._state, self._dirty = "cancelled", True
 
     @workflow.signal
     def pause(self, signal: AtSignal) -> None:
+        self._nudged()
         if self._state == "open":
             self._state = "paused"
             self._pauses.append(PauseSpan(start=signal.at or workflow.now()))
@@ -105,17 +120,25 @@ class EscalationWorkflow:
 
     @workflow.signal
     def resume(self, signal: AtSignal) -> None:
+        self._nudged()
         if self._state == "paused":
             self._close_pause(signal.at)
             self._state, self._dirty = "open", True
 
     @workflow.signal
     def change_due(self, signal: ChangeDueSignal) -> None:
+        self._nudged()
         self._due, self._dirty = signal.due_at, True
 
     @workflow.signal
     def replan(self) -> None:
+        self._nudged()
         self._reload = self._dirty = True
+
+    @workflow.signal
+    def sync(self) -> None:
+        """Read the item back from the database: the reconciler's nudge for a lost signal."""
+        self._nudged()
 
     @workflow.query
     def get_state(self) -> StateView:
@@ -144,6 +167,9 @@ class EscalationWorkflow:
         await self._load(ref, first=input.carry is None)
         if input.carry is not None:
             self._restore(input.carry)
+        self._db_truth = workflow.patched(DB_TRUTH)
+        if self._db_truth:
+            await self._record_applied(ref)
         notifier = Notifier(ref, self._snapshot_or_fail())
         if self._needs_handoff_fan_out():
             self._handoff_notified = True
@@ -156,6 +182,10 @@ class EscalationWorkflow:
                         item_id=input.item_id, account_id=input.account_id, carry=self._carry()
                     )
                 )
+            if self._sync_wanted and self._db_truth:
+                self._sync_wanted = self._reload = False
+                await self._sync(ref)
+                continue  # the database may have ended it
             if self._reload:
                 self._reload = False
                 await self._load(ref, first=False)
@@ -175,6 +205,8 @@ class EscalationWorkflow:
             except TimeoutError:
                 pass
             await self._fire(ref, upcoming, notifier)
+        if self._sync_wanted and self._db_truth:
+            await self._sync(ref)  # record the version that ended it
         notifier.cancel_pending()
         await self._publish_state(ref)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -197,6 +229,19 @@ class EscalationWorkflow:
                 self._pauses = list(snapshot.pauses)
             elif snapshot.state == "paused":  # a parked handoff starts with its clock stopped
                 self._pauses = [PauseSpan(start=snapshot.paused_at or snapshot.created_at)]
+
+    async def _sync(self, ref: ItemRef) -> None:
+        """The database's state of the item replaces the workflow's, then the applied
+        version is recorded."""
+        await self._load(ref, first=True)
+        await self._record_applied(ref)
+
+    async def _record_applied(self, ref: ItemRef) -> None:
+        version = self._snapshot_or_fail().version
+        await db_step(
+            ItemActivities.record_applied_version,
+            AppliedVersion(item_id=ref.item_id, account_id=ref.account_id, version=version),
+        )
 
     def _restore(self, carry: Carry) -> None:
         self._state, self._claimed_by, self._due = carry.state, carry.claimed_by, carry.due_at

@@ -1,5 +1,5 @@
 """`ReconcileWorkflow`: run every minute by the `escalator-reconciler` Schedule (created at
-worker start). No signals or queries; one activity call and done."""
+worker start). No signals or queries: start missing workflows, nudge lagging ones, done."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ with workflow.unsafe.imports_passed_through():
 class ReconcileWorkflow:
     @workflow.run
     async def run(self) -> int:
-        return await workflow.execute_activity_method(
-            ReconcileActivities.start_missing_workflows,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        done = 0
+        steps = [ReconcileActivities.start_missing_workflows]
+        if workflow.patched("nudge-lagging"):
+            steps.append(ReconcileActivities.nudge_lagging_workflows)
+        for step in steps:
+            done += await workflow.execute_activity_method(
+                step,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        return done

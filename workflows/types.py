@@ -87,6 +87,14 @@ class ItemSnapshot:
     calendar: dict[str, Any]  # BusinessCalendar.to_dict(), holidays expanded to dates
     done: list[RungMark] = field(default_factory=list)
     pauses: list[PauseSpan] = field(default_factory=list)
+    version: int = 0  # item.version as read
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppliedVersion:
+    item_id: str
+    account_id: str
+    version: int
 
 
 @dataclass(frozen=True, kw_only=True)

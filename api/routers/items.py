@@ -204,6 +204,7 @@ async def replan(
     latest = await items.latest_policy(uow.session, principal.account_id, item.item_type)
     if latest.id != item.policy_id:
         item.policy_id = latest.id
+        item.version += 1
         await audit.record(
             uow.session,
             account_id=item.account_id,

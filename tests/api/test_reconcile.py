@@ -3,20 +3,29 @@ pending), and the reconciler starts its workflow later."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.reconcile import ReconcileActivities
+from db import tenant_session
+from domain import lifecycle
 from domain.clock import utcnow
 from tests.api.conftest import Api
 from tests.support.tenants import Tenant
+from workflows.escalation import EscalationWorkflow
 from workflows.schedules import RECONCILER_ID, ensure_reconciler
-from workflows.types import workflow_id
+from workflows.types import StateView, workflow_id
 
 
 class Later:
@@ -55,3 +64,70 @@ async def test_the_reconciler_schedule_is_created_once(dev_env: WorkflowEnvironm
     assert (first, second) == (True, False)
     described = await dev_env.client.get_schedule_handle(RECONCILER_ID).describe()
     assert described.schedule.spec.intervals[0].every == timedelta(minutes=1)
+
+
+async def test_a_lost_release_and_due_change_heal_at_the_next_reconcile(
+    api: Api, tenant: Tenant, dev_env: WorkflowEnvironment
+) -> None:
+    """Postgres is the truth and signals are nudges: the release and the new due date are
+    committed while their signals are lost (as with Temporal down); the workflow stays
+    claimed until the reconciler sees its item's version ahead and nudges it."""
+    created = await api.task(tenant)
+    item_id = uuid.UUID(created.json()["id"])
+    emil = api.headers(tenant, "emil")
+    assert (await api.client.post(f"/v1/items/{item_id}/claim", headers=emil)).status_code == 200
+    handle = dev_env.client.get_workflow_handle(workflow_id(str(item_id)))
+    await until(lambda s: s.state == "claimed", handle)
+    await until_applied(tenant, item_id)
+
+    new_due = (utcnow() + timedelta(days=20)).replace(microsecond=0)
+    async with tenant_session(api.app.state.sessionmaker, tenant.account_id) as session:
+        now = utcnow()
+        await lifecycle.transition(
+            session, tenant.account_id, item_id, tenant.user("emil"), now, "release"
+        )
+        await lifecycle.change_due(
+            session, tenant.account_id, item_id, tenant.user("ada"), now, new_due
+        )
+    await asyncio.sleep(1.0)
+    assert (await handle.query(EscalationWorkflow.get_state)).state == "claimed"  # not healed
+
+    reconcile = ReconcileActivities(
+        dev_env.client, api.app.state.sessionmaker, api.settings.task_queue, Later()
+    )
+    assert await ActivityEnvironment().run(reconcile.nudge_lagging_workflows) >= 1
+    state = await until(lambda s: s.state == "open" and s.due_at == new_due, handle)
+    assert state.claimed_by is None
+    assert any(r.status == "pending" for r in state.rungs)  # armed to escalate again
+    await until_applied(tenant, item_id)
+    # A duplicate nudge is harmless: nothing lags, nothing changes.
+    assert item_id not in await lagging(reconcile, tenant)
+    await handle.signal(EscalationWorkflow.sync)
+    again = await until(lambda s: s.state == "open", handle)
+    assert again.rungs == state.rungs
+
+
+async def until(
+    ready: Callable[[StateView], bool], handle: WorkflowHandle[Any, Any], within: float = 20
+) -> StateView:
+    deadline = time.monotonic() + within
+    while not ready(state := await handle.query(EscalationWorkflow.get_state)):
+        assert time.monotonic() < deadline, f"never got there: {state}"
+        await asyncio.sleep(0.1)
+    return state
+
+
+async def until_applied(tenant: Tenant, item_id: uuid.UUID, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while (item := await tenant.item(item_id)).applied_version != item.version:
+        assert time.monotonic() < deadline, (item.version, item.applied_version)
+        await asyncio.sleep(0.1)
+
+
+async def lagging(reconcile: ReconcileActivities, tenant: Tenant) -> set[uuid.UUID]:
+    async with tenant.owner() as session:
+        rows = await session.execute(
+            text("SELECT id FROM escalator_items_to_nudge(:before, 1000)"),
+            {"before": utcnow() + timedelta(minutes=5)},
+        )
+        return {item_id for (item_id,) in rows}

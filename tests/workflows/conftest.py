@@ -30,6 +30,7 @@ from worker import build_worker
 from workflows.escalation import EscalationWorkflow
 from workflows.types import (
     AtSignal,
+    ChangeDueSignal,
     ClaimSignal,
     EscalationInput,
     EscalationResult,
@@ -38,6 +39,8 @@ from workflows.types import (
 )
 
 HISTORIES = Path(__file__).with_name("histories")
+# Histories saved by today's code carry this suffix; older generations stay, and must replay.
+GENERATION = "_nudged"
 
 Handle = WorkflowHandle[Any, EscalationResult]
 
@@ -111,13 +114,32 @@ class Runner:
             EscalationWorkflow.claim, ClaimSignal(user_id=str(tenant.user(who)), at=at)
         )
 
-    async def release(self, tenant: Tenant, handle: Handle, item_id: uuid.UUID, who: str) -> None:
-        at = await self.now()
+    async def act(
+        self,
+        tenant: Tenant,
+        handle: Handle,
+        item_id: uuid.UUID,
+        verb: str,
+        *,
+        who: str = "ada",
+        at: datetime | None = None,
+        due_at: datetime | None = None,
+    ) -> None:
+        """What the API does for release, resolve, cancel, pause, resume and change_due:
+        commit the change in Postgres (the truth), then nudge the workflow with a signal."""
+        at = at or await self.now()
         async with tenant_session(self.app, tenant.account_id) as session:
-            await lifecycle.transition(
-                session, tenant.account_id, item_id, tenant.user(who), at, "release"
-            )
-        await handle.signal(EscalationWorkflow.release, AtSignal(at=at))
+            if verb == "change_due":
+                assert due_at is not None
+                await lifecycle.change_due(
+                    session, tenant.account_id, item_id, tenant.user(who), at, due_at
+                )
+            else:
+                await lifecycle.transition(
+                    session, tenant.account_id, item_id, tenant.user(who), at, verb
+                )
+        signal: Any = ChangeDueSignal(due_at=due_at) if due_at else AtSignal(at=at)
+        await handle.signal(verb, signal)
 
     async def search_attribute(self, handle: Handle, name: str) -> Any:
         """Read one attribute from the raw description: the SDK's decoder trips over the
@@ -137,7 +159,7 @@ class Runner:
         if os.environ.get("ESCALATOR_SAVE_HISTORIES"):
             HISTORIES.mkdir(exist_ok=True)
             history = await handle.fetch_history()
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            (HISTORIES / f"{name}{GENERATION}.json").write_text(history.to_json())
 
 
 @pytest.fixture

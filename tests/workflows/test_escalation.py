@@ -9,8 +9,6 @@ from zoneinfo import ZoneInfo
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Runner
 from workflows import search_attributes as sa
-from workflows.escalation import EscalationWorkflow
-from workflows.types import AtSignal, ChangeDueSignal
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MINUTE = timedelta(minutes=1)
@@ -70,7 +68,7 @@ async def test_capa_rungs_fire_at_their_planned_instants_to_the_right_people(
     kinds = [e.kind for e in await tenant.push_events(item_id)]
     assert kinds == ["rung.fired"] * 3
     await runner.save_history(handle, "escalated_to_tier_2")
-    await handle.signal(EscalationWorkflow.resolve, AtSignal())
+    await runner.act(tenant, handle, item_id, "resolve")
     assert (await handle.result()).fired == ["remind", "escalate_1", "escalate_2"]
 
 
@@ -117,7 +115,7 @@ async def test_release_resumes_at_the_rung_matching_now(runner: Runner, tenant: 
     await runner.skip_to(berlin(weekday(due, 4), 12))
     assert runner.sink.mails == []
 
-    await runner.release(tenant, handle, item_id, "emil")
+    await runner.act(tenant, handle, item_id, "release", who="emil")
     [mail] = await runner.sink.wait_for(1)
     assert mail.rcpt_tos == (tenant.email("ada"),)  # escalate_1 at once, not from zero
     state = await runner.state_when(handle, lambda s: s.tier == 1)
@@ -136,10 +134,10 @@ async def test_pause_and_resume_shift_the_rungs_by_the_paused_business_time(
 
     monday = berlin(weekday(due, -4), 9)
     await runner.skip_to(monday)
-    await handle.signal(EscalationWorkflow.pause, AtSignal(at=monday))
+    await runner.act(tenant, handle, item_id, "pause", at=monday)
     await runner.state_when(handle, lambda s: s.state == "paused")
     await runner.skip_to(monday + timedelta(hours=3))  # three business hours paused
-    await handle.signal(EscalationWorkflow.resume, AtSignal(at=monday + timedelta(hours=3)))
+    await runner.act(tenant, handle, item_id, "resume", at=monday + timedelta(hours=3))
 
     state = await runner.state_when(handle, lambda s: s.state == "open")
     after = {r.name: r.fire_at for r in state.rungs}
@@ -152,7 +150,7 @@ async def test_change_due_re_arms_every_rung(runner: Runner, tenant: Tenant) -> 
     item_id = await tenant.add_item(due_at=due)
     handle = await runner.start(tenant, item_id)
     later = due + timedelta(days=7)
-    await handle.signal(EscalationWorkflow.change_due, ChangeDueSignal(due_at=later))
+    await runner.act(tenant, handle, item_id, "change_due", due_at=later)
     await runner.state_when(handle, lambda s: s.due_at == later)
 
     await runner.skip_to(weekday(due, -1) + timedelta(hours=1))  # the old remind

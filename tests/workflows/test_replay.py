@@ -1,8 +1,9 @@
 """Saved real histories (claimed, paused/resumed, due changed, escalated to tier 2) must replay
 against today's workflow code: a non-deterministic change fails here, not in production.
 
-Refresh them with `ESCALATOR_SAVE_HISTORIES=1 pytest tests/workflows/test_escalation.py`
-only when a change is deliberately guarded by `workflow.patched()`."""
+Save a new generation with `ESCALATOR_SAVE_HISTORIES=1 pytest tests/workflows/test_escalation.py`
+(it writes `<scenario><GENERATION>.json`) when a change is guarded by `workflow.patched()`;
+keep the older generations, since workflows started under them may still be running."""
 
 from __future__ import annotations
 
@@ -20,13 +21,12 @@ HISTORIES = {
 }
 
 
-def test_the_four_scenarios_are_saved() -> None:
-    assert set(HISTORIES) == {
-        "claimed",
-        "paused_resumed",
-        "due_changed",
-        "escalated_to_tier_2",
-    }
+SCENARIOS = {"claimed", "paused_resumed", "due_changed", "escalated_to_tier_2"}
+
+
+def test_the_four_scenarios_are_saved_in_each_generation() -> None:
+    """Before signals became nudges (no suffix) and after (`_nudged`, with the patch)."""
+    assert set(HISTORIES) == SCENARIOS | {f"{name}_nudged" for name in SCENARIOS}
 
 
 @pytest.mark.parametrize("name", HISTORIES)
