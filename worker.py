@@ -62,6 +62,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             items.record_audit,
             recipients.resolve_recipients,
             email.send_email,
+            email.record_sent,
+            email.record_delivery_failure,
             push.publish_event,
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,

@@ -43,7 +43,7 @@ USER_ROLES = ("viewer", "engineer", "admin", "owner")
 ITEM_KINDS = ("task", "handoff")
 ITEM_STATES = ("open", "paused", "claimed", "resolved", "cancelled")
 HANDOFF_INTENTS = ("park", "escalate")
-DELIVERY_STATUSES = ("pending", "sent", "failed", "deferred", "suppressed")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "deferred", "suppressed")
 RUNG_NAMES = ("remind", "escalate_1", "escalate_2")
 
 

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,6 +24,7 @@ from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from workflows.types import (
+    DeliveryOutcome,
     ItemRef,
     ItemSnapshot,
     PublishEvent,
@@ -34,6 +35,8 @@ from workflows.types import (
 )
 
 SEND_CONCURRENCY = 8
+SEND_HEARTBEAT = timedelta(seconds=10)
+DELIVERY_TRUTH = "delivery-failure-recorded"  # workflow.patched: earlier histories did not
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
@@ -147,16 +150,32 @@ class Notifier:
                             at=workflow.now(),
                         ),
                         start_to_close_timeout=timedelta(seconds=60),
+                        # It beats every second: a dead worker's send is retried in seconds.
+                        heartbeat_timeout=SEND_HEARTBEAT,
                         retry_policy=SMTP_RETRY,
                         summary=f"email {note.rung} → {recipient.email}",
                     )
                 except ActivityError as error:
+                    if workflow.patched(DELIVERY_TRUTH):  # retries exhausted: on the record
+                        await db_step(
+                            EmailActivities.record_delivery_failure,
+                            self._outcome(note, recipient, error=str(error.cause or error)),
+                        )
                     await self._publish(
                         "delivery.failed",
                         f"{self._ref.item_id}:{note.event_key}:{recipient.user_id}:failed",
                         {"recipient": recipient.email, "error": str(error.cause or error)},
                     )
                     return
+            if result.status == "sent" and not result.recorded:
+                # SMTP accepted it but Postgres failed before the record: record it now,
+                # retrying until Postgres is back. It is never sent again.
+                await db_step(
+                    EmailActivities.record_sent,
+                    self._outcome(
+                        note, recipient, sent_at=result.sent_at, message_id=result.message_id
+                    ),
+                )
             if result.status != "deferred" or result.deferred_until is None:
                 return
             # Quiet hours: a durable timer, so the deferred mail survives restarts.
@@ -164,6 +183,16 @@ class Notifier:
                 max(result.deferred_until - workflow.now(), timedelta(0)),
                 summary=f"quiet hours of {recipient.email} until {result.deferred_until:%H:%M} UTC",
             )
+
+    def _outcome(self, note: Notification, recipient: Recipient, **what: Any) -> DeliveryOutcome:
+        return DeliveryOutcome(
+            item_id=self._ref.item_id,
+            account_id=self._ref.account_id,
+            recipient_id=recipient.user_id,
+            event_key=note.event_key,
+            tier=note.tier,
+            **what,
+        )
 
     async def drain(self) -> None:
         """Wait for every send in flight (before continue-as-new)."""

@@ -24,14 +24,6 @@ from workflows.types import SendEmail
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def email(
-    app_sessionmaker: async_sessionmaker[AsyncSession], mail_sink: MailSink
-) -> EmailActivities:
-    smtp = Smtp(host=mail_sink.host, port=mail_sink.port, mail_from="escalator@test", timeout=5)
-    return EmailActivities(app_sessionmaker, smtp)
-
-
 def request(tenant: Tenant, item_id: object, key: str = "erin", **overrides: object) -> SendEmail:
     values: dict[str, object] = {
         "item_id": str(item_id),
