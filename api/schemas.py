@@ -176,13 +176,19 @@ class ItemOut(BaseModel):
     workflow: Literal["started", "pending"] = Field(
         description="pending: Temporal was unreachable; the reconciler starts it"
     )
-    tier: int | None = Field(default=None, description="highest rung fired (queue only)")
-    claimer_name: str | None = Field(default=None, description="who claimed it (queue only)")
+    tier: int | None = Field(
+        default=None, description="the highest tier fired (0 remind, 1, 2), null if none"
+    )
+    claimer_name: str | None = Field(default=None, description="who claimed it, by name")
     plan: list[RungOut] | None = None
 
     @classmethod
-    def of(cls, item: Item, **extra: Any) -> ItemOut:
+    def of(cls, item: Item, claimer_name: str | None = None, **extra: Any) -> ItemOut:
+        """The one read model: every endpoint that shows an item builds it here, so state,
+        claimer (id and name) and tier agree wherever it is read."""
         return cls(
+            tier=fired_tier(item),
+            claimer_name=claimer_name if item.claimed_by else None,
             id=item.id,
             kind=item.kind,
             type=item.item_type,
@@ -202,6 +208,17 @@ class ItemOut(BaseModel):
             workflow="started" if item.workflow_started_at else "pending",
             **extra,
         )
+
+
+def fired_tier(item: Item) -> int | None:
+    for tier, fired_at in (
+        (2, item.escalate_2_fired_at),
+        (1, item.escalate_1_fired_at),
+        (0, item.remind_fired_at),
+    ):
+        if fired_at is not None:
+            return tier
+    return None
 
 
 class ItemPage(BaseModel):

@@ -276,6 +276,19 @@ async def plan_item(
     return result
 
 
+async def claimer_names(
+    session: AsyncSession, account_id: uuid.UUID, found: list[Item]
+) -> dict[uuid.UUID | None, str]:
+    """The claimers' names of `found`, in one query."""
+    ids = {item.claimed_by for item in found if item.claimed_by}
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.name).where(User.account_id == account_id, User.id.in_(ids))
+    )
+    return dict(rows.tuples().all())
+
+
 TIER = case(
     (Item.escalate_2_fired_at.is_not(None), 2),
     (Item.escalate_1_fired_at.is_not(None), 1),

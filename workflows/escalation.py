@@ -147,7 +147,7 @@ class EscalationWorkflow:
             claimed_by=self._claimed_by,
             due_at=self._due,
             effective_due_at=self._effective_due(),
-            tier=self._tier,
+            tier=self._fired_tier(),
             rungs=[
                 RungView(
                     name=r.name,
@@ -259,6 +259,12 @@ class EscalationWorkflow:
             tier=self._tier,
         )
 
+    def _fired_tier(self) -> int:
+        """The highest tier fired, from the fired marks (which a sync reads back from the
+        database), so the query agrees with the API's read model."""
+        fired = [RUNG_TIERS[m.name] for m in self._done.values() if m.status == "fired"]  # type: ignore[index]
+        return max([self._tier, *fired])
+
     def _snapshot_or_fail(self) -> ItemSnapshot:
         assert self._snapshot is not None
         return self._snapshot
@@ -326,7 +332,7 @@ class EscalationWorkflow:
         policy = self._rungs.get(rung.name)
         if policy is None or not await self._record(ref, rung, "fired"):
             return  # the item stopped being open (a claim won the race): nothing to send
-        self._tier = max(self._tier, RUNG_TIERS[rung.name])
+        self._tier = max(self._tier, RUNG_TIERS[rung.name])  # carried; see _fired_tier
         await notifier.notify(
             Notification(
                 event_key=policy.event_key,

@@ -166,7 +166,9 @@ async def handoff_history(session_ref: SessionRef, uow: UowDep, _: Viewer) -> li
         )
         .order_by(Item.created_at.desc(), Item.id.desc())
     )
-    return [ItemOut.of(i) for i in rows]
+    found = list(rows)
+    names = await items.claimer_names(uow.session, uow.principal.account_id, found)
+    return [ItemOut.of(i, names.get(i.claimed_by)) for i in found]
 
 
 @router.get("/queue", response_model=list[ItemOut], summary="What needs someone now")
@@ -174,7 +176,7 @@ async def queue(uow: UowDep, _: Viewer) -> list[ItemOut]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
     first (highest tier, then longest overdue), with who claimed what."""
     rows = await uow.session.execute(items.queue_query(uow.principal.account_id, utcnow()))
-    return [ItemOut.of(item, tier=tier, claimer_name=name) for item, tier, name in rows]
+    return [ItemOut.of(item, claimer_name=name) for item, _, name in rows]
 
 
 @router.post(

@@ -37,8 +37,10 @@ async def item_view(uow: UnitOfWork, item: Item) -> ItemOut:
     assert policy is not None
     loaded = await items.load_policy(uow.session, policy)
     plan = await items.plan_item(uow.session, item, loaded, utcnow())
+    names = await items.claimer_names(uow.session, item.account_id, [item])
     return ItemOut.of(
         item,
+        names.get(item.claimed_by),
         policy_version=policy.version,
         plan=[RungOut.of(p, loaded.calendar.tz) for p in plan],
     )
@@ -97,8 +99,9 @@ async def list_items(
         )
     )
     page = rows[:limit]
+    names = await items.claimer_names(uow.session, uow.principal.account_id, page)
     return ItemPage(
-        items=[ItemOut.of(i) for i in page],
+        items=[ItemOut.of(i, names.get(i.claimed_by)) for i in page],
         next_cursor=_encode(page[-1]) if len(rows) > limit else None,
     )
 

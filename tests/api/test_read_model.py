@@ -1,0 +1,105 @@
+"""One read model: after every lifecycle step the item detail, the list, the queue and the
+workflow's `get_state` agree on state, claimer (id and name) and tier."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from temporalio.testing import WorkflowEnvironment
+
+from domain.clock import utcnow
+from domain.models import Item
+from tests.api.conftest import Api
+from tests.support.tenants import Tenant
+from workflows.escalation import EscalationWorkflow
+from workflows.types import workflow_id
+
+FIELDS = ("state", "claimed_by", "claimer_name", "tier")
+
+
+async def views(api: Api, tenant: Tenant, item_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    vera = api.headers(tenant, "vera")
+    detail = (await api.client.get(f"/v1/items/{item_id}", headers=vera)).json()
+    [listed] = [
+        i
+        for i in (await api.client.get("/v1/items", headers=vera)).json()["items"]
+        if i["id"] == str(item_id)
+    ]
+    found = {
+        "detail": {k: detail[k] for k in FIELDS},
+        "list": {k: listed[k] for k in FIELDS},
+    }
+    for entry in (await api.client.get("/v1/queue", headers=vera)).json():
+        if entry["id"] == str(item_id):
+            found["queue"] = {k: entry[k] for k in FIELDS}
+    return found
+
+
+async def workflow_agrees(
+    api: Api, dev_env: WorkflowEnvironment, item_id: uuid.UUID, expected: dict[str, Any]
+) -> None:
+    handle = dev_env.client.get_workflow_handle(workflow_id(str(item_id)))
+    deadline = time.monotonic() + 20
+    while True:
+        state = await handle.query(EscalationWorkflow.get_state)
+        seen = {
+            "state": state.state,
+            "claimed_by": state.claimed_by,
+            "tier": None if state.tier < 0 else state.tier,
+        }
+        want = {k: expected[k] for k in seen}
+        if seen == want:
+            return
+        assert time.monotonic() < deadline, (seen, want)
+        await asyncio.sleep(0.1)
+
+
+async def test_detail_list_queue_and_workflow_agree_after_every_step(
+    api: Api, tenant: Tenant, dev_env: WorkflowEnvironment
+) -> None:
+    # Due far enough out that no rung fires by itself while the test runs.
+    created = await api.task(tenant, due_at=(utcnow() + timedelta(days=20)).isoformat())
+    item_id = uuid.UUID(created.json()["id"])
+    emil, ada = api.headers(tenant, "emil"), api.headers(tenant, "ada")
+
+    async def escalate_to_tier_2() -> None:  # as if the workflow had fired it
+        async with tenant.owner() as session, session.begin():
+            await session.execute(
+                update(Item)
+                .where(Item.id == item_id)
+                .values(escalate_1_fired_at=utcnow(), escalate_2_fired_at=utcnow())
+            )
+        await api.client.post(f"/v1/items/{item_id}/pause", headers=ada)  # a nudge reads it
+        await api.client.post(f"/v1/items/{item_id}/resume", headers=ada)
+
+    def post(verb: str, headers: dict[str, str]) -> Any:
+        return lambda: api.client.post(f"/v1/items/{item_id}/{verb}", headers=headers)
+
+    steps: list[tuple[str, Any]] = [
+        ("open", None),
+        ("claimed", post("claim", emil)),
+        ("open", post("release", emil)),
+        ("open", escalate_to_tier_2),
+        ("paused", post("pause", ada)),
+        ("claimed", post("claim", ada)),
+        ("resolved", post("resolve", ada)),
+    ]
+    for state, act in steps:
+        if act is not None:
+            response = await act()
+            assert response is None or response.status_code == 200, response.text
+        found = await views(api, tenant, item_id)
+        reference = found["detail"]
+        assert reference["state"] == state
+        assert all(v == reference for v in found.values()), (state, found)
+        escalated = reference["tier"] is not None and reference["state"] != "resolved"
+        assert ("queue" in found) == escalated, state  # escalated: queued until resolved
+        if reference["claimed_by"]:
+            assert reference["claimer_name"] in ("Emil Engineer", "Ada Admin"), state
+        await workflow_agrees(api, dev_env, item_id, reference)
+    assert found["detail"]["tier"] == 2
