@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint check install lock clean
+.PHONY: run test faults lint check install lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "escalator needs Python >= 3.11"'
@@ -26,6 +26,11 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Real processes broken on purpose while rungs fire; prints lost, duplicates, lateness,
+# recovery per scenario (FAULTS_ITEMS, FAULTS_SMTP_DOWN to vary it).
+faults: $(STAMP)
+	$(VENV)/bin/pytest -m faults -s -p no:cacheprovider tests/faults
 
 # Re-pin requirements.lock from pyproject.toml (needs network to PyPI).
 lock: $(STAMP)
