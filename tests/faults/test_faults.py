@@ -47,6 +47,7 @@ pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = int(os.environ.get("FAULTS_ITEMS", "100"))
 QUEUE = f"faults-{uuid.uuid4()}"
+CLAIM_SPREAD = 20.0  # seconds
 REMIND_NOW = {
     "remind": rung({"business_seconds": 0}, ["assignee"], "task.reminder"),
     "escalate_1": None,
@@ -319,9 +320,10 @@ async def test_a_claim_at_the_instant_of_firing(stack: Stack) -> None:
     claimed_at: dict[str, float] = {}
 
     async def claim(index: int, item_id: uuid.UUID) -> None:
-        # Spread over the second either side of the firing instant: some claims win, some
-        # rungs win, many meet inside one send.
-        at = due + timedelta(seconds=2 * index / len(items) - 1)
+        # Spread from just before the firing instant to past the end of the burst (its
+        # rungs go out over several seconds): some claims win, some rungs win, and some
+        # meet inside one send.
+        at = due + timedelta(seconds=CLAIM_SPREAD * index / len(items) - 1)
         await asyncio.sleep(max((at - utcnow()).total_seconds(), 0))
         await stack.claim(sessionmaker, tenant, item_id, committed=claimed_at)
 
