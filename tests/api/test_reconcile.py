@@ -101,7 +101,7 @@ async def test_a_lost_release_and_due_change_heal_at_the_next_reconcile(
     assert any(r.status == "pending" for r in state.rungs)  # armed to escalate again
     await until_applied(tenant, item_id)
     # A duplicate nudge is harmless: nothing lags, nothing changes.
-    assert item_id not in await lagging(reconcile, tenant)
+    assert item_id not in await lagging(tenant)
     await handle.signal(EscalationWorkflow.sync)
     again = await until(lambda s: s.state == "open", handle)
     assert again.rungs == state.rungs
@@ -124,7 +124,7 @@ async def until_applied(tenant: Tenant, item_id: uuid.UUID, within: float = 20) 
         await asyncio.sleep(0.1)
 
 
-async def lagging(reconcile: ReconcileActivities, tenant: Tenant) -> set[uuid.UUID]:
+async def lagging(tenant: Tenant) -> set[uuid.UUID]:
     async with tenant.owner() as session:
         rows = await session.execute(
             text("SELECT id FROM escalator_items_to_nudge(:before, 1000)"),
