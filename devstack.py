@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from config import Settings
+from config import Settings, to_libpq_url
 from db import create_engine, create_sessionmaker, migrate
 from workflows import search_attributes
 
@@ -231,7 +231,7 @@ def run(settings: Settings) -> None:
         settings = settings.model_copy(update={"database_url": database_url, "state_dir": state})
         env = {**os.environ, "DATABASE_URL": database_url, "ESCALATOR_STATE_DIR": str(state)}
         # The API and the worker get the app role's login only, never the owner's.
-        app_url = settings.async_app_database_url.replace("+asyncpg", "", 1)
+        app_url = to_libpq_url(settings.async_app_database_url)
         app_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
         app_env["ESCALATOR_APP_DATABASE_URL"] = app_url
         children = Children(env, state / "logs")

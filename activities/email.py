@@ -174,9 +174,9 @@ class EmailActivities:
     ) -> SendEmailResult | EmailMessage:
         async with tenant_session(self._sessionmaker, account_id) as session:
             delivery = await _claim_delivery(session, request, account_id)
-            early = await _settled(session, delivery, request, account_id)
-            if early is not None:
-                return early
+            item = await _open_item(session, delivery, account_id)
+            if isinstance(item, SendEmailResult):
+                return item
             until = None if request.critical else _quiet_until(request)
             if until is not None:
                 delivery.status, delivery.deferred_until = "deferred", until
@@ -184,8 +184,6 @@ class EmailActivities:
             if delivery.status == "sending":  # RFC 1047: the last attempt's fate is unknown
                 delivery.last_error = UNKNOWN_OUTCOME
             delivery.status, delivery.attempts = "sending", delivery.attempts + 1
-            item = await get_in_account(session, Item, delivery.item_id, account_id)
-            assert item is not None  # _settled checked it under lock
             return render(request, item)
 
     async def _deliver(
@@ -197,9 +195,9 @@ class EmailActivities:
         try:
             async with tenant_session(self._sessionmaker, account_id) as session:
                 delivery = await _claim_delivery(session, request, account_id)
-                early = await _settled(session, delivery, request, account_id)
-                if early is not None:
-                    return early
+                held = await _open_item(session, delivery, account_id)
+                if isinstance(held, SendEmailResult):
+                    return held
                 try:
                     await self._send(message, request.recipient.email)
                 except aiosmtplib.SMTPException as error:
@@ -291,11 +289,11 @@ async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
             await beating
 
 
-async def _settled(
-    session: AsyncSession, delivery: Delivery, request: SendEmail, account_id: uuid.UUID
-) -> SendEmailResult | None:
-    """The result when there is nothing to send: already sent or failed, or the item is no
-    longer open (checked under FOR SHARE, which a claim's UPDATE waits for)."""
+async def _open_item(
+    session: AsyncSession, delivery: Delivery, account_id: uuid.UUID
+) -> SendEmailResult | Item:
+    """The item, locked FOR SHARE (a claim's UPDATE waits for it), when there is something
+    to send; else the result: already sent or failed, or the item is no longer open."""
     if delivery.status in ("sent", "failed"):
         return SendEmailResult(
             status=delivery.status, message_id=delivery.message_id, sent_at=delivery.sent_at
@@ -304,7 +302,7 @@ async def _settled(
     if item is None or item.state != "open":
         delivery.status = "suppressed"
         return SendEmailResult(status="suppressed")
-    return None
+    return item
 
 
 async def _record_failure(session: AsyncSession, delivery: Delivery, tier: int, error: str) -> None:

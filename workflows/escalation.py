@@ -372,7 +372,7 @@ class EscalationWorkflow:
         due = self._effective_due()
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.ESCALATION_STATE.value_set(self._state),
-            sa.ESCALATION_TIER.value_set(self._tier),
+            sa.ESCALATION_TIER.value_set(self._fired_tier()),
             sa.ITEM_KIND.value_set(snapshot.kind),
             sa.ITEM_TYPE.value_set(snapshot.item_type),
             sa.ACCOUNT_ID.value_set(snapshot.account_id),
