@@ -14,7 +14,7 @@ from db import get_in_account, tenant_session
 from domain import audit
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
-from domain.models import RUNG_NAMES, BusinessCalendarRow, Item, SlaPolicy
+from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy
 from workflows.types import (
     AppliedVersion,
     ItemRef,
@@ -34,17 +34,21 @@ class ItemActivities:
 
     @activity.defn
     async def load_item(self, ref: ItemRef) -> ItemSnapshot:
-        """Side effect: none (a read). The pinned policy and the calendar, holidays expanded."""
+        """Side effect: none (a read). The pinned policy version and the pinned calendar
+        version, holidays expanded."""
         async with tenant_session(self._sessionmaker, uuid.UUID(ref.account_id)) as session:
             row = await session.execute(
-                select(Item, SlaPolicy, BusinessCalendarRow)
+                select(Item, SlaPolicy, BusinessCalendarVersion)
                 .join(SlaPolicy, SlaPolicy.id == Item.policy_id)
-                .join(BusinessCalendarRow, BusinessCalendarRow.id == SlaPolicy.calendar_id)
+                .join(
+                    BusinessCalendarVersion,
+                    BusinessCalendarVersion.id == Item.calendar_version_id,
+                )
                 .where(
                     Item.id == uuid.UUID(ref.item_id),
                     Item.account_id == uuid.UUID(ref.account_id),
                     SlaPolicy.account_id == Item.account_id,
-                    BusinessCalendarRow.account_id == Item.account_id,
+                    BusinessCalendarVersion.account_id == Item.account_id,
                 )
             )
             found = row.one_or_none()
@@ -65,6 +69,7 @@ class ItemActivities:
                 creator_id=str(item.creator_id) if item.creator_id else None,
                 claimed_by=str(item.claimed_by) if item.claimed_by else None,
                 policy_version=policy.version,
+                calendar_version=calendar.version,
                 rungs=policy.rungs,
                 calendar=calendar_from_row(calendar).to_dict(),
                 done=[

@@ -25,7 +25,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from domain import limits
 from domain.demo import stable_id
-from domain.models import BusinessCalendarRow, Role, SlaPolicy, User
+from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Role, SlaPolicy, User
 from domain.policy import USER_ROLES
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -231,6 +231,7 @@ class CalendarIn(BaseModel):
 class CalendarOut(BaseModel):
     id: uuid.UUID
     name: str
+    version: int = Field(description="the newest version; items pin theirs until replanned")
     tz: str
     hours: dict[str, list[list[str]]]
     holiday_country: str | None
@@ -239,16 +240,21 @@ class CalendarOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: BusinessCalendarRow) -> CalendarOut:
+    def of(
+        cls, row: BusinessCalendarRow, version: BusinessCalendarVersion | None = None
+    ) -> CalendarOut:
+        """The calendar as it is now, or as it was at `version`."""
+        source = version or row
         return cls(
             id=row.id,
             name=row.name,
-            tz=row.tz,
-            hours=row.hours,
-            holiday_country=row.holiday_country,
-            holiday_subdivision=row.holiday_subdivision,
-            custom_holidays=row.custom_holidays,
-            created_at=row.created_at,
+            version=row.version if version is None else version.version,
+            tz=source.tz,
+            hours=source.hours,
+            holiday_country=source.holiday_country,
+            holiday_subdivision=source.holiday_subdivision,
+            custom_holidays=source.custom_holidays,
+            created_at=source.created_at,
         )
 
 

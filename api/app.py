@@ -22,7 +22,7 @@ from temporalio.client import Client
 from api import errors, openapi
 from api.events import Hub
 from api.middleware import RequestContext
-from api.routers import events, health, intake, items
+from api.routers import events, health, intake, items, replan
 from api.routers.admin import router as admin_router
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(intake.router)
     app.include_router(items.router)
     app.include_router(admin_router)
+    app.include_router(replan.router)
     app.include_router(events.router)
     openapi.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

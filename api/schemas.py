@@ -9,13 +9,23 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from domain import limits
+from domain.demo import stable_id
 from domain.items import RungPlan
 from domain.models import Item
 
 _EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
+REPLAN_LISTED = 100
 # The demo account's Erin Engineer (`make run`), so examples work when pasted there.
 _EXAMPLE_USER = "0c0d1a8e-3d5e-5b8a-9f3c-2a6e8d4b7f10"
 
@@ -167,6 +177,9 @@ class ItemOut(BaseModel):
     claimed_by: uuid.UUID | None
     claimed_at: datetime | None
     policy_version: int | None = None
+    calendar_version: int | None = Field(
+        default=None, description="the version of the policy's calendar the item plans on"
+    )
     intent: str | None = None
     engineer_notes: str | None = None
     priority: str | None = None
@@ -253,3 +266,51 @@ class PreviewOut(BaseModel):
     policy_version: int
     calendar_tz: str
     plan: list[RungOut]
+
+
+class ReplanIn(BaseModel):
+    """Which items to move to the latest policy and calendar versions."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"calendar_id": str(stable_id("demo", "calendar:berlin")), "dry_run": True}
+            ]
+        },
+    )
+
+    calendar_id: uuid.UUID | None = Field(
+        default=None, description="every active item planning on this calendar"
+    )
+    type: str | None = Field(
+        default=None, min_length=1, max_length=64, description="every active item of this type"
+    )
+    dry_run: bool = Field(default=False, description="report what would move; write nothing")
+
+    @model_validator(mode="after")
+    def _names_a_selection(self) -> ReplanIn:
+        if self.calendar_id is None and self.type is None:
+            raise ValueError("name a calendar_id, a type, or both: which items to re-plan")
+        return self
+
+
+class VersionMove(BaseModel):
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+
+
+class ReplannedItem(BaseModel):
+    id: uuid.UUID
+    policy_version: VersionMove
+    calendar_version: VersionMove
+    rungs_moved: int
+
+
+class ReplanOut(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="active items the selection matched")
+    replanned: int = Field(description="of those, items not yet on the latest versions")
+    rungs_moved: int = Field(description="upcoming rungs whose instant changed, appeared or went")
+    items: list[ReplannedItem] = Field(description=f"the first {REPLAN_LISTED} replanned items")
+    items_truncated: bool

@@ -82,3 +82,20 @@ async def signal_item(client: Client | None, item_id: uuid.UUID, signal: str, ar
         log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=str(error))
         return False
     return True
+
+
+SIGNALS_AT_ONCE = 16
+
+
+async def signal_items(
+    client: Client | None, item_ids: list[uuid.UUID], signal: str, arg: Any = None
+) -> int:
+    """Signal many workflows, a bounded number at a time; how many arrived. The rest heal
+    at the next reconcile (their items' versions are ahead)."""
+    slots = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+    async def one(item_id: uuid.UUID) -> bool:
+        async with slots:
+            return await signal_item(client, item_id, signal, arg)
+
+    return sum(await asyncio.gather(*(one(i) for i in item_ids)))

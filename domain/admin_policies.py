@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.admin import check_timezone
 from domain.calendar import BusinessCalendar
+from domain.calendars import WORKING_TIME
 from domain.errors import Conflict, Invalid, NotFound
 from domain.holidays_expand import build_calendar
-from domain.models import BusinessCalendarRow, Role, SlaPolicy
+from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Role, SlaPolicy
 from domain.planning import Offset
 from domain.policy import parse_rungs
 
@@ -44,13 +45,13 @@ async def list_calendars(session: AsyncSession, account_id: uuid.UUID) -> list[B
 
 
 async def get_calendar(
-    session: AsyncSession, account_id: uuid.UUID, calendar_id: uuid.UUID
+    session: AsyncSession, account_id: uuid.UUID, calendar_id: uuid.UUID, *, lock: bool = False
 ) -> BusinessCalendarRow:
-    row = await session.scalar(
-        select(BusinessCalendarRow).where(
-            BusinessCalendarRow.id == calendar_id, BusinessCalendarRow.account_id == account_id
-        )
+    query = select(BusinessCalendarRow).where(
+        BusinessCalendarRow.id == calendar_id, BusinessCalendarRow.account_id == account_id
     )
+    # A PUT locks the row: concurrent edits then add versions one after the other.
+    row = await session.scalar(query.with_for_update() if lock else query)
     if row is None:
         raise NotFound(f"calendar {calendar_id} not found")
     return row
@@ -62,13 +63,14 @@ async def save_calendar(
     spec: CalendarSpec,
     calendar_id: uuid.UUID | None = None,
 ) -> BusinessCalendarRow:
-    """Create a calendar, or replace calendar `calendar_id` whole. Policies refer to it by
-    id, so a replacement applies to every policy version that uses it."""
-    row = (
-        BusinessCalendarRow(id=uuid.uuid4(), account_id=account_id)
-        if calendar_id is None
-        else await get_calendar(session, account_id, calendar_id)
-    )
+    """Create a calendar (version 1), or replace calendar `calendar_id` whole. A replacement
+    that changes the working time adds version max+1; items keep planning on the version
+    they pinned until they are replanned (`POST /v1/replan`). A rename alone, or a PUT that
+    says what the calendar already says, adds no version."""
+    if calendar_id is None:
+        row = BusinessCalendarRow(id=uuid.uuid4(), account_id=account_id, version=0)
+    else:
+        row = await get_calendar(session, account_id, calendar_id, lock=True)
     values = _checked_calendar(spec)
     same_name = await session.scalar(
         select(BusinessCalendarRow.id).where(
@@ -79,11 +81,39 @@ async def save_calendar(
     )
     if same_name is not None:
         raise Conflict(f"a calendar named {spec.name!r} already exists", field="name")
+    changed = row.version == 0 or any(getattr(row, key) != values[key] for key in WORKING_TIME)
     for key, value in values.items():
         setattr(row, key, value)
-    session.add(row)
+    if changed:
+        row.version += 1
+        session.add(row)
+        await session.flush()
+        session.add(
+            BusinessCalendarVersion(
+                account_id=account_id,
+                calendar_id=row.id,
+                version=row.version,
+                **{key: values[key] for key in WORKING_TIME},
+            )
+        )
     await session.flush()
     return row
+
+
+async def calendar_versions(
+    session: AsyncSession, account_id: uuid.UUID, calendar_id: uuid.UUID
+) -> list[BusinessCalendarVersion]:
+    """Every version of a calendar, newest first."""
+    await get_calendar(session, account_id, calendar_id)
+    rows = await session.scalars(
+        select(BusinessCalendarVersion)
+        .where(
+            BusinessCalendarVersion.account_id == account_id,
+            BusinessCalendarVersion.calendar_id == calendar_id,
+        )
+        .order_by(BusinessCalendarVersion.version.desc())
+    )
+    return list(rows)
 
 
 def _checked_calendar(spec: CalendarSpec) -> dict[str, Any]:

@@ -7,10 +7,12 @@ from functools import lru_cache
 
 from domain.calendar import BusinessCalendar
 from domain.holidays_expand import build_calendar
-from domain.models import BusinessCalendarRow
+from domain.models import BusinessCalendarRow, BusinessCalendarVersion
+
+WORKING_TIME = ("tz", "hours", "holiday_country", "holiday_subdivision", "custom_holidays")
 
 
-def calendar_from_row(row: BusinessCalendarRow) -> BusinessCalendar:
+def calendar_from_row(row: BusinessCalendarRow | BusinessCalendarVersion) -> BusinessCalendar:
     return _build(
         row.tz,
         json.dumps(row.hours, sort_keys=True),

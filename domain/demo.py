@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.models import (
     Account,
     BusinessCalendarRow,
+    BusinessCalendarVersion,
     Role,
     RoleMember,
     SlaPolicy,
@@ -34,6 +35,11 @@ _NAMESPACE = uuid.UUID("6f1d7c52-3b9e-4c1a-9e57-0d6f3f7f2a10")
 def stable_id(slug: str, name: str) -> uuid.UUID:
     """A stable id per (account slug, thing), so seeding twice inserts nothing new."""
     return uuid.uuid5(_NAMESPACE, f"{slug}:{name}")
+
+
+def demo_calendar_version(slug: str) -> uuid.UUID:
+    """Version 1 of the seeded calendar, which seeded items pin."""
+    return stable_id(slug, "calendar:berlin:1")
 
 
 ACCOUNT_ID = stable_id("demo", "account")
@@ -167,19 +173,28 @@ async def seed_demo(
         ],
     )
     calendar_id = demo_id("calendar:berlin")
+    working_time = {
+        "tz": "Europe/Berlin",
+        "hours": WEEKDAYS_9_TO_5,
+        "holiday_country": "DE",
+        "holiday_subdivision": "BE",
+        "custom_holidays": ["2026-12-24", "2026-12-31"],
+    }
     await _insert(
         session,
         BusinessCalendarRow,
+        [{"id": calendar_id, "account_id": account_id, "name": "Berlin office", **working_time}],
+    )
+    await _insert(
+        session,
+        BusinessCalendarVersion,
         [
             {
-                "id": calendar_id,
+                "id": demo_calendar_version(slug),
                 "account_id": account_id,
-                "name": "Berlin office",
-                "tz": "Europe/Berlin",
-                "hours": WEEKDAYS_9_TO_5,
-                "holiday_country": "DE",
-                "holiday_subdivision": "BE",
-                "custom_holidays": ["2026-12-24", "2026-12-31"],
+                "calendar_id": calendar_id,
+                "version": 1,
+                **working_time,
             }
         ],
     )

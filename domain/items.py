@@ -19,7 +19,7 @@ from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row
 from domain.errors import IdempotencyKeyReused, Invalid
-from domain.models import BusinessCalendarRow, Item, SlaPolicy, User
+from domain.models import BusinessCalendarVersion, Item, SlaPolicy, User
 from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
 from domain.policy import RungPolicy, offsets, parse_rungs
 from domain.recipients import Recipient, is_valid, resolve
@@ -27,9 +27,12 @@ from domain.recipients import Recipient, is_valid, resolve
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
+    """A policy version with the calendar version it plans on."""
+
     row: SlaPolicy
     rungs: dict[RungName, RungPolicy | None]
     calendar: BusinessCalendar
+    calendar_version: BusinessCalendarVersion
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,12 +54,48 @@ async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
     return policy
 
 
-async def load_policy(session: AsyncSession, policy: SlaPolicy) -> Policy:
-    calendar = await get_in_account(
-        session, BusinessCalendarRow, policy.calendar_id, policy.account_id
+async def latest_calendar_version(
+    session: AsyncSession, account_id: uuid.UUID, calendar_id: uuid.UUID
+) -> BusinessCalendarVersion:
+    version = await session.scalar(
+        select(BusinessCalendarVersion)
+        .where(
+            BusinessCalendarVersion.account_id == account_id,
+            BusinessCalendarVersion.calendar_id == calendar_id,
+        )
+        .order_by(BusinessCalendarVersion.version.desc())
+        .limit(1)
     )
-    assert calendar is not None  # a RESTRICT foreign key
-    return Policy(row=policy, rungs=parse_rungs(policy.rungs), calendar=calendar_from_row(calendar))
+    assert version is not None  # every calendar is created with its version 1
+    return version
+
+
+async def load_policy(
+    session: AsyncSession, policy: SlaPolicy, calendar_version_id: uuid.UUID | None = None
+) -> Policy:
+    """`policy` on calendar version `calendar_version_id` (an item's pin), or on the latest
+    version of its calendar (a new item's)."""
+    if calendar_version_id is None:
+        version = await latest_calendar_version(session, policy.account_id, policy.calendar_id)
+    else:
+        found = await get_in_account(
+            session, BusinessCalendarVersion, calendar_version_id, policy.account_id
+        )
+        assert found is not None  # a RESTRICT foreign key
+        version = found
+    return Policy(
+        row=policy,
+        rungs=parse_rungs(policy.rungs),
+        calendar=calendar_from_row(version),
+        calendar_version=version,
+    )
+
+
+async def pinned_policy(session: AsyncSession, item: Item) -> Policy:
+    """What `item` plans on: its pinned policy version and calendar version."""
+    policy = await get_in_account(session, SlaPolicy, item.policy_id, item.account_id)
+    assert policy is not None  # a RESTRICT foreign key
+    return await load_policy(session, policy, item.calendar_version_id)
 
 
 async def valid_user(
@@ -167,6 +206,7 @@ async def create_task(
     if policy.response_target is not None:
         raise Invalid(f"{item_type!r} is a handoff type: create it as a handoff", field="type")
     await valid_user(session, account_id, assignee_id, "assignee_id")
+    calendar = await latest_calendar_version(session, account_id, policy.calendar_id)
     return await _insert_item(
         session,
         {
@@ -178,6 +218,7 @@ async def create_task(
             "creator_id": actor_id,
             "due_at": due_at,
             "policy_id": policy.id,
+            "calendar_version_id": calendar.id,
         },
         idempotency,
         actor_id,
@@ -218,6 +259,7 @@ async def create_handoff(
             "creator_id": actor_id,
             "due_at": due_at,
             "policy_id": policy.id,
+            "calendar_version_id": loaded.calendar_version.id,
             "intent": intent,
             "engineer_notes": notes,
             "priority": priority,
@@ -252,14 +294,11 @@ def done_marks(item: Item) -> dict[RungName, tuple[Any, datetime]]:
     return marks
 
 
-async def plan_item(
-    session: AsyncSession, item: Item, policy: Policy, now: datetime
-) -> list[RungPlan]:
-    """The plan the workflow follows, from the database alone, with who would be notified
-    if each rung fired now."""
+def plan_of(item: Item, policy: Policy, now: datetime) -> list[PlannedRung]:
+    """The plan the workflow follows for `item` on `policy`, from the database alone."""
     if item.due_at is None:
         return []
-    plan = plan_rungs(
+    return plan_rungs(
         due=item.due_at,
         offsets=offsets(policy.rungs),
         cal=policy.calendar,
@@ -267,8 +306,14 @@ async def plan_item(
         now=now,
         done=done_marks(item),
     )
+
+
+async def plan_item(
+    session: AsyncSession, item: Item, policy: Policy, now: datetime
+) -> list[RungPlan]:
+    """The plan, with who would be notified if each rung fired now."""
     result = []
-    for rung in plan:
+    for rung in plan_of(item, policy, now):
         rung_policy = policy.rungs[rung.name]
         assert rung_policy is not None
         found = await resolve(session, item, rung_policy.recipients, actor_id=None)

@@ -151,6 +151,33 @@ class BusinessCalendarRow(Base):
     holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
     # ["2026-12-24", ...]
     custom_holidays: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'"))
+    # The newest of its `business_calendar_version` rows; the fields above are that version.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = _created_at()
+
+
+class BusinessCalendarVersion(Base):
+    """One version of a calendar's working time, never updated: an edit that changes the
+    working time adds version max+1, and an item plans on the version it pinned until it is
+    replanned (as with policies)."""
+
+    __tablename__ = "business_calendar_version"
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "version"),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    account_id: Mapped[uuid.UUID] = _account_fk()
+    calendar_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("business_calendar.id", ondelete="RESTRICT"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    tz: Mapped[str] = mapped_column(String(64))
+    hours: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    holiday_country: Mapped[str | None] = mapped_column(String(8))
+    holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
+    custom_holidays: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'"))
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -208,6 +235,13 @@ class Item(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="open")
     policy_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("sla_policy.id", ondelete="RESTRICT"), index=True
+    )
+    # The calendar version the item plans on (of its policy's calendar), pinned like the
+    # policy version: a calendar edit moves an item only when it is replanned.
+    calendar_version_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("business_calendar_version.id", ondelete="RESTRICT"),
+        index=True,
     )
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("app_user.id", ondelete="SET NULL"), index=True
@@ -328,6 +362,7 @@ TENANT_TABLES = (
     "role",
     "role_member",
     "business_calendar",
+    "business_calendar_version",
     "sla_policy",
     "item",
     "delivery",

@@ -88,6 +88,7 @@ class ItemSnapshot:
     done: list[RungMark] = field(default_factory=list)
     pauses: list[PauseSpan] = field(default_factory=list)
     version: int = 0  # item.version as read
+    calendar_version: int = 0  # the pinned calendar version's number
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,8 @@
 
 Any authenticated role may read; admins and owners may write. Policy versions are never
 changed: a PUT adds version max+1 and items keep their version until replanned
-(`POST /v1/items/{id}/replan`). Admin writes are not audited: the audit trail is per item.
+(`POST /v1/items/{id}/replan`, or `POST /v1/replan` for many). Calendars are versioned the
+same way. Admin writes are not audited: the audit trail is per item.
 """
 
 from __future__ import annotations
@@ -221,11 +222,26 @@ async def get_calendar(calendar_id: uuid.UUID, uow: UowDep, _: Viewer) -> Calend
 async def replace_calendar(
     calendar_id: uuid.UUID, body: CalendarIn, uow: UowDep, principal: Admin
 ) -> CalendarOut:
-    """Calendars are not versioned: the change applies to every policy version using it."""
+    """A change of working time (zone, hours, holidays) adds version max+1. Running items
+    keep planning on the version they pinned until they are replanned (`POST /v1/replan`
+    with this `calendar_id` moves them all and says how many rungs moved). A rename, or a
+    body equal to the calendar as it is, adds no version."""
     row = await policies.save_calendar(
         uow.session, principal.account_id, _calendar_spec(body), calendar_id
     )
     return CalendarOut.of(row)
+
+
+@router.get(
+    "/calendars/{calendar_id}/versions",
+    response_model=list[CalendarOut],
+    responses=NOT_FOUND,
+    summary="Every version of a business calendar, newest first",
+)
+async def calendar_versions(calendar_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[CalendarOut]:
+    row = await policies.get_calendar(uow.session, uow.principal.account_id, calendar_id)
+    versions = await policies.calendar_versions(uow.session, uow.principal.account_id, calendar_id)
+    return [CalendarOut.of(row, version) for version in versions]
 
 
 # --- policies ---------------------------------------------------------------------------

@@ -196,6 +196,7 @@ async def preview(body: PreviewRequest, uow: UowDep, principal: Viewer) -> Previ
         assignee_id=body.assignee_id,
         due_at=body.due_at,
         policy_id=policy.id,
+        calendar_version_id=loaded.calendar_version.id,
         pauses=[],
     )
     plan = await items.plan_item(uow.session, draft, loaded, utcnow())

@@ -17,11 +17,11 @@ from api.deps import TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.schemas import AuditOut, DeliveryOut, Instant, ItemOut, ItemPage, ItemPatch, RungOut
 from api.workflows import signal_item
-from db import get_in_account
-from domain import audit, items, lifecycle, limits
+from domain import items, lifecycle, limits
+from domain import replan as domain_replan
 from domain.clock import utcnow
 from domain.errors import Invalid
-from domain.models import AuditEvent, Delivery, Item, SlaPolicy
+from domain.models import AuditEvent, Delivery, Item
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -33,15 +33,14 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 
 
 async def item_view(uow: UnitOfWork, item: Item) -> ItemOut:
-    policy = await get_in_account(uow.session, SlaPolicy, item.policy_id, item.account_id)
-    assert policy is not None
-    loaded = await items.load_policy(uow.session, policy)
+    loaded = await items.pinned_policy(uow.session, item)
     plan = await items.plan_item(uow.session, item, loaded, utcnow())
     names = await items.claimer_names(uow.session, item.account_id, [item])
     return ItemOut.of(
         item,
         names.get(item.claimed_by),
-        policy_version=policy.version,
+        policy_version=loaded.row.version,
+        calendar_version=loaded.calendar_version.version,
         plan=[RungOut.of(p, loaded.calendar.tz) for p in plan],
     )
 
@@ -197,29 +196,22 @@ for _verb, _doc in {
     "/{item_id}/replan",
     response_model=ItemOut,
     responses=NOT_FOUND,
-    summary="Move to the latest policy version",
+    summary="Move to the latest policy and calendar versions",
 )
 async def replan(
     item_id: uuid.UUID, uow: UowDep, principal: Admin, temporal: TemporalDep
 ) -> ItemOut:
-    """An item keeps the policy version it started with until this moves it."""
-    item = await lifecycle.get_item(uow.session, principal.account_id, item_id)
-    latest = await items.latest_policy(uow.session, principal.account_id, item.item_type)
-    if latest.id != item.policy_id:
-        item.policy_id = latest.id
-        item.version += 1
-        await audit.record(
-            uow.session,
-            account_id=item.account_id,
-            item_id=item.id,
-            action="replanned",
-            actor_id=principal.user_id,
-            key=f"{item.id}:replanned:{latest.id}",
-            data={"policy_version": latest.version},
-        )
+    """An item keeps the policy version and the calendar version it started with until
+    this moves it to the latest of both (`POST /v1/replan` does many at once)."""
+    await lifecycle.get_item(uow.session, principal.account_id, item_id)
+    report = await domain_replan.replan(
+        uow.session, principal.account_id, principal.user_id, utcnow(), item_id=item_id
+    )
+    if report.moved:
         uow.after_commit(lambda: _signal(temporal, item_id, "replan", None))
-    await uow.session.flush()
-    return await item_view(uow, item)
+    return await item_view(
+        uow, await lifecycle.get_item(uow.session, principal.account_id, item_id)
+    )
 
 
 @router.get(

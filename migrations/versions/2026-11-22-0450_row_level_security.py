@@ -15,13 +15,24 @@ from collections.abc import Sequence
 from alembic import op
 
 from config import Settings
-from domain.models import TENANT_TABLES
 
 revision: str = "7c1e5a0b9f21"
 down_revision: str | None = "d3829452a21e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The tenant tables as of this revision (later tables get their policy in their own migration).
+TENANT_TABLES = (
+    "app_user",
+    "role",
+    "role_member",
+    "business_calendar",
+    "sla_policy",
+    "item",
+    "delivery",
+    "audit_event",
+    "push_event",
+)
 TENANT = "NULLIF(current_setting('app.account_id', true), '')::uuid"
 # audit_event is append-only for the app: no UPDATE or DELETE grant, and a trigger for
 # everyone else.

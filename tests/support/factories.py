@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.demo import seed_demo, stable_id
+from domain.demo import demo_calendar_version, seed_demo, stable_id
 from domain.models import AuditEvent, Delivery, Item, PushEvent
 
 
@@ -37,6 +37,7 @@ async def add_task(
         creator_id=user_id(slug, "ada"),
         due_at=due_at or datetime(2026, 11, 27, 9, tzinfo=UTC),
         policy_id=stable_id(slug, f"policy:{item_type}:1"),
+        calendar_version_id=demo_calendar_version(slug),
     )
     session.add(item)
     await session.flush()

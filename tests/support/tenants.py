@@ -12,17 +12,25 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.demo import seed_demo, stable_id
+from domain.demo import demo_calendar_version, seed_demo, stable_id
 from domain.models import (
     TENANT_TABLES,
     AuditEvent,
     BusinessCalendarRow,
+    BusinessCalendarVersion,
     Delivery,
     Item,
     PushEvent,
     SlaPolicy,
     User,
 )
+
+
+async def set_working_time(session: AsyncSession, account_id: uuid.UUID, **values: Any) -> None:
+    """Rewrite the account's calendars in place, every version included: arranging a test's
+    calendar, not an edit (an edit adds a version)."""
+    for model in (BusinessCalendarRow, BusinessCalendarVersion):
+        await session.execute(update(model).where(model.account_id == account_id).values(**values))
 
 
 @dataclass
@@ -37,10 +45,12 @@ class Tenant:
         async with owner() as session, session.begin():
             account_id = await seed_demo(session, slug=slug, name=slug)
             # Hermetic by default: no holiday rules and no quiet hours unless a test adds them.
-            await session.execute(
-                update(BusinessCalendarRow)
-                .where(BusinessCalendarRow.account_id == account_id)
-                .values(holiday_country=None, holiday_subdivision=None, custom_holidays=[])
+            await set_working_time(
+                session,
+                account_id,
+                holiday_country=None,
+                holiday_subdivision=None,
+                custom_holidays=[],
             )
             await session.execute(
                 update(User)
@@ -53,11 +63,7 @@ class Tenant:
         """A 24x7 calendar and these CAPA rungs: for runs in real time (seconds apart)."""
         always = {str(day): [["00:00", "24:00"]] for day in range(7)}
         async with self.owner() as session, session.begin():
-            await session.execute(
-                update(BusinessCalendarRow)
-                .where(BusinessCalendarRow.account_id == self.account_id)
-                .values(hours=always)
-            )
+            await set_working_time(session, self.account_id, hours=always)
             await session.execute(
                 update(SlaPolicy)
                 .where(SlaPolicy.id == stable_id(self.slug, "policy:CAPA:1"))
@@ -109,6 +115,7 @@ class Tenant:
                 creator_id=self.user(creator),
                 due_at=due_at,
                 policy_id=stable_id(self.slug, f"policy:{item_type}:1"),
+                calendar_version_id=demo_calendar_version(self.slug),
                 **values,
             )
             session.add(item)
