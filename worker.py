@@ -17,6 +17,7 @@ from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
+from activities.rungs import RungActivities
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
@@ -49,6 +50,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     recipients = RecipientActivities(sessionmaker)
     email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
     push = PushActivities(sessionmaker)
+    rungs = RungActivities(sessionmaker)
     reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
     return Worker(
         client,
@@ -57,6 +59,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         activities=[
             items.load_item,
             items.record_rung,
+            rungs.fire_rung,
             items.record_plan,
             items.record_applied_version,
             items.record_audit,

@@ -2,16 +2,18 @@
 
 Signals: `claim`, `release`, `resolve`, `cancel`, `pause`, `resume`, `change_due`, `replan`,
 `sync`. Postgres is the truth and signals are nudges: any signal wakes the loop, which reads
-the item back from the database (state, claimer, due, pauses, fired rungs, pinned policy),
+the item back from the database (state, claimer, due, pauses, fired rungs, pinned policy
+and calendar versions),
 re-plans, and records the item version it applied. A lost signal heals when the reconciler
 sends `sync` to an item whose applied version lags; a duplicate one changes nothing.
 Queries: `get_state` (state, claimer, every rung with its instant, status and tier).
 Timers: one at a time, `wait_condition(timeout=...)` until the next pending rung, summarised as
 "escalate_1 at 2026-11-25 09:00 Europe/Berlin"; plus one durable sleep per email deferred by
-a recipient's quiet hours.
+a recipient's quiet hours. A rung fires as one `fire_rung` transaction (stamp, audit,
+recipients, delivery rows, push), then its emails go out.
 
-The plan itself is the pure `domain.planning.plan_rungs`; the item, its pinned policy and the
-calendar come from the `load_item` activity and stay in workflow state, so a replay never
+The plan itself is the pure `domain.planning.plan_rungs`; the item, its pinned policy and its
+pinned calendar version come from the `load_item` activity and stay in workflow state, so a replay never
 depends on today's database or holiday rules.
 """
 
@@ -25,6 +27,7 @@ from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from activities.items import ItemActivities
+    from activities.rungs import RungActivities
     from domain.calendar import BusinessCalendar
     from domain.planning import (
         RUNG_TIERS,
@@ -46,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimSignal,
         EscalationInput,
         EscalationResult,
+        FireRung,
         ItemRef,
         ItemSnapshot,
         PauseSpan,
@@ -58,6 +62,9 @@ with workflow.unsafe.imports_passed_through():
 
 TERMINAL = ("resolved", "cancelled")
 DB_TRUTH = "signals-are-nudges"  # workflow.patched: histories before it applied signal args
+# workflow.patched: a rung fires in one transaction (`fire_rung`); before it, record_rung,
+# resolve_recipients, record_audit and publish_event were four.
+ONE_TRANSACTION = "rung-in-one-transaction"
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
 
 
@@ -322,28 +329,55 @@ class EscalationWorkflow:
         result = await db_step(ItemActivities.record_rung, request)
         if result.recorded:
             self._done[rung.name] = RungMark(name=rung.name, status=status, at=at)
-        elif self._state == "open":
-            # The database moved on (a claim committed; its signal is on the way). Follow
-            # it now rather than re-arming the same overdue rung in a loop.
-            self._state, self._claimed_by = result.state, result.claimed_by
+        else:
+            self._follow(result.state, result.claimed_by)
         return result.recorded
 
     async def _fire(self, ref: ItemRef, rung: PlannedRung, notifier: Notifier) -> None:
         policy = self._rungs.get(rung.name)
-        if policy is None or not await self._record(ref, rung, "fired"):
-            return  # the item stopped being open (a claim won the race): nothing to send
-        self._tier = max(self._tier, RUNG_TIERS[rung.name])  # carried; see _fired_tier
-        await notifier.notify(
-            Notification(
-                event_key=policy.event_key,
+        if policy is None:
+            return
+        note = Notification(
+            event_key=policy.event_key,
+            rung=rung.name,
+            tier=rung.tier,
+            chain=list(policy.recipients),
+            channels=list(policy.channels),
+            critical=policy.critical,
+            push_kind="rung.fired",
+        )
+        if not workflow.patched(ONE_TRANSACTION):
+            if await self._record(ref, rung, "fired"):
+                self._tier = max(self._tier, RUNG_TIERS[rung.name])  # carried; see _fired_tier
+                await notifier.notify(note)
+            return
+        at = workflow.now()
+        fired = await db_step(
+            RungActivities.fire_rung,
+            FireRung(
+                item_id=ref.item_id,
+                account_id=ref.account_id,
                 rung=rung.name,
                 tier=rung.tier,
-                chain=list(policy.recipients),
-                channels=list(policy.channels),
-                critical=policy.critical,
-                push_kind="rung.fired",
-            )
+                at=at,
+                planned_at=rung.fire_at,
+                event_key=note.event_key,
+                chain=note.chain,
+                channels=note.channels,
+            ),
         )
+        if not fired.recorded:  # a claim won the race: nothing was written, nothing is sent
+            self._follow(fired.state, fired.claimed_by)
+            return
+        self._done[rung.name] = RungMark(name=rung.name, status="fired", at=at)
+        self._tier = max(self._tier, RUNG_TIERS[rung.name])
+        notifier.send(note, fired.recipients)
+
+    def _follow(self, state: str, claimed_by: str | None) -> None:
+        """The database moved on (a claim committed; its signal is on the way). Follow it
+        now rather than re-arming the same overdue rung in a loop."""
+        if self._state == "open":
+            self._state, self._claimed_by = state, claimed_by
 
     async def _notify_handoff(self, notifier: Notifier) -> None:
         snapshot = self._snapshot_or_fail()

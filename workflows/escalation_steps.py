@@ -1,8 +1,11 @@
 """The notification fan-out of one rung, run from `EscalationWorkflow` (workflow code: only
 `workflow.*` time and activities here; imported passed-through with the message types).
 
-resolve recipients -> audit `escalation_undeliverable` if nobody -> publish the push event ->
-one `send_email` per recipient, concurrently with a bound. A recipient in quiet hours gets a
+A rung's stamp, recipients, undeliverable audit, delivery rows and push are one
+`fire_rung` transaction (see `EscalationWorkflow._fire`); `Notifier.send` then runs one
+`send_email` per recipient, concurrently with a bound. A handoff's fan-out (and a history from
+before that patch) goes the older way: resolve recipients -> audit `escalation_undeliverable`
+if nobody -> publish the push event -> the same sends. A recipient in quiet hours gets a
 durable timer until the window ends, then another attempt; one recipient's failure never
 blocks the others.
 """
@@ -117,8 +120,12 @@ class Notifier:
                     "recipients": [r.name for r in resolved.recipients],
                 },
             )
+        self.send(note, resolved.recipients)
+
+    def send(self, note: Notification, recipients: list[Recipient]) -> None:
+        """One concurrent `send_email` per recipient (bounded), if the rung emails."""
         if "email" in note.channels:
-            for recipient in resolved.recipients:
+            for recipient in recipients:
                 self._sends.append(asyncio.create_task(self._deliver(note, recipient)))
 
     async def _publish(self, kind: str, dedup_key: str, data: dict[str, object]) -> None:

@@ -117,6 +117,31 @@ class RungRecorded:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FireRung:
+    """One rung firing: everything `fire_rung` writes in its one transaction."""
+
+    item_id: str
+    account_id: str
+    rung: str
+    tier: int
+    at: datetime
+    planned_at: datetime
+    event_key: str
+    chain: list[str]
+    channels: list[str]
+    push_kind: str = "rung.fired"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungFired:
+    recorded: bool  # False: the item was no longer open, nothing was written
+    state: str  # the item's state in the database
+    claimed_by: str | None = None
+    recipients: list[Recipient] = field(default_factory=list)  # whom to email
+    tried: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RecordPlan:
     item_id: str
     account_id: str

@@ -24,9 +24,13 @@ HISTORIES = {
 SCENARIOS = {"claimed", "paused_resumed", "due_changed", "escalated_to_tier_2"}
 
 
+GENERATIONS = ("", "_nudged", "_one_transaction")
+
+
 def test_the_four_scenarios_are_saved_in_each_generation() -> None:
-    """Before signals became nudges (no suffix) and after (`_nudged`, with the patch)."""
-    assert set(HISTORIES) == SCENARIOS | {f"{name}_nudged" for name in SCENARIOS}
+    """Before signals became nudges (no suffix), after (`_nudged`), and since a rung fires in
+    one transaction (`_one_transaction`), each with the patches of its time."""
+    assert set(HISTORIES) == {f"{name}{gen}" for name in SCENARIOS for gen in GENERATIONS}
 
 
 @pytest.mark.parametrize("name", HISTORIES)
