@@ -13,8 +13,8 @@ a recipient's quiet hours. A rung fires as one `fire_rung` transaction (stamp, a
 recipients, delivery rows, push), then its emails go out.
 
 The plan itself is the pure `domain.planning.plan_rungs`; the item, its pinned policy and its
-pinned calendar version come from the `load_item` activity and stay in workflow state, so a replay never
-depends on today's database or holiday rules.
+pinned calendar version come from the `load_item` activity and stay in workflow state, so a
+replay never depends on today's database or holiday rules.
 """
 
 from __future__ import annotations
