@@ -49,7 +49,7 @@ async def written(tenant: Tenant, item_id: uuid.UUID) -> dict[str, object]:
     }
 
 
-NOTHING = {"stamp": None, "audit": [], "deliveries": [], "pushes": []}
+NOTHING: dict[str, object] = {"stamp": None, "audit": [], "deliveries": [], "pushes": []}
 
 
 async def test_an_open_items_rung_writes_everything_once(
