@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test faults lint check install lock clean
+.PHONY: run test faults bench lint check install lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "escalator needs Python >= 3.11"'
@@ -31,6 +31,11 @@ test: lint
 # recovery per scenario (FAULTS_ITEMS, FAULTS_SMTP_DOWN to vary it).
 faults: $(STAMP)
 	$(VENV)/bin/pytest -m faults -s -p no:cacheprovider tests/faults
+
+# The 09:00 peak: every figure beside its floor, measured in the same run (BENCH_ARGS to
+# pick figures, e.g. BENCH_ARGS="--only 1,4"). Prints a table; JSON in test-artifacts/.
+bench: $(STAMP)
+	$(PY) -m bench.peak $(BENCH_ARGS)
 
 # Re-pin requirements.lock from pyproject.toml (needs network to PyPI).
 lock: $(STAMP)

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import signal
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.email import EmailActivities, Smtp
+from activities.email import EmailActivities
 from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
 from activities.rungs import RungActivities
+from activities.smtp import Smtp
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
@@ -48,7 +50,9 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     sessionmaker = create_sessionmaker(engine)
     items = ItemActivities(sessionmaker)
     recipients = RecipientActivities(sessionmaker)
-    email = EmailActivities(sessionmaker, Smtp.from_settings(settings))
+    email = EmailActivities(
+        sessionmaker, Smtp.from_settings(settings), pool_size=settings.smtp_concurrency
+    )
     push = PushActivities(sessionmaker)
     rungs = RungActivities(sessionmaker)
     reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
@@ -71,8 +75,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,
         ],
-        max_concurrent_activities=settings.smtp_concurrency * 4,
+        **worker_options(settings),
     )
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Slots and cache of a Worker: escalator's, and the benchmark floor's, alike."""
+    return {"max_concurrent_activities": settings.smtp_concurrency * 4}
 
 
 async def main(settings: Settings) -> None:

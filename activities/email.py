@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, time
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -38,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from config import Settings
+from activities.smtp import Smtp, SmtpPool
 from db import get_in_account, tenant_session
 from domain import audit
 from domain.clock import utcnow
@@ -57,29 +56,6 @@ HTML = Environment(
     undefined=StrictUndefined,
     autoescape=True,
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Smtp:
-    host: str
-    port: int
-    mail_from: str
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    timeout: float = 10.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Smtp:
-        return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            mail_from=settings.mail_from,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            timeout=settings.smtp_timeout_seconds,
-        )
 
 
 def message_id(request: SendEmail) -> str:
@@ -133,23 +109,16 @@ def _is_permanent(error: aiosmtplib.SMTPException) -> bool:
 
 
 class EmailActivities:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], smtp: Smtp) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], smtp: Smtp, pool_size: int = 8
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._smtp = smtp
+        self._pool = SmtpPool(smtp, pool_size)
 
     async def _send(self, message: EmailMessage, to: str) -> None:
         message["From"] = self._smtp.mail_from
-        await aiosmtplib.send(
-            message,
-            sender=self._smtp.mail_from,
-            recipients=[to],
-            hostname=self._smtp.host,
-            port=self._smtp.port,
-            username=self._smtp.username,
-            password=self._smtp.password,
-            start_tls=self._smtp.starttls,
-            timeout=self._smtp.timeout,
-        )
+        await self._pool.send(message, sender=self._smtp.mail_from, recipients=[to])
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> SendEmailResult:

@@ -1,8 +1,9 @@
 """`POST /v1/tasks` against raw `client.start_workflow`, in one run on one dev server.
 
 The API does per request: auth, validation, the policy and assignee look-ups, the insert and
-its audit row, the commit, the workflow start, the started-stamp, the plan for the response.
-The raw side only starts the same workflow type with the same input size.
+its audit and outbox rows, the commit, the workflow start, the started-stamp, the item view
+for the response. The raw side only starts the same workflow type with the same input size.
+Then the API alone, paced at half the raw rate: its latency when it is not saturated.
 
     .venv/bin/python bench/api_bench.py [--requests 400] [--concurrency 16]
 """
@@ -14,11 +15,13 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,10 +42,10 @@ from tests.support.tenants import Tenant  # noqa: E402
 from workflows.escalation import EscalationWorkflow  # noqa: E402
 from workflows.types import EscalationInput, workflow_id  # noqa: E402
 
+Call = Callable[[int], Awaitable[None]]
 
-async def measure(
-    count: int, concurrency: int, call: Callable[[int], Awaitable[None]]
-) -> tuple[float, list[float]]:
+
+async def measure(count: int, concurrency: int, call: Call) -> tuple[float, list[float]]:
     latencies: list[float] = []
     slots = asyncio.Semaphore(concurrency)
 
@@ -57,25 +60,40 @@ async def measure(
     return count / (time.perf_counter() - began), latencies
 
 
-def report(name: str, rate: float, latencies: list[float]) -> None:
-    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
-    print(f"  {name:<26} {rate:7.1f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+async def paced_calls(count: int, rate: float, call: Call) -> list[float]:
+    """Open loop: one call every 1/rate seconds whatever the others are doing."""
+    latencies: list[float] = []
+
+    async def one(n: int) -> None:
+        began = time.perf_counter()
+        await call(n)
+        latencies.append(time.perf_counter() - began)
+
+    tasks = []
+    start = time.perf_counter()
+    for n in range(count):
+        await asyncio.sleep(max(start + n / rate - time.perf_counter(), 0))
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    return latencies
 
 
-async def run(count: int, concurrency: int, url: str) -> None:
+@asynccontextmanager
+async def calls(url: str, client: Client, concurrency: int) -> AsyncIterator[tuple[Call, Call]]:
+    """(POST /v1/tasks through one API process, raw start_workflow), warmed up."""
     settings = Settings().model_copy(update={"database_url": url})
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
-    env = await dev_server()
     port, queue = free_port(), f"bench-{uuid.uuid4()}"
     api = start_api(
         port,
         {
             "DATABASE_URL": url,
-            "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "ESCALATOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
             "ESCALATOR_TASK_QUEUE": queue,
             "ESCALATOR_DB_POOL_SIZE": str(concurrency + 4),
         },
+        *("--log-level", "warning"),
     )
     principal = Principal(user_id=tenant.user("ada"), account_id=tenant.account_id, role="admin")
     token = mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
@@ -90,6 +108,7 @@ async def run(count: int, concurrency: int, url: str) -> None:
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
+            limits=httpx.Limits(max_connections=200),
         ) as http:
             await wait_healthy(http, temporal=True)
 
@@ -100,7 +119,7 @@ async def run(count: int, concurrency: int, url: str) -> None:
 
             async def start(_: int) -> None:
                 item = str(uuid.uuid4())
-                await env.client.start_workflow(
+                await client.start_workflow(
                     EscalationWorkflow.run,
                     EscalationInput(item_id=item, account_id=str(tenant.account_id)),
                     id=workflow_id(item),
@@ -109,17 +128,45 @@ async def run(count: int, concurrency: int, url: str) -> None:
 
             await measure(20, concurrency, post)  # warm-up: connections, caches
             await measure(20, concurrency, start)
-            api_rate, api_latency = await measure(count, concurrency, post)
-            raw_rate, raw_latency = await measure(count, concurrency, start)
-        print(f"{count} requests each, concurrency {concurrency}, one API process, dev server")
-        report("POST /v1/tasks", api_rate, api_latency)
-        report("client.start_workflow", raw_rate, raw_latency)
-        print(f"  API / raw throughput ratio: {api_rate / raw_rate:.2f}")
+            yield post, start
     finally:
         api.terminate()
         api.wait(timeout=20)
-        await env.shutdown()
         await engine.dispose()
+
+
+async def rates(url: str, client: Client, requests: int, concurrency: int) -> tuple[float, float]:
+    """Throughput of (POST /v1/tasks, raw start_workflow) at `concurrency` in flight."""
+    async with calls(url, client, concurrency) as (post, start):
+        api_rate, api_latency = await measure(requests, concurrency, post)
+        raw_rate, raw_latency = await measure(requests, concurrency, start)
+    report("POST /v1/tasks", api_rate, api_latency)
+    report("client.start_workflow", raw_rate, raw_latency)
+    return api_rate, raw_rate
+
+
+async def paced(url: str, client: Client, rate: float, requests: int) -> float:
+    """p99 latency of POST /v1/tasks arriving at `rate` per second."""
+    async with calls(url, client, 16) as (post, _):
+        latencies = await paced_calls(requests, rate, post)
+    report(f"POST /v1/tasks at {rate:.0f}/s", rate, latencies)
+    return percentile(latencies, 0.99)
+
+
+def report(name: str, rate: float, latencies: list[float]) -> None:
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    print(f"  {name:<26} {rate:7.1f}/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+
+
+async def run(count: int, concurrency: int, url: str) -> None:
+    env = await dev_server()
+    try:
+        print(f"{count} requests each, concurrency {concurrency}, one API process, dev server")
+        api_rate, raw_rate = await rates(url, env.client, count, concurrency)
+        print(f"  API / raw throughput ratio: {api_rate / raw_rate:.2f}")
+        await paced(url, env.client, raw_rate / 2, count)
+    finally:
+        await env.shutdown()
 
 
 def main() -> None:

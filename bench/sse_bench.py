@@ -38,6 +38,11 @@ from tests.support.tenants import Tenant  # noqa: E402
 
 
 async def run(subscribers: int, claims: int, url: str) -> None:
+    await measure(url, subscribers, claims)
+
+
+async def measure(url: str, subscribers: int, claims: int) -> tuple[list[float], float]:
+    """(claim commit -> event latencies at every subscriber, the API's RSS in MiB)."""
     settings = Settings().model_copy(update={"database_url": url})
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
@@ -121,6 +126,7 @@ async def run(subscribers: int, claims: int, url: str) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            return latencies, rss_connected
     finally:
         api.terminate()
         api.wait(timeout=20)

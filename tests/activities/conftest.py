@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.email import EmailActivities, Smtp
+from activities.email import EmailActivities
+from activities.smtp import Smtp
 from mailsink import MailSink
 
 

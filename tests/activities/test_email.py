@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.email import EmailActivities, Smtp, message_id
+from activities.email import EmailActivities, message_id
+from activities.smtp import Smtp
 from db import tenant_session
 from domain import lifecycle
 from domain.recipients import Recipient

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.email import UNKNOWN_OUTCOME, EmailActivities, Smtp
+from activities.email import UNKNOWN_OUTCOME, EmailActivities
+from activities.smtp import Smtp
 from domain.clock import utcnow
 from mailsink import MailSink, free_port
 from tests.activities.test_email import AT, request

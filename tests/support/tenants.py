@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.demo import demo_calendar_version, seed_demo, stable_id
@@ -120,6 +120,29 @@ class Tenant:
             )
             session.add(item)
         return item.id
+
+    async def add_items(self, dues: list[datetime], item_type: str = "CAPA") -> list[uuid.UUID]:
+        """Many tasks for Erin in one INSERT, one per due instant (benchmarks, bursts)."""
+        ids = [uuid.uuid4() for _ in dues]
+        rows = [
+            {
+                "id": item_id,
+                "account_id": self.account_id,
+                "kind": "task",
+                "item_type": item_type,
+                "title": f"{item_type} {item_id.hex[:6]}",
+                "assignee_id": self.user("erin"),
+                "creator_id": self.user("ada"),
+                "due_at": due,
+                "policy_id": stable_id(self.slug, f"policy:{item_type}:1"),
+                "calendar_version_id": demo_calendar_version(self.slug),
+            }
+            for item_id, due in zip(ids, dues, strict=True)
+        ]
+        async with self.owner() as session, session.begin():
+            for chunk in range(0, len(rows), 1000):  # within Postgres's bind-parameter limit
+                await session.execute(insert(Item).values(rows[chunk : chunk + 1000]))
+        return ids
 
     async def item(self, item_id: uuid.UUID) -> Item:
         async with self.owner() as session:
