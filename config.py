@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     mail_from: str = "escalator@localhost"
     smtp_timeout_seconds: float = 10.0
     smtp_concurrency: int = 8
+    # Worker tuning (see the README's "Scaling the worker"): the workflow cache holds the
+    # items that can fire together (a 09:00 peak replays every evicted one), the slots bound
+    # concurrent workflow tasks and activities. Each send holds a DB connection across SMTP
+    # and each local DB step one: activity slots (sends) + local slots (`db_pool_size`) stay
+    # within the pool plus its overflow of 10.
+    worker_cache_size: int = 3000
+    worker_workflow_slots: int = 100
+    worker_activity_slots: int = 10
 
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60

@@ -46,7 +46,12 @@ def create_engine(settings: Settings, *, owner: bool = False, **options: Any) ->
     """The app role's engine, or with `owner=True` the migration owner's."""
     url = settings.async_database_url if owner else settings.async_app_database_url
     options.setdefault("pool_size", settings.db_pool_size)
-    return create_async_engine(url, pool_pre_ping=True, **options)
+    # A pre-ping is a round trip (a BEGIN/ROLLBACK pair) per checkout. The API keeps it, so a
+    # request after a Postgres restart never meets a dead connection; the worker turns it
+    # off (its steps retry, and a disconnect invalidates the whole pool at once).
+    options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_recycle", 1800)
+    return create_async_engine(url, **options)
 
 
 class UnsafeDatabaseLogin(RuntimeError):

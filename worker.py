@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities
 from activities.items import ItemActivities
@@ -79,13 +80,27 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     )
 
 
+# Pure modules the workflow code imports: passed through, so the sandbox neither re-imports
+# nor proxies them per workflow run (they hold no state a workflow could leak).
+PASSTHROUGH = ("domain", "workflows.types", "workflows.search_attributes", "activities", "db")
+
+
 def worker_options(settings: Settings) -> dict[str, Any]:
-    """Slots and cache of a Worker: escalator's, and the benchmark floor's, alike."""
-    return {"max_concurrent_activities": settings.smtp_concurrency * 4}
+    """Slots, cache and sandbox of a Worker: escalator's, and the benchmark floor's, alike.
+    Local activities (the DB steps) get as many slots as the DB pool has connections."""
+    return {
+        "max_cached_workflows": settings.worker_cache_size,
+        "max_concurrent_workflow_tasks": settings.worker_workflow_slots,
+        "max_concurrent_activities": settings.worker_activity_slots,
+        "max_concurrent_local_activities": settings.db_pool_size,
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
+    }
 
 
 async def main(settings: Settings) -> None:
-    engine = create_engine(settings)
+    engine = create_engine(settings, pool_pre_ping=False)  # db.create_engine says why
     await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
     client = await connect(settings)
     worker = build_worker(client, settings, engine)

@@ -1,12 +1,12 @@
 """`fire_rung`: a rung fires in one transaction, under the item's row lock.
 
-The item is locked FOR UPDATE and re-checked open; then, in the same transaction, the rung's
-fired stamp and its audit row, the recipients resolved, `escalation_undeliverable` audited if
-the chain came up empty, a `pending` delivery row per email recipient, and the push outbox
-row with its NOTIFY. A claim's UPDATE waits for this lock (or this waits for the claim): the
-rung and its push commit before the claim or not at all, so no channel notifies after a
-claim commits. The emails then go out through `send_email`, which re-checks under its own
-lock.
+The item is locked FOR UPDATE and re-checked open; then, in the same transaction: the
+rung's fired stamp (and its planned instant, now the stamp) and its audit row, the
+recipients resolved, `escalation_undeliverable` audited if the chain came up empty, a
+`pending` delivery row per email recipient, and the push outbox row with its NOTIFY. A
+claim's UPDATE waits for this lock (or this waits for the claim): the rung and its push
+commit before the claim or not at all, so no channel notifies after a claim commits. The
+emails then go out through `send_email`, which re-checks under its own lock.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class RungActivities:
             column = f"{request.rung}_fired_at"
             if getattr(item, column) is None:
                 setattr(item, column, request.at)
+                # The plan's instant of a fired rung is its stamp (what record_plan would
+                # write next), so the workflow needs no record_plan after a fire.
+                setattr(item, f"{request.rung}_at", request.at)
             await audit.record(
                 session,
                 account_id=account_id,

@@ -12,7 +12,8 @@ from typing import Any
 from temporalio.client import Client
 
 from activities.smtp import Smtp, SmtpPool
-from bench.floor import FloorInput, FloorWorkflow
+from bench.floor import FloorWorkflow
+from bench.floor_types import FloorInput
 from bench.harness import Bench, Row, cpu_seconds, ratio
 from bench.support import percentile, rss_mib
 from config import Settings

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 
 from temporalio import activity, workflow
@@ -24,15 +23,9 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from activities.smtp import SmtpPool
+    from bench.floor_types import FloorInput
     from config import Settings
     from worker import worker_options
-
-
-@dataclass(frozen=True, kw_only=True)
-class FloorInput:
-    tag: str  # the X-Escalator-Item header of its mail, to match it at the sink
-    fire_at: datetime
-    to: str
 
 
 @workflow.defn

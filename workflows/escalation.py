@@ -85,6 +85,7 @@ class EscalationWorkflow:
         self._rungs: dict[RungName, RungPolicy | None] = {}
         self._plan: list[PlannedRung] = []
         self._recorded_plan: dict[str, datetime | None] | None = None
+        self._shown: list[tuple[str, object]] = []  # the search attributes last upserted
         self._sync_wanted = False
         self._db_truth = False  # set at start: whether this history has the patch
 
@@ -371,6 +372,8 @@ class EscalationWorkflow:
             return
         self._done[rung.name] = RungMark(name=rung.name, status="fired", at=at)
         self._tier = max(self._tier, RUNG_TIERS[rung.name])
+        if self._recorded_plan is not None:  # fire_rung stamped `<rung>_at` too
+            self._recorded_plan[rung.name] = at
         notifier.send(note, fired.recipients)
 
     def _follow(self, state: str, claimed_by: str | None) -> None:
@@ -416,7 +419,10 @@ class EscalationWorkflow:
             if upcoming
             else sa.NEXT_RUNG_AT.value_unset(),
         ]
-        workflow.upsert_search_attributes(updates)
+        shown = [(u.key.name, getattr(u, "value", None)) for u in updates]
+        if shown != self._shown or not workflow.patched(ONE_TRANSACTION):
+            self._shown = shown  # one upsert command only when something changed
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details(upcoming))
         instants: dict[str, datetime | None] = {r.name: r.fire_at for r in self._plan}
         if instants != self._recorded_plan:
