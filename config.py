@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     worker_cache_size: int = 3000
     worker_workflow_slots: int = 100
     worker_activity_slots: int = 10
+    # False runs workflow code unsandboxed: cheaper activations, no guard against a
+    # non-deterministic import. The replay tests run sandboxed either way.
+    worker_sandbox: bool = True
 
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60

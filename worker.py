@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities
@@ -95,7 +95,9 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "max_concurrent_local_activities": settings.db_pool_size,
         "workflow_runner": SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        )
+        if settings.worker_sandbox
+        else UnsandboxedWorkflowRunner(),
     }
 
 

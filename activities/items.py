@@ -28,6 +28,17 @@ from workflows.types import (
 )
 
 
+async def locked_item(
+    session: AsyncSession, item_id: str, account_id: uuid.UUID
+) -> tuple[Item, str | None]:
+    """The item FOR UPDATE (a claim's UPDATE waits for it, or it for the claim) and its
+    claimer's id; a missing item is a non-retryable error."""
+    item = await get_in_account(session, Item, uuid.UUID(item_id), account_id, lock="update")
+    if item is None:
+        raise ApplicationError(f"item {item_id} not found", non_retryable=True)
+    return item, str(item.claimed_by) if item.claimed_by else None
+
+
 class ItemActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -88,12 +99,7 @@ class ItemActivities:
         race), and reports the item's state so the workflow can follow the database."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await get_in_account(
-                session, Item, uuid.UUID(request.item_id), account_id, lock="update"
-            )
-            if item is None:
-                raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
-            claimed_by = str(item.claimed_by) if item.claimed_by else None
+            item, claimed_by = await locked_item(session, request.item_id, account_id)
             if request.status == "fired" and item.state != "open":
                 return RungRecorded(recorded=False, state=item.state, claimed_by=claimed_by)
             column = f"{request.rung}_{request.status}_at"

@@ -16,11 +16,11 @@ import uuid
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from db import get_in_account, tenant_session
+from activities.items import locked_item
+from db import tenant_session
 from domain import audit, push, recipients
-from domain.models import Delivery, Item
+from domain.models import Delivery
 from workflows.types import FireRung, RungFired
 
 
@@ -37,12 +37,7 @@ class RungActivities:
         is no longer open, and reports its state so the workflow follows the database."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await get_in_account(
-                session, Item, uuid.UUID(request.item_id), account_id, lock="update"
-            )
-            if item is None:
-                raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
-            claimed_by = str(item.claimed_by) if item.claimed_by else None
+            item, claimed_by = await locked_item(session, request.item_id, account_id)
             if item.state != "open":
                 return RungFired(recorded=False, state=item.state, claimed_by=claimed_by)
             column = f"{request.rung}_fired_at"

@@ -49,7 +49,7 @@ class Bench:
                 *("--task-queue", queue, "--smtp-port", str(self.sink.port)),
             ]
             if kind == "floor"
-            else [sys.executable, "worker.py"]
+            else [sys.executable, *self._profiled(), "worker.py"]
         )
         env = {
             **os.environ,
@@ -72,6 +72,11 @@ class Bench:
         finally:
             process.terminate()
             process.wait(timeout=60)
+
+    def _profiled(self) -> list[str]:
+        """BENCH_PROFILE=path: run escalator's worker under cProfile, written at its exit."""
+        path = os.environ.get("BENCH_PROFILE")
+        return ["-m", "cProfile", "-o", path] if path else []
 
     async def mails(self, tags: set[str], within: float) -> list[ReceivedMail]:
         """Until a mail for every tag (its X-Escalator-Item) arrived, or `within` seconds."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.admin import check_timezone
 from domain.calendar import BusinessCalendar
-from domain.calendars import WORKING_TIME
+from domain.calendars import WORKING_TIME, versions_query
 from domain.errors import Conflict, Invalid, NotFound
 from domain.holidays_expand import build_calendar
 from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Role, SlaPolicy
@@ -105,15 +105,7 @@ async def calendar_versions(
 ) -> list[BusinessCalendarVersion]:
     """Every version of a calendar, newest first."""
     await get_calendar(session, account_id, calendar_id)
-    rows = await session.scalars(
-        select(BusinessCalendarVersion)
-        .where(
-            BusinessCalendarVersion.account_id == account_id,
-            BusinessCalendarVersion.calendar_id == calendar_id,
-        )
-        .order_by(BusinessCalendarVersion.version.desc())
-    )
-    return list(rows)
+    return list(await session.scalars(versions_query(account_id, calendar_id)))
 
 
 def _checked_calendar(spec: CalendarSpec) -> dict[str, Any]:

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import uuid
 from functools import lru_cache
+
+from sqlalchemy import Select, select
 
 from domain.calendar import BusinessCalendar
 from domain.holidays_expand import build_calendar
 from domain.models import BusinessCalendarRow, BusinessCalendarVersion
 
 WORKING_TIME = ("tz", "hours", "holiday_country", "holiday_subdivision", "custom_holidays")
+
+
+def versions_query(
+    account_id: uuid.UUID, calendar_id: uuid.UUID
+) -> Select[BusinessCalendarVersion]:
+    """A calendar's versions, newest first."""
+    return (
+        select(BusinessCalendarVersion)
+        .where(
+            BusinessCalendarVersion.account_id == account_id,
+            BusinessCalendarVersion.calendar_id == calendar_id,
+        )
+        .order_by(BusinessCalendarVersion.version.desc())
+    )
 
 
 def calendar_from_row(row: BusinessCalendarRow | BusinessCalendarVersion) -> BusinessCalendar:

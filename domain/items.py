@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import get_in_account
 from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
-from domain.calendars import calendar_from_row
+from domain.calendars import calendar_from_row, versions_query
 from domain.errors import IdempotencyKeyReused, Invalid
 from domain.models import BusinessCalendarVersion, Item, SlaPolicy, User
 from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
@@ -57,15 +57,7 @@ async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
 async def latest_calendar_version(
     session: AsyncSession, account_id: uuid.UUID, calendar_id: uuid.UUID
 ) -> BusinessCalendarVersion:
-    version = await session.scalar(
-        select(BusinessCalendarVersion)
-        .where(
-            BusinessCalendarVersion.account_id == account_id,
-            BusinessCalendarVersion.calendar_id == calendar_id,
-        )
-        .order_by(BusinessCalendarVersion.version.desc())
-        .limit(1)
-    )
+    version = await session.scalar(versions_query(account_id, calendar_id).limit(1))
     assert version is not None  # every calendar is created with its version 1
     return version
 
