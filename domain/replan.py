@@ -87,7 +87,9 @@ async def replan(
         )
     # Locked in id order: concurrent lifecycle changes wait, and two re-plans cannot deadlock.
     query = query.order_by(Item.id)
-    found = list(await session.scalars(query if dry_run else query.with_for_update(of=Item)))
+    if not dry_run:  # read the locked rows as they are now, not as the session had them
+        query = query.with_for_update(of=Item).execution_options(populate_existing=True)
+    found = list(await session.scalars(query))
     report = Report(matched=len(found))
     plans = _Plans(session, account_id)
     for item in found:

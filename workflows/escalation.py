@@ -85,7 +85,9 @@ class EscalationWorkflow:
         self._rungs: dict[RungName, RungPolicy | None] = {}
         self._plan: list[PlannedRung] = []
         self._recorded_plan: dict[str, datetime | None] | None = None
-        self._shown: list[tuple[str, object]] = []  # the search attributes last upserted
+        # What the search attributes were last upserted from (kind, type and account never
+        # change): one upsert command only when one of these did.
+        self._shown: tuple[object, ...] = ()
         self._sync_wanted = False
         self._db_truth = False  # set at start: whether this history has the patch
 
@@ -419,9 +421,15 @@ class EscalationWorkflow:
             if upcoming
             else sa.NEXT_RUNG_AT.value_unset(),
         ]
-        shown = [(u.key.name, getattr(u, "value", None)) for u in updates]
+        shown = (
+            self._state,
+            self._fired_tier(),
+            self._claimed_by,
+            due,
+            upcoming and upcoming.fire_at,
+        )
         if shown != self._shown or not workflow.patched(ONE_TRANSACTION):
-            self._shown = shown  # one upsert command only when something changed
+            self._shown = shown
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details(upcoming))
         instants: dict[str, datetime | None] = {r.name: r.fire_at for r in self._plan}

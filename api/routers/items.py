@@ -203,15 +203,13 @@ async def replan(
 ) -> ItemOut:
     """An item keeps the policy version and the calendar version it started with until
     this moves it to the latest of both (`POST /v1/replan` does many at once)."""
-    await lifecycle.get_item(uow.session, principal.account_id, item_id)
+    item = await lifecycle.get_item(uow.session, principal.account_id, item_id)
     report = await domain_replan.replan(
         uow.session, principal.account_id, principal.user_id, utcnow(), item_id=item_id
     )
     if report.moved:
         uow.after_commit(lambda: _signal(temporal, item_id, "replan", None))
-    return await item_view(
-        uow, await lifecycle.get_item(uow.session, principal.account_id, item_id)
-    )
+    return await item_view(uow, item)  # the same object the re-plan locked and moved
 
 
 @router.get(

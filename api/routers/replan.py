@@ -64,15 +64,15 @@ def replan_out(report: Report, *, dry_run: bool) -> ReplanOut:
         items=[
             ReplannedItem(
                 id=m.item_id,
-                policy_version=VersionMove(
-                    **{"from": m.policy_version[0], "to": m.policy_version[1]}
-                ),
-                calendar_version=VersionMove(
-                    **{"from": m.calendar_version[0], "to": m.calendar_version[1]}
-                ),
+                policy_version=_move(m.policy_version),
+                calendar_version=_move(m.calendar_version),
                 rungs_moved=m.rungs_moved,
             )
             for m in report.moved[:REPLAN_LISTED]
         ],
         items_truncated=len(report.moved) > REPLAN_LISTED,
     )
+
+
+def _move(versions: tuple[int, int]) -> VersionMove:
+    return VersionMove(**{"from": versions[0], "to": versions[1]})
