@@ -104,6 +104,11 @@ class MailSink:
         with self._lock:
             self._rejects[address.lower()] = reply
 
+    def accept(self, address: str) -> None:
+        """Lift `reject`: mail for `address` is accepted again."""
+        with self._lock:
+            self._rejects.pop(address.lower(), None)
+
     def reject_for(self, rcpt_tos: tuple[str, ...]) -> str | None:
         with self._lock:
             for rcpt in rcpt_tos:

@@ -1,19 +1,29 @@
-"""`send_email`: one notification email, sent at most once, never after a claim.
+"""`send_emails`: one rung's mails, each sent at most once, none after a claim.
 
-1. The attempt, in its own committed transaction: claim the delivery row (recipient, item,
-   event_key, channel) with ON CONFLICT DO NOTHING and lock it; stop if it is sent or failed
-   or the item is no longer open; defer a `normal` notification in quiet hours (the workflow
-   sleeps on a durable timer); else mark it `sending` with attempts + 1.
-2. The send: lock the delivery row again (a concurrent attempt waits here, then sees `sent`)
-   and the item FOR SHARE, held across the SMTP call, so a claim's UPDATE waits: a mail goes
-   out before the claim commits or not at all. Then `sent` at the accept time, or a 5xx is
-   `failed` (audited, not retried), or anything else is `pending` with its error, retried.
-3. If Postgres fails after SMTP accepted, the result still says `sent` and the workflow
-   records it: the accept is never forgotten, so the mail is never sent again for that.
+One activity per rung sends to every recipient over the worker's pool of persistent SMTP
+connections (at most `smtp_concurrency` at once), while each recipient keeps its own
+delivery row, status and failure:
+
+1. The attempt, in its own committed transaction: the item FOR SHARE, then every delivery
+   row (recipient, item, event_key, channel) claimed with ON CONFLICT DO NOTHING and locked in
+   recipient order. A row `sent` or `failed` is final and skipped; if the item is no longer
+   open the rest are `suppressed`; a `normal` notification in a recipient's quiet hours is
+   `deferred` (the workflow sleeps on a durable timer); the others become `sending` with
+   attempts + 1. All of it in a handful of statements, not one transaction per mail.
+2. The send: the item FOR SHARE and those rows FOR UPDATE again (a concurrent attempt waits
+   here, then sees `sent`), held across the SMTP calls, so a claim's UPDATE waits: a mail goes
+   out before the claim commits or not at all. Each outcome is recorded on its own row:
+   `sent` at its accept time, a 5xx `failed` (audited), anything else `pending` with its
+   error and reported `retry`: the workflow sends again to those recipients only.
+3. If Postgres fails after SMTP accepted, the result still says `sent` (`recorded=False`) and
+   the workflow records it: the accept is never forgotten, so the mail is never sent again.
 
 The one honest limit (RFC 1047): a worker that dies between SMTP's accept and the record
 leaves the row `sending`; the retry sends again, with the same Message-ID, and the row says
 `attempts: 2` with the unknown outcome in `last_error`.
+
+`send_email` (one recipient per activity) is the same engine; it stays registered for
+workflows whose history scheduled it before `batched-sends`.
 """
 
 from __future__ import annotations
@@ -22,28 +32,39 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.smtp import Smtp, SmtpPool
-from db import get_in_account, tenant_session
+from db import tenant_session
 from domain import audit
 from domain.clock import utcnow
 from domain.models import Delivery, Item
 from domain.quiet_hours import quiet_until
-from workflows.types import DeliveryOutcome, SendEmail, SendEmailResult
+from domain.recipients import Recipient
+from workflows.types import (
+    DeliveryOutcome,
+    MailOutcome,
+    RecordFailures,
+    SendEmail,
+    SendEmailResult,
+    SendEmails,
+    SendEmailsResult,
+)
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -56,19 +77,35 @@ HTML = Environment(
     undefined=StrictUndefined,
     autoescape=True,
 )
+FINAL = ("sent", "failed")
+DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+ITEM: Table = Item.__table__  # type: ignore[assignment]
 
 
-def message_id(request: SendEmail) -> str:
+def message_id(user_id: str, item_id: str, event_key: str) -> str:
     """Deterministic: the same delivery key always gives the same Message-ID, so even a
     resend after a lost commit is recognisable downstream."""
-    key = f"{request.recipient.user_id}:{request.item_id}:{request.event_key}:email"
+    key = f"{user_id}:{item_id}:{event_key}:email"
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@escalator>"
 
 
-def render(request: SendEmail, item: Item) -> EmailMessage:
-    zone = ZoneInfo(request.recipient.timezone)
+@dataclass(frozen=True, kw_only=True)
+class MailItem:
+    """What a mail may say about its item (the templates see nothing else)."""
+
+    id: uuid.UUID
+    title: str
+    item_type: str
+    kind: str
+    due_at: datetime | None
+    engineer_notes: str | None
+    priority: str | None
+
+
+def render(request: SendEmails, recipient: Recipient, item: MailItem) -> EmailMessage:
+    zone = ZoneInfo(recipient.timezone)
     variables = {  # the whitelist: templates see nothing else
-        "recipient_name": request.recipient.name,
+        "recipient_name": recipient.name,
         "item_title": item.title,
         "item_type": item.item_type,
         "item_kind": item.kind,
@@ -90,8 +127,8 @@ def render(request: SendEmail, item: Item) -> EmailMessage:
         parts[part] = template.render(variables, part=part)
     message = EmailMessage()
     message["Subject"] = parts["subject"].strip()
-    message["To"] = f"{request.recipient.name} <{request.recipient.email}>"
-    message["Message-ID"] = message_id(request)
+    message["To"] = f"{recipient.name} <{recipient.email}>"
+    message["Message-ID"] = message_id(recipient.user_id, request.item_id, request.event_key)
     message["Date"] = format_datetime(request.at)
     message["X-Escalator-Event"] = request.event_key
     message["X-Escalator-Item"] = request.item_id
@@ -116,124 +153,220 @@ class EmailActivities:
         self._smtp = smtp
         self._pool = SmtpPool(smtp, pool_size)
 
-    async def _send(self, message: EmailMessage, to: str) -> None:
-        message["From"] = self._smtp.mail_from
-        await self._pool.send(message, sender=self._smtp.mail_from, recipients=[to])
+    @activity.defn
+    async def send_emails(self, request: SendEmails) -> SendEmailsResult:
+        """Side effect: one email per recipient over SMTP. Idempotency key: each delivery
+        row's unique (recipient, item, event_key, 'email'); a `sent` row is never sent again,
+        so a retry of the whole activity (a dead worker) sends only what is not yet sent.
+        Transient SMTP errors are outcomes (`retry`), not a failure of the activity: the
+        workflow sends again to those recipients alone. Heartbeats every second."""
+        async with _heartbeating():
+            return SendEmailsResult(outcomes=await self._send_all(request))
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> SendEmailResult:
-        """Side effect: one email over SMTP. Idempotency key: the delivery row's unique
-        (recipient, item, event_key, 'email'); a `sent` row is never sent again.
-
-        Two transactions. The first commits the attempt (`sending`, attempts + 1) before
-        SMTP is spoken to, so no attempt is ever rolled back out of the record. The second
-        holds the item FOR SHARE across the SMTP call (no mail once a claim committed) and
-        records the outcome; if the database fails after SMTP accepted, the result still
-        says `sent` (`recorded=False`) and the workflow records it. Heartbeats every second,
-        so a dead worker's send is retried within the heartbeat timeout."""
-        account_id = uuid.UUID(request.account_id)
+        """Side effect: one email over SMTP (the history before `batched-sends`); the same
+        engine as `send_emails`, with a transient error raised for Temporal to retry and a
+        5xx raised non-retryable, as it always was."""
+        batch = SendEmails(
+            item_id=request.item_id,
+            account_id=request.account_id,
+            recipients=[request.recipient],
+            event_key=request.event_key,
+            rung=request.rung,
+            tier=request.tier,
+            critical=request.critical,
+            at=request.at,
+        )
         async with _heartbeating():
-            prepared = await self._prepare(request, account_id)
-            if isinstance(prepared, SendEmailResult):
-                return prepared
-            return await self._deliver(request, account_id, prepared)
+            [outcome] = await self._send_all(batch)
+        if outcome.status == "retry":
+            raise RuntimeError(
+                f"SMTP to {request.recipient.email} failed, will retry: {outcome.error}"
+            )
+        if outcome.status == "failed" and outcome.error is not None and outcome.recorded:
+            raise ApplicationError(outcome.error, type="PermanentDeliveryError", non_retryable=True)
+        return SendEmailResult(
+            status=outcome.status,
+            deferred_until=outcome.deferred_until,
+            message_id=outcome.message_id,
+            sent_at=outcome.sent_at,
+            recorded=outcome.recorded,
+        )
+
+    async def _send_all(self, request: SendEmails) -> list[MailOutcome]:
+        account_id = uuid.UUID(request.account_id)
+        outcomes, item = await self._prepare(request, account_id)
+        due = [r for r in request.recipients if r.user_id not in outcomes]
+        if due and item is not None:
+            outcomes.update(await self._deliver(request, account_id, item, due))
+        return [outcomes[r.user_id] for r in request.recipients]
 
     async def _prepare(
-        self, request: SendEmail, account_id: uuid.UUID
-    ) -> SendEmailResult | EmailMessage:
+        self, request: SendEmails, account_id: uuid.UUID
+    ) -> tuple[dict[str, MailOutcome], MailItem | None]:
+        """The attempt, committed: the outcome of every recipient not to be sent now."""
+        outcomes: dict[str, MailOutcome] = {}
+        changes: list[dict[str, Any]] = []
         async with tenant_session(self._sessionmaker, account_id) as session:
-            delivery = await _claim_delivery(session, request, account_id)
-            item = await _open_item(session, delivery, account_id)
-            if isinstance(item, SendEmailResult):
-                return item
-            until = None if request.critical else _quiet_until(request)
-            if until is not None:
-                delivery.status, delivery.deferred_until = "deferred", until
-                return SendEmailResult(status="deferred", deferred_until=until)
-            if delivery.status == "sending":  # RFC 1047: the last attempt's fate is unknown
-                delivery.last_error = UNKNOWN_OUTCOME
-            delivery.status, delivery.attempts = "sending", delivery.attempts + 1
-            return render(request, item)
+            item = await _open_item(session, request, account_id)
+            rows = await _claim_rows(session, request, account_id, request.recipients)
+            by_id = {r.user_id: r for r in request.recipients}
+            for row in rows:
+                user_id = str(row.recipient_id)
+                if row.status in FINAL:
+                    outcomes[user_id] = _final(row)
+                elif item is None:
+                    outcomes[user_id] = MailOutcome(user_id=user_id, status="suppressed")
+                    changes.append(_change(row, status="suppressed"))
+                elif until := (
+                    None if request.critical else _quiet_until(by_id[user_id], request.at)
+                ):
+                    outcomes[user_id] = MailOutcome(
+                        user_id=user_id, status="deferred", deferred_until=until
+                    )
+                    changes.append(_change(row, status="deferred", deferred_until=until))
+                else:
+                    note = UNKNOWN_OUTCOME if row.status == "sending" else row.last_error
+                    changes.append(
+                        _change(row, status="sending", attempts=row.attempts + 1, last_error=note)
+                    )
+            await _apply(session, changes)
+        return outcomes, item
 
     async def _deliver(
-        self, request: SendEmail, account_id: uuid.UUID, message: EmailMessage
-    ) -> SendEmailResult:
-        accepted_at: datetime | None = None
-        failure: str | None = None
-        transient: str | None = None
+        self,
+        request: SendEmails,
+        account_id: uuid.UUID,
+        item: MailItem,
+        due: Sequence[Recipient],
+    ) -> dict[str, MailOutcome]:
+        """The sends, under the item's share lock, and each one's record."""
+        messages = {r.user_id: render(request, r, item) for r in due}
+        outcomes: dict[str, MailOutcome] = {}
         try:
             async with tenant_session(self._sessionmaker, account_id) as session:
-                delivery = await _claim_delivery(session, request, account_id)
-                held = await _open_item(session, delivery, account_id)
-                if isinstance(held, SendEmailResult):
-                    return held
-                try:
-                    await self._send(message, request.recipient.email)
-                except aiosmtplib.SMTPException as error:
-                    if _is_permanent(error):
-                        failure = str(error)
-                        await _record_failure(session, delivery, request.tier, failure)
-                    else:
-                        transient = str(error)
-                        delivery.status, delivery.last_error = "pending", transient
-                else:
-                    accepted_at = utcnow()
-                    delivery.status, delivery.sent_at = "sent", accepted_at
-                    delivery.message_id = message_id(request)
-                    if delivery.last_error != UNKNOWN_OUTCOME:  # keep the RFC 1047 note
-                        delivery.last_error = None
+                held = await _open_item(session, request, account_id)
+                rows = await _claim_rows(session, request, account_id, due)
+                live = [row for row in rows if row.status not in FINAL]
+                outcomes.update({str(r.recipient_id): _final(r) for r in rows if r.status in FINAL})
+                if held is None:
+                    outcomes.update(
+                        {
+                            str(row.recipient_id): MailOutcome(
+                                user_id=str(row.recipient_id), status="suppressed"
+                            )
+                            for row in live
+                        }
+                    )
+                    await _apply(session, [_change(row, status="suppressed") for row in live])
+                    return outcomes
+                emails = {r.user_id: r.email for r in due}
+                sent = await asyncio.gather(
+                    *(
+                        self._send_one(
+                            messages[str(row.recipient_id)], emails[str(row.recipient_id)]
+                        )
+                        for row in live
+                    )
+                )
+                changes = []
+                for row, result in zip(live, sent, strict=True):
+                    outcome = _outcome(row, result, request)
+                    outcomes[outcome.user_id] = outcome
+                    changes.append(_recorded(row, outcome))
+                    if outcome.status == "failed":
+                        await _audit_failure(session, row, request.tier, outcome.error or "")
+                await _apply(session, changes)
         except Exception as error:
-            if accepted_at is None:
+            if not any(o.status == "sent" for o in outcomes.values() if o.sent_at):
                 raise
-            # SMTP has the mail; only the record is missing. Never send it again for that.
-            activity.logger.warning(
-                "email.sent_unrecorded", extra={"to": request.recipient.email, "error": str(error)}
-            )
-            return SendEmailResult(
-                status="sent", message_id=message_id(request), sent_at=accepted_at, recorded=False
-            )
-        # Outside the transaction, so the failure record above is committed first.
-        if failure is not None:
-            raise ApplicationError(failure, type="PermanentDeliveryError", non_retryable=True)
-        if transient is not None:
-            raise RuntimeError(f"SMTP to {request.recipient.email} failed, will retry: {transient}")
-        activity.logger.info("email.sent", extra={"to": request.recipient.email})
-        return SendEmailResult(status="sent", message_id=message_id(request), sent_at=accepted_at)
+            # SMTP has some of the mails; only their record is missing. Never send them
+            # again for that: the workflow records what this could not.
+            activity.logger.warning("email.sent_unrecorded", extra={"error": str(error)})
+            return {k: replace(o, recorded=False) for k, o in outcomes.items()}
+        activity.logger.info(
+            "email.sent",
+            extra={
+                "sent": sum(o.status == "sent" for o in outcomes.values()),
+                "rung": request.rung,
+            },
+        )
+        return outcomes
+
+    async def _send_one(
+        self, message: EmailMessage, to: str
+    ) -> datetime | aiosmtplib.SMTPException:
+        """The accept time, or the SMTP error (one recipient's failure never stops another)."""
+        message["From"] = self._smtp.mail_from
+        try:
+            await self._pool.send(message, sender=self._smtp.mail_from, recipients=[to])
+        except aiosmtplib.SMTPException as error:
+            return error
+        except OSError as error:  # refused or reset below SMTP: as transient as a 4xx
+            return aiosmtplib.SMTPException(f"{type(error).__name__}: {error}")
+        return utcnow()
 
     @activity.defn
     async def record_sent(self, outcome: DeliveryOutcome) -> None:
         """Side effect: marks the delivery `sent` at the SMTP accept time the send reported
         but could not record. Idempotent: a row already `sent` is left as it is."""
-        await self._update(outcome, sent=True)
+        account_id = uuid.UUID(outcome.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            await session.execute(
+                update(Delivery)
+                .where(
+                    *_key(account_id, outcome.item_id, outcome.event_key, [outcome.recipient_id])
+                )
+                .where(Delivery.status != "sent")
+                .values(
+                    status="sent",
+                    sent_at=outcome.sent_at,
+                    message_id=outcome.message_id,
+                    last_error=None,
+                )
+            )
 
     @activity.defn
     async def record_delivery_failure(self, outcome: DeliveryOutcome) -> None:
         """Side effect: the delivery `failed` with its last error, plus a `delivery_failed`
         audit row, once the send's retries are exhausted. Idempotent by the audit key
         `<delivery>:failed`; a row already `sent` is never marked failed."""
-        await self._update(outcome, sent=False)
-
-    async def _update(self, outcome: DeliveryOutcome, *, sent: bool) -> None:
-        account_id = uuid.UUID(outcome.account_id)
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            delivery = await session.scalar(
-                select(Delivery)
-                .filter_by(
-                    account_id=account_id,
-                    recipient_id=uuid.UUID(outcome.recipient_id),
-                    item_id=uuid.UUID(outcome.item_id),
-                    event_key=outcome.event_key,
-                    channel="email",
-                )
-                .with_for_update()
+        await self.record_failures(
+            RecordFailures(
+                item_id=outcome.item_id,
+                account_id=outcome.account_id,
+                event_key=outcome.event_key,
+                tier=outcome.tier,
+                recipient_ids=[outcome.recipient_id],
+                error=outcome.error or "",
             )
-            if delivery is None or delivery.status == "sent":
-                return
-            if sent:
-                delivery.status, delivery.sent_at = "sent", outcome.sent_at
-                delivery.message_id, delivery.last_error = outcome.message_id, None
-            else:
-                await _record_failure(session, delivery, outcome.tier, outcome.error or "")
+        )
+
+    @activity.defn
+    async def record_failures(self, request: RecordFailures) -> list[str]:
+        """Side effect: every named delivery not `sent` becomes `failed` with the error, each
+        with its `delivery_failed` audit row (key `<delivery>:failed`, so once). Returns the
+        recipients it marked, so the workflow announces only those."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            rows = (
+                await session.execute(
+                    select(DELIVERY)
+                    .where(
+                        *_key(account_id, request.item_id, request.event_key, request.recipient_ids)
+                    )
+                    .where(DELIVERY.c.status != "sent")
+                    .order_by(DELIVERY.c.recipient_id)
+                    .with_for_update()
+                )
+            ).all()
+            await _apply(
+                session, [_change(row, status="failed", last_error=request.error) for row in rows]
+            )
+            for row in rows:
+                await _audit_failure(session, row, request.tier, request.error)
+        return [str(row.recipient_id) for row in rows]
 
 
 UNKNOWN_OUTCOME = (
@@ -259,58 +392,169 @@ async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
 
 
 async def _open_item(
-    session: AsyncSession, delivery: Delivery, account_id: uuid.UUID
-) -> SendEmailResult | Item:
-    """The item, locked FOR SHARE (a claim's UPDATE waits for it), when there is something
-    to send; else the result: already sent or failed, or the item is no longer open."""
-    if delivery.status in ("sent", "failed"):
-        return SendEmailResult(
-            status=delivery.status, message_id=delivery.message_id, sent_at=delivery.sent_at
+    session: AsyncSession, request: SendEmails, account_id: uuid.UUID
+) -> MailItem | None:
+    """The item, locked FOR SHARE (a claim's UPDATE waits for it), if it is still open."""
+    row = (
+        await session.execute(
+            select(
+                ITEM.c.id,
+                ITEM.c.state,
+                ITEM.c.title,
+                ITEM.c.item_type,
+                ITEM.c.kind,
+                ITEM.c.due_at,
+                ITEM.c.engineer_notes,
+                ITEM.c.priority,
+            )
+            .where(ITEM.c.id == uuid.UUID(request.item_id), ITEM.c.account_id == account_id)
+            .with_for_update(read=True)
         )
-    item = await get_in_account(session, Item, delivery.item_id, account_id, lock="share")
-    if item is None or item.state != "open":
-        delivery.status = "suppressed"
-        return SendEmailResult(status="suppressed")
-    return item
+    ).one_or_none()
+    if row is None or row.state != "open":
+        return None
+    return MailItem(
+        id=row.id,
+        title=row.title,
+        item_type=row.item_type,
+        kind=row.kind,
+        due_at=row.due_at,
+        engineer_notes=row.engineer_notes,
+        priority=row.priority,
+    )
 
 
-async def _record_failure(session: AsyncSession, delivery: Delivery, tier: int, error: str) -> None:
-    delivery.status, delivery.last_error = "failed", error
+def _key(
+    account_id: uuid.UUID, item_id: str, event_key: str, recipient_ids: Sequence[str]
+) -> tuple[Any, ...]:
+    return (
+        DELIVERY.c.account_id == account_id,
+        DELIVERY.c.item_id == uuid.UUID(item_id),
+        DELIVERY.c.event_key == event_key,
+        DELIVERY.c.channel == "email",
+        DELIVERY.c.recipient_id.in_([uuid.UUID(r) for r in recipient_ids]),
+    )
+
+
+async def _claim_rows(
+    session: AsyncSession,
+    request: SendEmails,
+    account_id: uuid.UUID,
+    recipients: Sequence[Recipient],
+) -> Sequence[Any]:
+    """The recipients' delivery rows, created if missing, locked in recipient order (two
+    attempts at the same rung never deadlock), read fresh."""
+    item_id = uuid.UUID(request.item_id)
+    await session.execute(
+        insert(DELIVERY)
+        .values(
+            [
+                {
+                    "account_id": account_id,
+                    "item_id": item_id,
+                    "recipient_id": uuid.UUID(r.user_id),
+                    "event_key": request.event_key,
+                    "channel": "email",
+                }
+                for r in recipients
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+    ids = [r.user_id for r in recipients]
+    result = await session.execute(
+        select(DELIVERY)
+        .where(*_key(account_id, request.item_id, request.event_key, ids))
+        .order_by(DELIVERY.c.recipient_id)
+        .with_for_update()
+    )
+    return result.all()
+
+
+def _final(row: Any) -> MailOutcome:
+    return MailOutcome(
+        user_id=str(row.recipient_id),
+        status=row.status,
+        message_id=row.message_id,
+        sent_at=row.sent_at,
+    )
+
+
+def _outcome(
+    row: Any, result: datetime | aiosmtplib.SMTPException, request: SendEmails
+) -> MailOutcome:
+    user_id = str(row.recipient_id)
+    if isinstance(result, datetime):
+        return MailOutcome(
+            user_id=user_id,
+            status="sent",
+            sent_at=result,
+            message_id=message_id(user_id, request.item_id, request.event_key),
+        )
+    status = "failed" if _is_permanent(result) else "retry"
+    return MailOutcome(user_id=user_id, status=status, error=str(result))
+
+
+def _recorded(row: Any, outcome: MailOutcome) -> dict[str, Any]:
+    if outcome.status == "sent":
+        # keep the RFC 1047 note: this row was sent twice
+        note = row.last_error if row.last_error == UNKNOWN_OUTCOME else None
+        return _change(
+            row,
+            status="sent",
+            sent_at=outcome.sent_at,
+            message_id=outcome.message_id,
+            last_error=note,
+        )
+    status = "failed" if outcome.status == "failed" else "pending"
+    return _change(row, status=status, last_error=outcome.error)
+
+
+def _change(row: Any, **values: Any) -> dict[str, Any]:
+    """One row's new values, for `_apply`: every column it sets, the rest as they are."""
+    return {
+        "row_id": row.id,
+        "status": values.get("status", row.status),
+        "attempts": values.get("attempts", row.attempts),
+        "last_error": values.get("last_error", row.last_error),
+        "message_id": values.get("message_id", row.message_id),
+        "sent_at": values.get("sent_at", row.sent_at),
+        "deferred_until": values.get("deferred_until", row.deferred_until),
+    }
+
+
+async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
+    """Every row's change in one executemany UPDATE."""
+    if not changes:
+        return
+    await session.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.id == bindparam("row_id"))
+        .values(
+            status=bindparam("status"),
+            attempts=bindparam("attempts"),
+            last_error=bindparam("last_error"),
+            message_id=bindparam("message_id"),
+            sent_at=bindparam("sent_at"),
+            deferred_until=bindparam("deferred_until"),
+        ),
+        changes,
+    )
+
+
+async def _audit_failure(session: AsyncSession, row: Any, tier: int, error: str) -> None:
     await audit.record(
         session,
-        account_id=delivery.account_id,
-        item_id=delivery.item_id,
+        account_id=row.account_id,
+        item_id=row.item_id,
         action="delivery_failed",
         tier=tier,
-        key=f"{delivery.id}:failed",
-        data={"recipient_id": str(delivery.recipient_id), "error": error},
+        key=f"{row.id}:failed",
+        data={"recipient_id": str(row.recipient_id), "error": error},
     )
 
 
-async def _claim_delivery(
-    session: AsyncSession, request: SendEmail, account_id: uuid.UUID
-) -> Delivery:
-    key = {
-        "recipient_id": uuid.UUID(request.recipient.user_id),
-        "item_id": uuid.UUID(request.item_id),
-        "event_key": request.event_key,
-        "channel": "email",
-    }
-    await session.execute(
-        insert(Delivery).values(account_id=account_id, **key).on_conflict_do_nothing()
-    )
-    delivery = await session.scalar(
-        select(Delivery)
-        .filter_by(account_id=account_id, **key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert delivery is not None
-    return delivery
-
-
-def _quiet_until(request: SendEmail) -> datetime | None:
-    recipient = request.recipient
+def _quiet_until(recipient: Recipient, at: datetime) -> datetime | None:
     start = time.fromisoformat(recipient.quiet_start) if recipient.quiet_start else None
     end = time.fromisoformat(recipient.quiet_end) if recipient.quiet_end else None
-    return quiet_until(request.at, recipient.timezone, start, end)
+    return quiet_until(at, recipient.timezone, start, end)

@@ -2,12 +2,15 @@
 `workflow.*` time and activities here; imported passed-through with the message types).
 
 A rung's stamp, recipients, undeliverable audit, delivery rows and push are one
-`fire_rung` transaction (see `EscalationWorkflow._fire`); `Notifier.send` then runs one
-`send_email` per recipient, concurrently with a bound. A handoff's fan-out (and a history from
-before that patch) goes the older way: resolve recipients -> audit `escalation_undeliverable`
-if nobody -> publish the push event -> the same sends. A recipient in quiet hours gets a
-durable timer until the window ends, then another attempt; one recipient's failure never
-blocks the others.
+`fire_rung` transaction (see `EscalationWorkflow._fire`); `Notifier.send` then sends the
+rung's mails as one `send_emails` activity over the worker's SMTP pool (up to `BATCH`
+recipients each). Its outcome is per recipient: the sent and suppressed are done, a 5xx is
+recorded and announced, a transient error is sent again after a durable backoff timer to
+those recipients only, and a recipient in quiet hours gets a durable timer until the window
+ends, then another attempt. A handoff's fan-out (and a history from before that patch) goes
+the older way: resolve recipients -> audit `escalation_undeliverable` if nobody -> publish
+the push event -> the same sends. A history from before `batched-sends` runs one
+`send_email` per recipient. One recipient's failure never blocks the others.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -30,16 +33,23 @@ from workflows.types import (
     DeliveryOutcome,
     ItemRef,
     ItemSnapshot,
+    MailOutcome,
     PublishEvent,
     Recipient,
     RecordAudit,
+    RecordFailures,
     ResolveRecipients,
     SendEmail,
+    SendEmails,
 )
 
 SEND_CONCURRENCY = 8
 SEND_HEARTBEAT = timedelta(seconds=10)
 DELIVERY_TRUTH = "delivery-failure-recorded"  # workflow.patched: earlier histories did not
+# workflow.patched: a rung's mails are one `send_emails` activity; before it, one per recipient.
+BATCHED_SENDS = "batched-sends"
+BATCH = 500  # recipients per `send_emails` (its payload stays far below Temporal's limit)
+BATCH_TIMEOUT = timedelta(minutes=15)  # 500 mails over a slow server; heartbeats catch a death
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
@@ -123,10 +133,121 @@ class Notifier:
         self.send(note, resolved.recipients)
 
     def send(self, note: Notification, recipients: list[Recipient]) -> None:
-        """One concurrent `send_email` per recipient (bounded), if the rung emails."""
-        if "email" in note.channels:
-            for recipient in recipients:
-                self._sends.append(asyncio.create_task(self._deliver(note, recipient)))
+        """The rung's mails, if it emails: `send_emails` per `BATCH` recipients (one
+        concurrent `send_email` per recipient in a history from before `batched-sends`)."""
+        if "email" not in note.channels or not recipients:
+            return
+        if workflow.patched(BATCHED_SENDS):
+            for n in range(0, len(recipients), BATCH):
+                batch = recipients[n : n + BATCH]
+                self._sends.append(asyncio.create_task(self._deliver_batch(note, batch)))
+            return
+        for recipient in recipients:
+            self._sends.append(asyncio.create_task(self._deliver(note, recipient)))
+
+    async def _deliver_batch(self, note: Notification, recipients: list[Recipient]) -> None:
+        """Send until every recipient is sent, suppressed or failed: transient errors again
+        after a durable backoff (those recipients only), quiet hours after their end."""
+        attempt = 0
+        while recipients:
+            try:
+                result = await workflow.execute_activity_method(
+                    EmailActivities.send_emails,
+                    SendEmails(
+                        item_id=self._ref.item_id,
+                        account_id=self._ref.account_id,
+                        recipients=recipients,
+                        event_key=note.event_key,
+                        rung=note.rung,
+                        tier=note.tier,
+                        critical=note.critical,
+                        at=workflow.now(),
+                    ),
+                    start_to_close_timeout=BATCH_TIMEOUT,
+                    heartbeat_timeout=SEND_HEARTBEAT,
+                    retry_policy=SMTP_RETRY,
+                    summary=f"email {note.rung} → {len(recipients)} recipient(s)",
+                )
+            except ActivityError as error:  # the activity itself ran out of attempts
+                await self._give_up(note, recipients, str(error.cause or error))
+                return
+            by_id = {r.user_id: r for r in recipients}
+            outcomes = {o.user_id: o for o in result.outcomes}
+            await self._record_unrecorded(note, by_id, outcomes)
+            deferred: dict[datetime, list[Recipient]] = {}
+            for o in outcomes.values():
+                if o.status == "deferred" and o.deferred_until is not None:
+                    deferred.setdefault(o.deferred_until, []).append(by_id[o.user_id])
+            if deferred:
+                await asyncio.gather(
+                    *(self._after_quiet_hours(note, until, who) for until, who in deferred.items())
+                )
+            retry = [by_id[o.user_id] for o in outcomes.values() if o.status == "retry"]
+            attempt += 1
+            if retry and attempt >= (SMTP_RETRY.maximum_attempts or 1):
+                last = next(o.error for o in outcomes.values() if o.status == "retry")
+                await self._give_up(note, retry, last or "SMTP kept failing")
+                return
+            if retry:
+                await workflow.sleep(_backoff(attempt), summary=f"SMTP retry {attempt}")
+            recipients = retry
+
+    async def _after_quiet_hours(
+        self, note: Notification, until: datetime, recipients: list[Recipient]
+    ) -> None:
+        # Quiet hours: a durable timer, so the deferred mails survive restarts.
+        await workflow.sleep(
+            max(until - workflow.now(), timedelta(0)),
+            summary=f"quiet hours of {len(recipients)} recipient(s) until {until:%H:%M} UTC",
+        )
+        await self._deliver_batch(note, recipients)
+
+    async def _record_unrecorded(
+        self, note: Notification, by_id: dict[str, Recipient], outcomes: dict[str, MailOutcome]
+    ) -> None:
+        """What the activity could not record (Postgres failed after SMTP answered) is
+        recorded now, retried until Postgres is back; a 5xx is announced."""
+        failed: list[MailOutcome] = []
+        for o in outcomes.values():
+            if o.status == "sent" and not o.recorded:
+                await db_step(
+                    EmailActivities.record_sent,
+                    self._outcome(
+                        note, by_id[o.user_id], sent_at=o.sent_at, message_id=o.message_id
+                    ),
+                )
+            elif o.status == "failed" and o.error is not None:
+                failed.append(o)
+        unrecorded = [by_id[o.user_id] for o in failed if not o.recorded]
+        if unrecorded:
+            await self._give_up(note, unrecorded, failed[0].error or "")
+        for o in failed:
+            if o.recorded:
+                await self._announce_failure(note, by_id[o.user_id], o.error or "")
+
+    async def _give_up(self, note: Notification, recipients: list[Recipient], error: str) -> None:
+        """Out of attempts: every one of them not sent is `failed`, audited and announced."""
+        marked = await db_step(
+            EmailActivities.record_failures,
+            RecordFailures(
+                item_id=self._ref.item_id,
+                account_id=self._ref.account_id,
+                event_key=note.event_key,
+                tier=note.tier,
+                recipient_ids=[r.user_id for r in recipients],
+                error=error,
+            ),
+        )
+        by_id = {r.user_id: r for r in recipients}
+        for user_id in marked:
+            await self._announce_failure(note, by_id[user_id], error)
+
+    async def _announce_failure(self, note: Notification, recipient: Recipient, error: str) -> None:
+        await self._publish(
+            "delivery.failed",
+            f"{self._ref.item_id}:{note.event_key}:{recipient.user_id}:failed",
+            {"recipient": recipient.email, "error": error},
+        )
 
     async def _publish(self, kind: str, dedup_key: str, data: dict[str, object]) -> None:
         await db_step(
@@ -168,11 +289,7 @@ class Notifier:
                             EmailActivities.record_delivery_failure,
                             self._outcome(note, recipient, error=str(error.cause or error)),
                         )
-                    await self._publish(
-                        "delivery.failed",
-                        f"{self._ref.item_id}:{note.event_key}:{recipient.user_id}:failed",
-                        {"recipient": recipient.email, "error": str(error.cause or error)},
-                    )
+                    await self._announce_failure(note, recipient, str(error.cause or error))
                     return
             if result.status == "sent" and not result.recorded:
                 # SMTP accepted it but Postgres failed before the record: record it now,
@@ -211,3 +328,11 @@ class Notifier:
         for send in self._sends:
             if not send.done():
                 send.cancel()
+
+
+def _backoff(attempt: int) -> timedelta:
+    """SMTP_RETRY's schedule, for the recipients a batch is sending again."""
+    seconds = SMTP_RETRY.initial_interval.total_seconds() * SMTP_RETRY.backoff_coefficient ** (
+        attempt - 1
+    )
+    return min(timedelta(seconds=seconds), SMTP_RETRY.maximum_interval or timedelta(minutes=5))

@@ -197,6 +197,52 @@ class SendEmailResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SendEmails:
+    """One rung's mails (or the part of them still to send): one activity over the pool."""
+
+    item_id: str
+    account_id: str
+    recipients: list[Recipient]
+    event_key: str
+    rung: str
+    tier: int
+    critical: bool
+    at: datetime  # the workflow's now: quiet hours are judged at this instant
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailOutcome:
+    """What became of one recipient's mail in one `send_emails` attempt."""
+
+    user_id: str
+    # sent | suppressed | deferred | failed | retry (a transient SMTP error: send again)
+    status: str
+    deferred_until: datetime | None = None
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    error: str | None = None  # set when this attempt failed it (failed or retry)
+    # False when the database failed after SMTP answered: the workflow records it.
+    recorded: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendEmailsResult:
+    outcomes: list[MailOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordFailures:
+    """Recipients whose mail ran out of attempts: marked `failed` unless already sent."""
+
+    item_id: str
+    account_id: str
+    event_key: str
+    tier: int
+    recipient_ids: list[str]
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeliveryOutcome:
     """What the workflow records about one email delivery on the activity's behalf."""
 

@@ -97,3 +97,25 @@ async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
     await runner.skip_to(weekday(due, 5) + MINUTE)  # escalate_2 (critical) at 10:00
     mails = await runner.sink.wait_for(3)
     assert mails[-1].rcpt_tos == (tenant.email("otto"),)
+
+
+async def test_a_transient_error_is_sent_again_to_that_recipient_alone(
+    runner: Runner, tenant: Tenant
+) -> None:
+    runner.sink.reject(tenant.email("ada"), "451 4.3.0 try again later")
+    item_id, _ = await _handoff(runner, tenant, "escalate")
+    await runner.sink.wait_for(2)
+    runner.sink.accept(tenant.email("ada"))
+
+    await runner.skip_to(await runner.now() + timedelta(minutes=1))  # past the backoff timer
+    mails = await runner.sink.wait_for(3)
+
+    assert sorted(m.rcpt_tos[0] for m in mails) == sorted(
+        tenant.email(k) for k in ("ada", "emil", "otto")
+    )
+    attempts = {d.recipient_id: (d.status, d.attempts) for d in await tenant.deliveries(item_id)}
+    assert attempts == {
+        tenant.user("ada"): ("sent", 2),
+        tenant.user("emil"): ("sent", 1),
+        tenant.user("otto"): ("sent", 1),
+    }

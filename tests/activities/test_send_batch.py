@@ -1,0 +1,138 @@
+"""`send_emails`: one rung's mails in one activity over the SMTP pool, each recipient with its
+own delivery row, status and failure, and a retry that sends only what is not yet sent."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment
+
+from activities.email import EmailActivities
+from db import tenant_session
+from domain import lifecycle
+from domain.recipients import Recipient
+from mailsink import MailSink
+from tests.activities.test_email import AT, quiet_recipient
+from tests.support.tenants import Tenant
+from workflows.types import SendEmails
+
+WHO = ("erin", "ada", "otto")
+
+
+def recipient(tenant: Tenant, key: str) -> Recipient:
+    return Recipient(
+        user_id=str(tenant.user(key)),
+        email=tenant.email(key),
+        name=key.title(),
+        timezone="Europe/Berlin",
+    )
+
+
+def batch(tenant: Tenant, item_id: object, recipients: list[Recipient]) -> SendEmails:
+    return SendEmails(
+        item_id=str(item_id),
+        account_id=str(tenant.account_id),
+        recipients=recipients,
+        event_key="task.escalated.tier1",
+        rung="escalate_1",
+        tier=1,
+        critical=False,
+        at=AT,
+    )
+
+
+async def statuses(tenant: Tenant, item_id: uuid.UUID) -> dict[str, tuple[str, int]]:
+    keys = {tenant.user(k): k for k in WHO}
+    return {keys[d.recipient_id]: (d.status, d.attempts) for d in await tenant.deliveries(item_id)}
+
+
+async def test_each_recipient_has_its_own_outcome_and_a_retry_sends_only_the_failed(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    mail_sink.reject(tenant.email("ada"), "451 4.3.0 try again later")
+    mail_sink.reject(tenant.email("otto"))  # 550: permanent
+    everyone = batch(tenant, item_id, [recipient(tenant, k) for k in WHO])
+
+    first = await ActivityEnvironment().run(email.send_emails, everyone)
+
+    assert [(o.status, o.recorded) for o in first.outcomes] == [
+        ("sent", True),
+        ("retry", True),
+        ("failed", True),
+    ]
+    assert "451" in (first.outcomes[1].error or "")
+    assert [m.rcpt_tos for m in mail_sink.mails] == [(tenant.email("erin"),)]
+    assert await statuses(tenant, item_id) == {
+        "erin": ("sent", 1),
+        "ada": ("pending", 1),
+        "otto": ("failed", 1),
+    }
+    assert ("delivery_failed", 1) in await tenant.audit(item_id)
+
+    # The whole batch again (a dead worker's retry): only ada's mail is still to send.
+    mail_sink.accept(tenant.email("ada"))
+    again = await ActivityEnvironment().run(email.send_emails, everyone)
+
+    assert [o.status for o in again.outcomes] == ["sent", "sent", "failed"]
+    assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(
+        [tenant.email("erin"), tenant.email("ada")]
+    )
+    assert await statuses(tenant, item_id) == {
+        "erin": ("sent", 1),
+        "ada": ("sent", 2),
+        "otto": ("failed", 1),
+    }
+    assert again.outcomes[0].sent_at == first.outcomes[0].sent_at  # the row's, not a new one
+
+
+async def test_no_mail_of_the_batch_once_a_claim_has_committed(
+    tenant: Tenant,
+    email: EmailActivities,
+    mail_sink: MailSink,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    async with tenant_session(app_sessionmaker, tenant.account_id) as session:
+        await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
+
+    result = await ActivityEnvironment().run(
+        email.send_emails, batch(tenant, item_id, [recipient(tenant, k) for k in WHO])
+    )
+
+    assert [o.status for o in result.outcomes] == ["suppressed"] * 3
+    assert mail_sink.mails == []
+    assert {s for s, _ in (await statuses(tenant, item_id)).values()} == {"suppressed"}
+
+
+async def test_quiet_hours_defer_one_recipient_and_the_others_are_sent(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    quiet = quiet_recipient(tenant, "ada")
+    result = await ActivityEnvironment().run(
+        email.send_emails, batch(tenant, item_id, [recipient(tenant, "erin"), quiet])
+    )
+
+    assert [o.status for o in result.outcomes] == ["sent", "deferred"]
+    assert result.outcomes[1].deferred_until is not None
+    assert [m.rcpt_tos for m in mail_sink.mails] == [(tenant.email("erin"),)]
+    assert await statuses(tenant, item_id) == {"erin": ("sent", 1), "ada": ("deferred", 0)}
+
+
+async def test_five_hundred_recipients_get_one_mail_each(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    users = await tenant.add_engineers(500)
+    many = [
+        Recipient(user_id=str(u), email=f"u{n}@bulk.test", name=f"U{n}", timezone="UTC")
+        for n, u in enumerate(users)
+    ]
+    result = await ActivityEnvironment().run(email.send_emails, batch(tenant, item_id, many))
+
+    assert {o.status for o in result.outcomes} == {"sent"}
+    assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(r.email for r in many)
+    assert len({m.message_id for m in mail_sink.mails}) == 500
