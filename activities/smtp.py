@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
@@ -57,7 +57,7 @@ class SmtpPool:
     def from_settings(cls, settings: Settings) -> SmtpPool:
         return cls(Smtp.from_settings(settings), settings.smtp_concurrency)
 
-    async def send(self, message: EmailMessage, *, sender: str, recipients: list[str]) -> None:
+    async def send(self, message: Message, *, sender: str, recipients: list[str]) -> None:
         """Send over a pooled connection. Raises what aiosmtplib raises; the connection it
         used is then closed, so a half-spoken session is never reused."""
         async with self._slots:

@@ -3,13 +3,15 @@ own delivery row, status and failure, and a retry that sends only what is not ye
 
 from __future__ import annotations
 
+import email
+import email.policy
 import uuid
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.email import EmailActivities
+from activities.email import EmailActivities, MailItem, render
 from db import tenant_session
 from domain import lifecycle
 from domain.recipients import Recipient
@@ -136,3 +138,33 @@ async def test_five_hundred_recipients_get_one_mail_each(
     assert {o.status for o in result.outcomes} == {"sent"}
     assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(r.email for r in many)
     assert len({m.message_id for m in mail_sink.mails}) == 500
+
+
+def test_a_title_with_line_breaks_cannot_add_a_header_and_unicode_survives() -> None:
+    item = MailItem(
+        id=uuid.uuid4(),
+        title="Pumpe P-101 läuft aus\r\nBcc: mallory@evil.test",
+        item_type="CAPA",
+        kind="task",
+        due_at=AT,
+        engineer_notes=None,
+        priority=None,
+    )
+    someone = Recipient(user_id=str(uuid.uuid4()), email="z@x.test", name="Zoë\nX", timezone="UTC")
+    request = SendEmails(
+        item_id=str(item.id),
+        account_id=str(uuid.uuid4()),
+        recipients=[someone],
+        event_key="task.reminder",
+        rung="remind",
+        tier=0,
+        critical=False,
+        at=AT,
+    )
+    raw = render(request, someone, item).as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+
+    assert parsed["Bcc"] is None
+    assert "Pumpe P-101 läuft aus Bcc: mallory@evil.test" in str(parsed["Subject"])
+    assert str(parsed["To"]) == "Zoë X <z@x.test>"
+    assert parsed.get_body(("plain",)).get_content().startswith("Hello Zoë")  # type: ignore[union-attr]
