@@ -12,16 +12,26 @@ emails then go out through `send_email`, which re-checks under its own lock.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from sqlalchemy import Row, Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.items import locked_item
 from db import tenant_session
 from domain import audit, push, recipients
-from domain.models import Delivery
+from domain.models import Delivery, Item
 from workflows.types import FireRung, RungFired
+
+ITEM: Table = Item.__table__  # type: ignore[assignment]
+DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+# What the rung reads of its item: the state, the resolvers' columns, the push summary's.
+COLUMNS = (
+    *("id", "account_id", "kind", "item_type", "title", "state", "intent", "priority"),
+    *("due_at", "claimed_by", "assignee_id"),
+)
 
 
 class RungActivities:
@@ -30,22 +40,26 @@ class RungActivities:
 
     @activity.defn
     async def fire_rung(self, request: FireRung) -> RungFired:
-        """Side effect: one transaction (stamp, audit, deliveries, outbox row). Idempotency
-        keys: the stamp is set once, the audit keys are the rung's, the delivery rows are
-        unique per (recipient, item, event_key, channel), and the push's dedup key is
-        `<item>:<event_key>`, so a retry writes nothing twice. Writes nothing when the item
-        is no longer open, and reports its state so the workflow follows the database."""
+        """Side effect: one transaction (stamp, audit, deliveries, outbox row), in Core SQL:
+        no ORM unit of work on the hot path. Idempotency keys: the stamp is set once, the
+        audit keys are the rung's, the delivery rows are unique per (recipient, item,
+        event_key, channel), and the push's dedup key is `<item>:<event_key>`, so a retry
+        writes nothing twice. Writes nothing when the item is no longer open, and reports its
+        state so the workflow follows the database."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item, claimed_by = await locked_item(session, request.item_id, account_id)
+            item = await _locked(session, request, account_id)
+            claimed_by = str(item.claimed_by) if item.claimed_by else None
             if item.state != "open":
                 return RungFired(recorded=False, state=item.state, claimed_by=claimed_by)
-            column = f"{request.rung}_fired_at"
-            if getattr(item, column) is None:
-                setattr(item, column, request.at)
-                # The plan's instant of a fired rung is its stamp (what record_plan would
-                # write next), so the workflow needs no record_plan after a fire.
-                setattr(item, f"{request.rung}_at", request.at)
+            fired = ITEM.c[f"{request.rung}_fired_at"]
+            # The plan's instant of a fired rung is its stamp (what record_plan would write
+            # next), so the workflow needs no record_plan after a fire.
+            await session.execute(
+                update(ITEM)
+                .where(ITEM.c.id == item.id, fired.is_(None))
+                .values({fired: request.at, ITEM.c[f"{request.rung}_at"]: request.at})
+            )
             await audit.record(
                 session,
                 account_id=account_id,
@@ -68,7 +82,7 @@ class RungActivities:
                 )
             if "email" in request.channels and found.recipients:
                 await session.execute(
-                    insert(Delivery)
+                    insert(DELIVERY)
                     .values(
                         [
                             {
@@ -84,7 +98,6 @@ class RungActivities:
                     .on_conflict_do_nothing()
                 )
             if "push" in request.channels:
-                await session.flush()  # the stamp, before the outbox row's summary
                 await push.publish(  # last: its ordering lock is held until commit
                     session,
                     account_id=account_id,
@@ -105,3 +118,18 @@ class RungActivities:
                 recipients=list(found.recipients),
                 tried=list(found.tried),
             )
+
+
+async def _locked(session: AsyncSession, request: FireRung, account_id: uuid.UUID) -> Row[Any]:
+    """The item FOR UPDATE (a claim's UPDATE waits for it, or it for the claim); a missing
+    item is a non-retryable error."""
+    row = (
+        await session.execute(
+            select(*(ITEM.c[name] for name in COLUMNS))
+            .where(ITEM.c.id == uuid.UUID(request.item_id), ITEM.c.account_id == account_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
+    return row

@@ -323,7 +323,7 @@ async def claimer_names(
     rows = await session.execute(
         select(User.id, User.name).where(User.account_id == account_id, User.id.in_(ids))
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 TIER = case(

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Row, Select, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ async def publish(
     session: AsyncSession,
     *,
     account_id: uuid.UUID,
-    item: Item | None,
+    item: Item | Row[Any] | None,
     kind: str,
     dedup_key: str,
     data: dict[str, Any],
@@ -57,7 +57,9 @@ async def publish(
     return new_id
 
 
-def summary(item: Item) -> dict[str, Any]:
+def summary(item: Item | Row[Any]) -> dict[str, Any]:
+    """The item as every push event carries it (an ORM `Item`, or a Core row with at least
+    these columns)."""
     return {
         "item": {
             "id": str(item.id),

@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, and_, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from domain.models import Item, Role, RoleMember, User
+from domain.models import Role, RoleMember, User
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,34 +36,33 @@ class Resolution:
     tried: tuple[str, ...]
 
 
+class Subject(Protocol):
+    """What a resolver reads of an item: an ORM `Item` or a Core row of its columns."""
+
+    @property
+    def account_id(self) -> uuid.UUID: ...
+    @property
+    def assignee_id(self) -> uuid.UUID | None: ...
+    @property
+    def claimed_by(self) -> uuid.UUID | None: ...
+
+
 def is_valid(user: User) -> bool:
     return user.is_active and user.deleted_at is None and bool(user.email)
 
 
-def _recipient(user: User) -> Recipient:
-    assert user.email is not None
-    return Recipient(
-        user_id=str(user.id),
-        email=user.email,
-        name=user.name,
-        timezone=user.timezone,
-        quiet_start=user.quiet_start.strftime("%H:%M") if user.quiet_start else None,
-        quiet_end=user.quiet_end.strftime("%H:%M") if user.quiet_end else None,
-    )
-
-
-def _candidates(item: Item, resolver: str, actor_id: uuid.UUID | None) -> Select[User]:
-    users = select(User).where(User.account_id == item.account_id)
+def _who(item: Subject, resolver: str, actor_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """The users `resolver` names, as a condition on `app_user`."""
     if resolver == "assignee":
-        return users.where(User.id == item.assignee_id)
+        return User.id == item.assignee_id
     if resolver == "claimer":
-        return users.where(User.id == item.claimed_by)
+        return User.id == item.claimed_by
     if resolver == "assignee_manager":
         assignee = aliased(User)
         managers = select(assignee.manager_id).where(
             assignee.id == item.assignee_id, assignee.account_id == item.account_id
         )
-        return users.where(User.id == managers.scalar_subquery())
+        return User.id == managers.scalar_subquery()
     if resolver.startswith("role:"):
         key = resolver.removeprefix("role:")
         members = (
@@ -74,27 +74,62 @@ def _candidates(item: Item, resolver: str, actor_id: uuid.UUID | None) -> Select
                 Role.key == key,
             )
         )
-        return users.where(User.id.in_(members))
+        return User.id.in_(members)
     if resolver.startswith("account_roles:"):
-        roles = resolver.removeprefix("account_roles:").split(",")
-        chosen = users.where(User.role.in_(roles))
+        roles = User.role.in_(resolver.removeprefix("account_roles:").split(","))
         # The person who escalated is never notified of their own escalation.
-        return chosen.where(User.id != actor_id) if actor_id is not None else chosen
+        return and_(roles, User.id != actor_id) if actor_id is not None else roles
     raise ValueError(f"unknown resolver {resolver!r}")
 
 
 async def resolve(
-    session: AsyncSession, item: Item, chain: Sequence[str], *, actor_id: uuid.UUID | None
+    session: AsyncSession, item: Subject, chain: Sequence[str], *, actor_id: uuid.UUID | None
 ) -> Resolution:
-    tried: list[str] = []
-    for resolver in chain:
-        tried.append(resolver)
-        found = (await session.scalars(_candidates(item, resolver, actor_id))).all()
-        valid = sorted((u for u in found if is_valid(u)), key=lambda u: (u.email or "", u.id))
-        if valid:
-            return Resolution(
-                recipients=tuple(_recipient(u) for u in valid),
-                resolver=resolver,
-                tried=tuple(tried),
+    """One query for the whole chain: every resolver's valid users, ranked by the
+    resolver's place in the chain; the best rank present wins."""
+    if not chain:
+        return Resolution(recipients=(), resolver=None, tried=())
+    branches = [
+        select(
+            literal(rank).label("rank"),
+            User.id,
+            User.email,
+            User.name,
+            User.timezone,
+            User.quiet_start,
+            User.quiet_end,
+        ).where(
+            User.account_id == item.account_id,
+            User.is_active.is_(True),
+            User.deleted_at.is_(None),
+            User.email.is_not(None),
+            User.email != "",
+            _who(item, resolver, actor_id),
+        )
+        for rank, resolver in enumerate(chain)
+    ]
+    ranked = union_all(*branches).subquery()
+    rows = (
+        await session.execute(
+            select(ranked).order_by(ranked.c.rank, ranked.c.email.collate("C"), ranked.c.id)
+        )
+    ).all()
+    if not rows:
+        return Resolution(recipients=(), resolver=None, tried=tuple(chain))
+    best = rows[0].rank
+    return Resolution(
+        recipients=tuple(
+            Recipient(
+                user_id=str(row.id),
+                email=row.email,
+                name=row.name,
+                timezone=row.timezone,
+                quiet_start=row.quiet_start.strftime("%H:%M") if row.quiet_start else None,
+                quiet_end=row.quiet_end.strftime("%H:%M") if row.quiet_end else None,
             )
-    return Resolution(recipients=(), resolver=None, tried=tuple(tried))
+            for row in rows
+            if row.rank == best
+        ),
+        resolver=chain[best],
+        tried=tuple(chain[: best + 1]),
+    )
