@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -206,6 +206,8 @@ class EmailActivities:
         )
 
     async def _send_all(self, request: SendEmails) -> list[MailOutcome]:
+        unique = list({r.user_id: r for r in request.recipients}.values())
+        request = replace(request, recipients=unique)  # one row, one mail, per recipient
         account_id = uuid.UUID(request.account_id)
         outcomes, item = await self._prepare(request, account_id)
         due = [r for r in request.recipients if r.user_id not in outcomes]
@@ -218,31 +220,26 @@ class EmailActivities:
     ) -> tuple[dict[str, MailOutcome], MailItem | None]:
         """The attempt, committed: the outcome of every recipient not to be sent now."""
         outcomes: dict[str, MailOutcome] = {}
-        changes: list[dict[str, Any]] = []
         async with tenant_session(self._sessionmaker, account_id) as session:
             item = await _open_item(session, request, account_id)
-            rows = await _claim_rows(session, request, account_id, request.recipients)
-            by_id = {r.user_id: r for r in request.recipients}
-            for row in rows:
+            if item is None:
+                rows = await _claim_rows(session, request, account_id, request.recipients)
+                live = [row for row in rows if row.status not in FINAL]
+                await _apply(session, [_change(row, status="suppressed") for row in live])
+                for row in rows:
+                    suppressed = MailOutcome(user_id=str(row.recipient_id), status="suppressed")
+                    outcomes[str(row.recipient_id)] = (
+                        _final(row) if row.status in FINAL else suppressed
+                    )
+                return outcomes, None
+            for row in await _attempt(session, request, account_id):
                 user_id = str(row.recipient_id)
                 if row.status in FINAL:
                     outcomes[user_id] = _final(row)
-                elif item is None:
-                    outcomes[user_id] = MailOutcome(user_id=user_id, status="suppressed")
-                    changes.append(_change(row, status="suppressed"))
-                elif until := (
-                    None if request.critical else _quiet_until(by_id[user_id], request.at)
-                ):
+                elif row.status == "deferred":
                     outcomes[user_id] = MailOutcome(
-                        user_id=user_id, status="deferred", deferred_until=until
+                        user_id=user_id, status="deferred", deferred_until=row.deferred_until
                     )
-                    changes.append(_change(row, status="deferred", deferred_until=until))
-                else:
-                    note = UNKNOWN_OUTCOME if row.status == "sending" else row.last_error
-                    changes.append(
-                        _change(row, status="sending", attempts=row.attempts + 1, last_error=note)
-                    )
-            await _apply(session, changes)
         return outcomes, item
 
     async def _deliver(
@@ -258,7 +255,7 @@ class EmailActivities:
         try:
             async with tenant_session(self._sessionmaker, account_id) as session:
                 held = await _open_item(session, request, account_id)
-                rows = await _claim_rows(session, request, account_id, due)
+                rows = await _locked_rows(session, request, account_id, due)
                 live = [row for row in rows if row.status not in FINAL]
                 outcomes.update({str(r.recipient_id): _final(r) for r in rows if r.status in FINAL})
                 if held is None:
@@ -451,25 +448,21 @@ async def _claim_rows(
     account_id: uuid.UUID,
     recipients: Sequence[Recipient],
 ) -> Sequence[Any]:
-    """The recipients' delivery rows, created if missing, locked in recipient order (two
-    attempts at the same rung never deadlock), read fresh."""
-    item_id = uuid.UUID(request.item_id)
+    """The recipients' delivery rows, created if missing, locked, read fresh."""
     await session.execute(
-        insert(DELIVERY)
-        .values(
-            [
-                {
-                    "account_id": account_id,
-                    "item_id": item_id,
-                    "recipient_id": uuid.UUID(r.user_id),
-                    "event_key": request.event_key,
-                    "channel": "email",
-                }
-                for r in recipients
-            ]
-        )
-        .on_conflict_do_nothing()
+        insert(DELIVERY).values(_keys(request, account_id, recipients)).on_conflict_do_nothing()
     )
+    return await _locked_rows(session, request, account_id, recipients)
+
+
+async def _locked_rows(
+    session: AsyncSession,
+    request: SendEmails,
+    account_id: uuid.UUID,
+    recipients: Sequence[Recipient],
+) -> Sequence[Any]:
+    """The recipients' delivery rows FOR UPDATE, in recipient order (two attempts at the
+    same rung never deadlock)."""
     ids = [r.user_id for r in recipients]
     result = await session.execute(
         select(DELIVERY)
@@ -478,6 +471,67 @@ async def _claim_rows(
         .with_for_update()
     )
     return result.all()
+
+
+def _keys(
+    request: SendEmails, account_id: uuid.UUID, recipients: Sequence[Recipient]
+) -> list[dict[str, Any]]:
+    """One delivery row's key per recipient, in recipient order."""
+    return [
+        {
+            "account_id": account_id,
+            "item_id": uuid.UUID(request.item_id),
+            "recipient_id": uuid.UUID(r.user_id),
+            "event_key": request.event_key,
+            "channel": "email",
+        }
+        for r in sorted(recipients, key=lambda r: uuid.UUID(r.user_id))
+    ]
+
+
+async def _attempt(
+    session: AsyncSession, request: SendEmails, account_id: uuid.UUID
+) -> Sequence[Any]:
+    """Every recipient's row in its attempt state, in one upsert that locks the rows it
+    meets: a `sent` or `failed` row stays as it is; a recipient in quiet hours (of a
+    `normal` notification) is `deferred` to the window's end; anyone else is `sending` with
+    attempts + 1, and a row that was already `sending` notes the unknown outcome of the
+    attempt before (RFC 1047)."""
+    proposals = []
+    for key, recipient in zip(
+        _keys(request, account_id, request.recipients),
+        sorted(request.recipients, key=lambda r: uuid.UUID(r.user_id)),
+        strict=True,
+    ):
+        until = None if request.critical else _quiet_until(recipient, request.at)
+        status = "deferred" if until else "sending"
+        proposals.append(
+            {**key, "status": status, "attempts": 0 if until else 1, "deferred_until": until}
+        )
+    upsert = insert(DELIVERY).values(proposals)
+    row, new = DELIVERY.c, upsert.excluded
+    final = row.status.in_(FINAL)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["recipient_id", "item_id", "event_key", "channel"],
+        set_={
+            "status": case((final, row.status), else_=new.status),
+            "attempts": case(
+                (final, row.attempts),
+                (new.status == "sending", row.attempts + 1),
+                else_=row.attempts,
+            ),
+            "last_error": case(
+                (and_(row.status == "sending", new.status == "sending"), literal(UNKNOWN_OUTCOME)),
+                else_=row.last_error,
+            ),
+            "deferred_until": case(
+                (and_(~final, new.status == "deferred"), new.deferred_until),
+                else_=row.deferred_until,
+            ),
+            "updated_at": func.now(),
+        },
+    )
+    return (await session.execute(upsert.returning(*DELIVERY.c))).all()
 
 
 def _final(row: Any) -> MailOutcome:
