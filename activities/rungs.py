@@ -14,19 +14,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Table, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, Table, case, literal, select, update
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import tenant_session
 from domain import audit, push, recipients
-from domain.models import Delivery, Item
+from domain.models import AuditEvent, Delivery, Item
 from workflows.types import FireRung, RungFired
 
 ITEM: Table = Item.__table__  # type: ignore[assignment]
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
 # What the rung reads of its item: the state, the resolvers' columns, the push summary's.
 COLUMNS = (
     *("id", "account_id", "kind", "item_type", "title", "state", "intent", "priority"),
@@ -40,36 +41,21 @@ class RungActivities:
 
     @activity.defn
     async def fire_rung(self, request: FireRung) -> RungFired:
-        """Side effect: one transaction (stamp, audit, deliveries, outbox row), in Core SQL:
-        no ORM unit of work on the hot path. Idempotency keys: the stamp is set once, the
-        audit keys are the rung's, the delivery rows are unique per (recipient, item,
-        event_key, channel), and the push's dedup key is `<item>:<event_key>`, so a retry
-        writes nothing twice. Writes nothing when the item is no longer open, and reports its
-        state so the workflow follows the database."""
+        """Side effect: one transaction (stamp, audit, deliveries, outbox row), in Core SQL
+        and five round trips: the stamp UPDATE that locks the item, one statement for the
+        audit row, the recipients and their delivery rows, and the push's lock and its
+        insert with NOTIFY. Idempotency keys: the stamp is set once, the audit keys are the
+        rung's, the delivery rows are unique per (recipient, item, event_key, channel), and
+        the push's dedup key is `<item>:<event_key>`, so a retry writes nothing twice.
+        Writes nothing when the item is no longer open, and reports its state so the
+        workflow follows the database."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await _locked(session, request, account_id)
-            claimed_by = str(item.claimed_by) if item.claimed_by else None
-            if item.state != "open":
-                return RungFired(recorded=False, state=item.state, claimed_by=claimed_by)
-            fired = ITEM.c[f"{request.rung}_fired_at"]
-            # The plan's instant of a fired rung is its stamp (what record_plan would write
-            # next), so the workflow needs no record_plan after a fire.
-            await session.execute(
-                update(ITEM)
-                .where(ITEM.c.id == item.id, fired.is_(None))
-                .values({fired: request.at, ITEM.c[f"{request.rung}_at"]: request.at})
-            )
-            await audit.record(
-                session,
-                account_id=account_id,
-                item_id=item.id,
-                action="rung_fired",
-                tier=request.tier,
-                key=f"{item.id}:{request.rung}:fired",
-                data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
-            )
-            found = await recipients.resolve(session, item, request.chain, actor_id=None)
+            item = await _stamped(session, request, account_id)
+            if item is None:  # not open: read its state (the UPDATE took no row)
+                state, claimer = await _state(session, request, account_id)
+                return RungFired(recorded=False, state=state, claimed_by=claimer)
+            found = await _audited_recipients(session, request, item)
             if not found.recipients:  # never silent: an empty chain end is on the record
                 await audit.record(
                     session,
@@ -79,23 +65,6 @@ class RungActivities:
                     tier=request.tier,
                     key=f"{item.id}:{request.event_key}:undeliverable",
                     data={"rung": request.rung, "tried": ",".join(found.tried)},
-                )
-            if "email" in request.channels and found.recipients:
-                await session.execute(
-                    insert(DELIVERY)
-                    .values(
-                        [
-                            {
-                                "account_id": account_id,
-                                "item_id": item.id,
-                                "recipient_id": uuid.UUID(r.user_id),
-                                "event_key": request.event_key,
-                                "channel": "email",
-                            }
-                            for r in found.recipients
-                        ]
-                    )
-                    .on_conflict_do_nothing()
                 )
             if "push" in request.channels:
                 await push.publish(  # last: its ordering lock is held until commit
@@ -114,22 +83,90 @@ class RungActivities:
             return RungFired(
                 recorded=True,
                 state=item.state,
-                claimed_by=claimed_by,
+                claimed_by=None,
                 recipients=list(found.recipients),
                 tried=list(found.tried),
             )
 
 
-async def _locked(session: AsyncSession, request: FireRung, account_id: uuid.UUID) -> Row[Any]:
-    """The item FOR UPDATE (a claim's UPDATE waits for it, or it for the claim); a missing
-    item is a non-retryable error."""
+async def _stamped(
+    session: AsyncSession, request: FireRung, account_id: uuid.UUID
+) -> Row[Any] | None:
+    """The rung's stamp on the open item, which locks it as FOR UPDATE would (a claim's
+    UPDATE waits for it, or it for the claim); None if the item is not open. A retry keeps
+    the first stamp. The plan's instant of a fired rung is its stamp (what record_plan
+    would write next), so the workflow needs no record_plan after a fire."""
+    fired, planned = ITEM.c[f"{request.rung}_fired_at"], ITEM.c[f"{request.rung}_at"]
+    first = fired.is_(None)
+    stamp = (
+        update(ITEM)
+        .where(
+            ITEM.c.id == uuid.UUID(request.item_id),
+            ITEM.c.account_id == account_id,
+            ITEM.c.state == "open",
+        )
+        .values(
+            {
+                fired: case((first, request.at), else_=fired),
+                planned: case((first, request.at), else_=planned),
+            }
+        )
+        .returning(*(ITEM.c[name] for name in COLUMNS))
+    )
+    return (await session.execute(stamp)).one_or_none()
+
+
+async def _state(
+    session: AsyncSession, request: FireRung, account_id: uuid.UUID
+) -> tuple[str, str | None]:
+    """The state and claimer of an item that is not open; a missing item is a
+    non-retryable error."""
     row = (
         await session.execute(
-            select(*(ITEM.c[name] for name in COLUMNS))
-            .where(ITEM.c.id == uuid.UUID(request.item_id), ITEM.c.account_id == account_id)
-            .with_for_update()
+            select(ITEM.c.state, ITEM.c.claimed_by).where(
+                ITEM.c.id == uuid.UUID(request.item_id), ITEM.c.account_id == account_id
+            )
         )
     ).one_or_none()
     if row is None:
         raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
-    return row
+    return row.state, str(row.claimed_by) if row.claimed_by else None
+
+
+async def _audited_recipients(
+    session: AsyncSession, request: FireRung, item: Row[Any]
+) -> recipients.Resolution:
+    """One statement: the `rung_fired` audit row, the chain's recipients, and (if the rung
+    emails) a `pending` delivery row per recipient, in data-modifying CTEs that Postgres
+    runs to completion whether or not the result reads them."""
+    fired = (
+        insert(AUDIT)
+        .values(
+            account_id=item.account_id,
+            item_id=item.id,
+            action="rung_fired",
+            tier=request.tier,
+            data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
+            idempotency_key=f"{item.id}:{request.rung}:fired",
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .cte("fired")
+    )
+    if not request.chain:
+        await session.execute(select(literal(1)).add_cte(fired))
+        return recipients.Resolution(recipients=(), resolver=None, tried=())
+    found = recipients.ranked(item, request.chain, None).cte("found")
+    best = found.c.rank == recipients.best_rank(found)
+    query = select(found).where(best).add_cte(fired)
+    if "email" in request.channels:
+        rows = select(
+            literal(item.account_id, UUID(as_uuid=True)),
+            literal(item.id, UUID(as_uuid=True)),
+            found.c.id,
+            literal(request.event_key),
+            literal("email"),
+        ).where(best)
+        columns = ["account_id", "item_id", "recipient_id", "event_key", "channel"]
+        deliveries = insert(DELIVERY).from_select(columns, rows).on_conflict_do_nothing()
+        query = query.add_cte(deliveries.cte("deliveries"))
+    return recipients.winners((await session.execute(query)).all(), request.chain)

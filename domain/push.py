@@ -8,12 +8,11 @@ never later meet a smaller id, which is what makes "resume after N" lossless.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select, text
+from sqlalchemy import Row, Select, Text, cast, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +35,7 @@ async def publish(
     Call it last in a transaction: the ordering lock is held until commit."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK})
     payload = {**(summary(item) if item else {}), **data}
-    new_id = await session.scalar(
+    inserted = (
         insert(PushEvent)
         .values(
             account_id=account_id,
@@ -47,13 +46,13 @@ async def publish(
         )
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(PushEvent.id)
+        .cte("inserted")
     )
-    if new_id is not None:
-        # NOTIFY is delivered at commit, so listeners never see an event that rolled back.
-        note = json.dumps({"id": new_id, "account_id": str(account_id)})
-        await session.execute(
-            text("SELECT pg_notify(:channel, :note)"), {"channel": CHANNEL, "note": note}
-        )
+    # The NOTIFY in the same statement (one round trip); it is delivered at commit, so
+    # listeners never see an event that rolled back. No row inserted, no NOTIFY.
+    note = func.json_build_object("id", inserted.c.id, "account_id", str(account_id))
+    notified = select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text)))
+    new_id: int | None = await session.scalar(notified)
     return new_id
 
 

@@ -10,9 +10,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    FromClause,
+    ScalarSelect,
+    and_,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -82,41 +92,38 @@ def _who(item: Subject, resolver: str, actor_id: uuid.UUID | None) -> ColumnElem
     raise ValueError(f"unknown resolver {resolver!r}")
 
 
-async def resolve(
-    session: AsyncSession, item: Subject, chain: Sequence[str], *, actor_id: uuid.UUID | None
-) -> Resolution:
-    """One query for the whole chain: every resolver's valid users, ranked by the
-    resolver's place in the chain; the best rank present wins."""
-    if not chain:
-        return Resolution(recipients=(), resolver=None, tried=())
-    branches = [
-        select(
-            literal(rank).label("rank"),
-            User.id,
-            User.email,
-            User.name,
-            User.timezone,
-            User.quiet_start,
-            User.quiet_end,
-        ).where(
-            User.account_id == item.account_id,
-            User.is_active.is_(True),
-            User.deleted_at.is_(None),
-            User.email.is_not(None),
-            User.email != "",
-            _who(item, resolver, actor_id),
+def ranked(item: Subject, chain: Sequence[str], actor_id: uuid.UUID | None) -> CompoundSelect[Any]:
+    """Every resolver's valid users, each row ranked by its resolver's place in the chain
+    (`rank`); the best rank present wins. Valid: active, not soft-deleted, with an email."""
+    return union_all(
+        *(
+            select(
+                literal(rank).label("rank"),
+                User.id,
+                User.email,
+                User.name,
+                User.timezone,
+                User.quiet_start,
+                User.quiet_end,
+            ).where(
+                User.account_id == item.account_id,
+                User.is_active.is_(True),
+                User.deleted_at.is_(None),
+                User.email.is_not(None),
+                User.email != "",
+                _who(item, resolver, actor_id),
+            )
+            for rank, resolver in enumerate(chain)
         )
-        for rank, resolver in enumerate(chain)
-    ]
-    ranked = union_all(*branches).subquery()
-    rows = (
-        await session.execute(
-            select(ranked).order_by(ranked.c.rank, ranked.c.email.collate("C"), ranked.c.id)
-        )
-    ).all()
+    )
+
+
+def winners(rows: Sequence[Any], chain: Sequence[str]) -> Resolution:
+    """The resolution from `ranked` rows of the best rank, ordered by (email, id)."""
     if not rows:
         return Resolution(recipients=(), resolver=None, tried=tuple(chain))
-    best = rows[0].rank
+    best = min(row.rank for row in rows)
+    chosen = sorted((row for row in rows if row.rank == best), key=lambda r: (r.email, r.id))
     return Resolution(
         recipients=tuple(
             Recipient(
@@ -127,9 +134,25 @@ async def resolve(
                 quiet_start=row.quiet_start.strftime("%H:%M") if row.quiet_start else None,
                 quiet_end=row.quiet_end.strftime("%H:%M") if row.quiet_end else None,
             )
-            for row in rows
-            if row.rank == best
+            for row in chosen
         ),
         resolver=chain[best],
         tried=tuple(chain[: best + 1]),
     )
+
+
+async def resolve(
+    session: AsyncSession, item: Subject, chain: Sequence[str], *, actor_id: uuid.UUID | None
+) -> Resolution:
+    """The first resolver of `chain` with at least one valid recipient: one query for the
+    whole chain."""
+    if not chain:
+        return Resolution(recipients=(), resolver=None, tried=())
+    best = ranked(item, chain, actor_id).subquery()
+    rows = (await session.execute(select(best).where(best.c.rank == best_rank(best)))).all()
+    return winners(rows, chain)
+
+
+def best_rank(found: FromClause) -> ScalarSelect[Any]:
+    """The winning rank among `ranked` rows (as a subquery or CTE)."""
+    return select(func.min(found.c.rank)).scalar_subquery()
