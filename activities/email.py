@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import Table, and_, bindparam, case, func, literal, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -449,8 +449,9 @@ async def _claim_rows(
     recipients: Sequence[Recipient],
 ) -> Sequence[Any]:
     """The recipients' delivery rows, created if missing, locked, read fresh."""
+    # executemany, not a multi-row VALUES: SQLAlchemy caches the compiled statement only so
     await session.execute(
-        insert(DELIVERY).values(_keys(request, account_id, recipients)).on_conflict_do_nothing()
+        insert(DELIVERY).on_conflict_do_nothing(), _keys(request, account_id, recipients)
     )
     return await _locked_rows(session, request, account_id, recipients)
 
@@ -508,9 +509,9 @@ async def _attempt(
         proposals.append(
             {**key, "status": status, "attempts": 0 if until else 1, "deferred_until": until}
         )
-    upsert = insert(DELIVERY).values(proposals)
+    upsert = insert(DELIVERY)  # executemany (cached), not a multi-row VALUES (compiled each time)
     row, new = DELIVERY.c, upsert.excluded
-    final = row.status.in_(FINAL)
+    final = or_(*(row.status == status for status in FINAL))  # no IN: executemany
     upsert = upsert.on_conflict_do_update(
         index_elements=["recipient_id", "item_id", "event_key", "channel"],
         set_={
@@ -531,7 +532,7 @@ async def _attempt(
             "updated_at": func.now(),
         },
     )
-    return (await session.execute(upsert.returning(*DELIVERY.c))).all()
+    return (await session.execute(upsert.returning(*DELIVERY.c), proposals)).all()
 
 
 def _final(row: Any) -> MailOutcome:

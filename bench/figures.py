@@ -100,8 +100,10 @@ async def fire(
             print(f"  ({kind}: starting took {time.monotonic() - began:.0f} s, past the instant)")
         await asyncio.sleep(max(ready, 0))
         cpu = cpu_seconds(worker.pid)
+        bench.profile_window(worker, start=True)
         mails = await bench.mails(set(tags), within=900)
         used = cpu_seconds(worker.pid) - cpu
+        bench.profile_window(worker, start=False)
     lateness = [m.received_wall - tags[m.message["X-Escalator-Item"]].timestamp() for m in mails]
     return sorted(lateness), used
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,7 +50,7 @@ class Bench:
                 *("--task-queue", queue, "--smtp-port", str(self.sink.port)),
             ]
             if kind == "floor"
-            else [sys.executable, *self._profiled(), "worker.py"]
+            else [sys.executable, *self._profiled()]
         )
         env = {
             **os.environ,
@@ -74,9 +75,17 @@ class Bench:
             process.wait(timeout=60)
 
     def _profiled(self) -> list[str]:
-        """BENCH_PROFILE=path: run escalator's worker under cProfile, written at its exit."""
-        path = os.environ.get("BENCH_PROFILE")
-        return ["-m", "cProfile", "-o", path] if path else []
+        """BENCH_PROFILE=path: escalator's worker with a cProfile window (`profile_window`)."""
+        if os.environ.get("BENCH_PROFILE"):
+            return [str(ROOT / "bench" / "profiled_worker.py")]
+        return ["worker.py"]
+
+    @staticmethod
+    def profile_window(worker: subprocess.Popen[bytes], *, start: bool) -> None:
+        """Open (or close and write) the worker's profile window, when BENCH_PROFILE is set."""
+        floor = "bench.floor" in list(worker.args)  # type: ignore[arg-type]
+        if os.environ.get("BENCH_PROFILE") and not floor:
+            worker.send_signal(signal.SIGUSR1 if start else signal.SIGUSR2)
 
     async def mails(self, tags: set[str], within: float) -> list[ReceivedMail]:
         """Until a mail for every tag (its X-Escalator-Item) arrived, or `within` seconds."""
