@@ -119,13 +119,18 @@ class ItemActivities:
     @activity.defn
     async def record_applied_version(self, request: AppliedVersion) -> None:
         """Side effect: `item.applied_version`, the version the workflow has read back and
-        acted on. Idempotent and monotonic (GREATEST), so a late retry never moves it back."""
+        acted on, and (the first time) `workflow_started_at`: the workflow's first step is
+        what proves it runs, so the API's create path needs no stamp of its own. Idempotent
+        and monotonic (GREATEST, COALESCE), so a late retry never moves either back."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
             await session.execute(
                 update(Item)
                 .where(Item.id == uuid.UUID(request.item_id), Item.account_id == account_id)
-                .values(applied_version=func.greatest(Item.applied_version, request.version))
+                .values(
+                    applied_version=func.greatest(Item.applied_version, request.version),
+                    workflow_started_at=func.coalesce(Item.workflow_started_at, func.now()),
+                )
             )
 
     @activity.defn

@@ -47,9 +47,7 @@ class ReconcileActivities:
         started = 0
         for item_id, account_id, item_type, title in missing:
             summary = f"{item_type}: {title}"
-            if await start_item(
-                self._client, self._sessionmaker, self._task_queue, item_id, account_id, summary
-            ):
+            if await start_item(self._client, self._task_queue, item_id, account_id, summary):
                 started += 1
         activity.logger.info("reconcile.done", extra={"missing": len(missing), "started": started})
         return started

@@ -18,7 +18,6 @@ from temporalio.client import Client
 from api.auth import PrincipalDep
 from api.tokens import Principal
 from config import Settings
-from db import set_tenant
 
 
 def get_settings(request: Request) -> Settings:
@@ -62,16 +61,16 @@ class UnitOfWork:
 
 
 async def get_uow(request: Request, principal: PrincipalDep) -> AsyncIterator[UnitOfWork]:
-    sessionmaker = get_sessionmaker(request)
-    async with sessionmaker() as session:
-        await set_tenant(session, principal.account_id)
-        uow = UnitOfWork(session, principal)
-        try:
-            yield uow
-        except Exception:
-            await session.rollback()
-            raise
-        await uow.commit()
+    """The request's session, which authentication opened and pinned to the caller's
+    account: one transaction from the token check to the commit."""
+    session: AsyncSession = request.state.session
+    uow = UnitOfWork(session, principal)
+    try:
+        yield uow
+    except Exception:
+        await session.rollback()
+        raise
+    await uow.commit()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -143,7 +143,10 @@ class RungOut(BaseModel):
     at_local: str = Field(description="the same instant in the calendar's zone")
     event_key: str
     critical: bool
-    recipients: list[PersonOut] = Field(description="who would be notified if it fired now")
+    recipients: list[PersonOut] | None = Field(
+        description="who would be notified if it fired now; null in the create response "
+        "(GET the item, or POST /v1/preview, for them)"
+    )
 
     @classmethod
     def of(cls, plan: RungPlan, tz: str) -> RungOut:
@@ -158,7 +161,9 @@ class RungOut(BaseModel):
             at_local=f"{local:%Y-%m-%d %H:%M} {tz}",
             event_key=plan.policy.event_key,
             critical=plan.policy.critical,
-            recipients=[
+            recipients=None
+            if plan.recipients is None
+            else [
                 PersonOut(id=uuid.UUID(r.user_id), name=r.name, email=r.email)
                 for r in plan.recipients
             ],

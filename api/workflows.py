@@ -1,7 +1,8 @@
 """Starting and signalling item workflows from the API, always after the commit.
 
 Temporal being slow or down never fails a request: the item is already committed. A start
-that did not happen leaves `workflow_started_at` empty and the reconciler starts it; a
+that did not happen (or whose workflow never ran) leaves `workflow_started_at` empty, and the
+reconciler starts it (a repeat is a no-op); a
 signal that did not arrive is harmless because the workflow reads the item's state from the
 database when it starts and whenever a rung would fire.
 """
@@ -13,14 +14,9 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from db import tenant_session
-from domain.clock import utcnow
-from domain.models import Item
 from workflows.escalation import EscalationWorkflow
 from workflows.types import EscalationInput, workflow_id
 
@@ -30,14 +26,14 @@ TIMEOUT_SECONDS = 3.0
 
 async def start_item(
     client: Client | None,
-    sessionmaker: async_sessionmaker[AsyncSession],
     task_queue: str,
     item_id: uuid.UUID,
     account_id: uuid.UUID,
     summary: str | None = None,
 ) -> bool:
-    """Start the item's workflow (idempotent by its id) and stamp `workflow_started_at`.
-    `summary` ("CAPA: Pump P-101 leaks") is what the Temporal UI lists it by."""
+    """Start the item's workflow (idempotent by its id); True if Temporal took it. The
+    workflow's first step stamps `workflow_started_at`. `summary` ("CAPA: Pump P-101
+    leaks") is what the Temporal UI lists it by."""
     if client is None:
         log.warning("workflow.start_deferred", item_id=str(item_id), reason="temporal connecting")
         return False
@@ -56,16 +52,6 @@ async def start_item(
     except Exception as error:  # any failure: the reconciler starts it later
         log.warning("workflow.start_deferred", item_id=str(item_id), error=str(error))
         return False
-    async with tenant_session(sessionmaker, account_id) as session:
-        await session.execute(
-            update(Item)
-            .where(
-                Item.id == item_id,
-                Item.account_id == account_id,
-                Item.workflow_started_at.is_(None),
-            )
-            .values(workflow_started_at=utcnow())
-        )
     return True
 
 

@@ -19,7 +19,7 @@ from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row, versions_query
 from domain.errors import IdempotencyKeyReused, Invalid
-from domain.models import BusinessCalendarVersion, Item, SlaPolicy, User
+from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Item, SlaPolicy, User
 from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
 from domain.policy import RungPolicy, offsets, parse_rungs
 from domain.recipients import Recipient, is_valid, resolve
@@ -39,7 +39,7 @@ class Policy:
 class RungPlan:
     rung: PlannedRung
     policy: RungPolicy
-    recipients: tuple[Recipient, ...]
+    recipients: tuple[Recipient, ...] | None  # None: not resolved (the create response)
 
 
 async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type: str) -> SlaPolicy:
@@ -52,6 +52,39 @@ async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
     if policy is None:
         raise Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
     return policy
+
+
+async def newest_policy(session: AsyncSession, account_id: uuid.UUID, item_type: str) -> Policy:
+    """What a new item of `item_type` plans on: the latest policy version on the latest
+    version of its calendar, in one query."""
+    row = (
+        await session.execute(
+            select(SlaPolicy, BusinessCalendarVersion)
+            .join(BusinessCalendarRow, BusinessCalendarRow.id == SlaPolicy.calendar_id)
+            .join(
+                BusinessCalendarVersion,
+                (BusinessCalendarVersion.calendar_id == BusinessCalendarRow.id)
+                & (BusinessCalendarVersion.version == BusinessCalendarRow.version),
+            )
+            .where(
+                SlaPolicy.account_id == account_id,
+                SlaPolicy.item_type == item_type,
+                BusinessCalendarRow.account_id == account_id,
+                BusinessCalendarVersion.account_id == account_id,
+            )
+            .order_by(SlaPolicy.version.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    if row is None:
+        raise Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
+    policy, version = row
+    return Policy(
+        row=policy,
+        rungs=parse_rungs(policy.rungs),
+        calendar=calendar_from_row(version),
+        calendar_version=version,
+    )
 
 
 async def latest_calendar_version(
@@ -123,12 +156,20 @@ class Idempotency:
         return cls(key=key, scope=scope, fingerprint=hashlib.sha256(canonical.encode()).hexdigest())
 
 
+@dataclass(frozen=True, kw_only=True)
+class Created:
+    item: Item
+    created: bool  # False: an idempotent replay of an earlier request
+    policy: Policy | None  # what a new item plans on (None for a replay: its own pin)
+
+
 async def _insert_item(
     session: AsyncSession,
     values: dict[str, Any],
     idempotency: Idempotency | None,
     actor_id: uuid.UUID,
-) -> tuple[Item, bool]:
+    policy: Policy,
+) -> Created:
     """Insert once per (account, scope, key). A retry of the same request returns the first
     item with created=False; the same key on a different request is refused."""
     if idempotency is not None:
@@ -162,7 +203,7 @@ async def _insert_item(
                 f"request to this endpoint (item {existing.id}); use a new key for a new request",
                 key=idempotency.key,
             )
-        return existing, False
+        return Created(item=existing, created=False, policy=None)
     await audit.record(
         session,
         account_id=item.account_id,
@@ -180,7 +221,7 @@ async def _insert_item(
         dedup_key=f"{item.id}:created",
         data={"actor_id": str(actor_id)},
     )
-    return item, True
+    return Created(item=item, created=True, policy=policy)
 
 
 async def create_task(
@@ -193,12 +234,11 @@ async def create_task(
     assignee_id: uuid.UUID,
     due_at: datetime,
     idempotency: Idempotency | None,
-) -> tuple[Item, bool]:
-    policy = await latest_policy(session, account_id, item_type)
-    if policy.response_target is not None:
+) -> Created:
+    loaded = await newest_policy(session, account_id, item_type)
+    if loaded.row.response_target is not None:
         raise Invalid(f"{item_type!r} is a handoff type: create it as a handoff", field="type")
     await valid_user(session, account_id, assignee_id, "assignee_id")
-    calendar = await latest_calendar_version(session, account_id, policy.calendar_id)
     return await _insert_item(
         session,
         {
@@ -209,11 +249,12 @@ async def create_task(
             "assignee_id": assignee_id,
             "creator_id": actor_id,
             "due_at": due_at,
-            "policy_id": policy.id,
-            "calendar_version_id": calendar.id,
+            "policy_id": loaded.row.id,
+            "calendar_version_id": loaded.calendar_version.id,
         },
         idempotency,
         actor_id,
+        loaded,
     )
 
 
@@ -230,10 +271,10 @@ async def create_handoff(
     snapshot: dict[str, Any],
     idempotency: Idempotency | None,
     now: datetime,
-) -> tuple[Item, bool]:
+) -> Created:
     """Escalate: the response target plays the role of due. Park: private, clock stopped."""
-    policy = await latest_policy(session, account_id, "handoff")
-    loaded = await load_policy(session, policy)
+    loaded = await newest_policy(session, account_id, "handoff")
+    policy = loaded.row
     target = Offset.from_dict(policy.response_target or {"business_minutes": 30})
     if target.business_days is not None:
         due_at = add_business_days(now, target.business_days, loaded.calendar)
@@ -263,6 +304,7 @@ async def create_handoff(
         },
         idempotency,
         actor_id,
+        loaded,
     )
 
 
@@ -301,15 +343,20 @@ def plan_of(item: Item, policy: Policy, now: datetime) -> list[PlannedRung]:
 
 
 async def plan_item(
-    session: AsyncSession, item: Item, policy: Policy, now: datetime
+    session: AsyncSession, item: Item, policy: Policy, now: datetime, *, recipients: bool = True
 ) -> list[RungPlan]:
-    """The plan, with who would be notified if each rung fired now."""
+    """The plan, with who would be notified if each rung fired now (one query per rung;
+    `recipients=False` leaves them out: the create path's response)."""
     result = []
     for rung in plan_of(item, policy, now):
         rung_policy = policy.rungs[rung.name]
         assert rung_policy is not None
-        found = await resolve(session, item, rung_policy.recipients, actor_id=None)
-        result.append(RungPlan(rung=rung, policy=rung_policy, recipients=found.recipients))
+        found = (
+            (await resolve(session, item, rung_policy.recipients, actor_id=None)).recipients
+            if recipients
+            else None
+        )
+        result.append(RungPlan(rung=rung, policy=rung_policy, recipients=found))
     return result
 
 

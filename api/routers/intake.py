@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Response, status
 from sqlalchemy import select
 
 from api.auth import Engineer, Viewer
-from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UnitOfWork, UowDep
+from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.routers.items import item_view
 from api.schemas import HandoffCreate, ItemOut, PreviewOut, PreviewRequest, RungOut, TaskCreate
@@ -41,25 +41,24 @@ BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
 async def _created(
     uow: UnitOfWork,
-    item: Item,
-    created: bool,
+    made: items.Created,
     response: Response,
     temporal: TemporalDep,
-    sessionmaker: SessionmakerDep,
     settings: SettingsDep,
 ) -> ItemOut:
     """201 with the item, new or replayed (a replay says `Idempotent-Replayed: true`, as
-    Stripe's does). Commit now and start the workflow after the commit, so the response can
-    say whether it started."""
-    view = await item_view(uow, item)
-    if not created:
+    Stripe's does). The lean path: the plan on the policy just read, without the rungs'
+    recipients (GET the item for them); commit, then start the workflow, so the response
+    can say whether it started. The worker stamps `workflow_started_at` when it runs."""
+    item = made.item
+    view = await item_view(uow, item, made.policy, recipients=False)
+    if not made.created:
         response.headers[REPLAYED] = "true"
     if item.workflow_started_at is None:
 
         async def start() -> None:
             started = await start_item(
                 temporal,
-                sessionmaker,
                 settings.task_queue,
                 item.id,
                 item.account_id,
@@ -85,14 +84,13 @@ async def create_task(
     uow: UowDep,
     principal: Engineer,
     temporal: TemporalDep,
-    sessionmaker: SessionmakerDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ItemOut:
     """Creation is authoritative: the item is committed first, then its workflow is started.
     If Temporal is unreachable the item still exists, reports `workflow: pending`, and the
     reconciler starts the workflow later."""
-    item, created = await items.create_task(
+    made = await items.create_task(
         uow.session,
         account_id=principal.account_id,
         actor_id=principal.user_id,
@@ -104,7 +102,7 @@ async def create_task(
             idempotency_key, "tasks", principal.user_id, body.model_dump(mode="json")
         ),
     )
-    return await _created(uow, item, created, response, temporal, sessionmaker, settings)
+    return await _created(uow, made, response, temporal, settings)
 
 
 @router.post(
@@ -122,14 +120,13 @@ async def create_handoff(
     uow: UowDep,
     principal: Engineer,
     temporal: TemporalDep,
-    sessionmaker: SessionmakerDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ItemOut:
     """`escalate` notifies every active engineer, admin and owner except you (after the
     commit, from the workflow), then reminds and escalates on the response target. `park` is
     private: nobody is notified and the clock stays stopped."""
-    item, created = await items.create_handoff(
+    made = await items.create_handoff(
         uow.session,
         account_id=principal.account_id,
         actor_id=principal.user_id,
@@ -147,7 +144,7 @@ async def create_handoff(
         ),
         now=utcnow(),
     )
-    return await _created(uow, item, created, response, temporal, sessionmaker, settings)
+    return await _created(uow, made, response, temporal, settings)
 
 
 @router.get(

@@ -32,9 +32,14 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def item_view(uow: UnitOfWork, item: Item) -> ItemOut:
-    loaded = await items.pinned_policy(uow.session, item)
-    plan = await items.plan_item(uow.session, item, loaded, utcnow())
+async def item_view(
+    uow: UnitOfWork, item: Item, loaded: items.Policy | None = None, *, recipients: bool = True
+) -> ItemOut:
+    """The item with its plan: on `loaded` when the caller has it (a new item's policy),
+    else on the item's pins; each rung's recipients unless `recipients=False`."""
+    if loaded is None:
+        loaded = await items.pinned_policy(uow.session, item)
+    plan = await items.plan_item(uow.session, item, loaded, utcnow(), recipients=recipients)
     names = await items.claimer_names(uow.session, item.account_id, [item])
     return ItemOut.of(
         item,
