@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import structlog  # noqa: E402
 
 from bench import figures  # noqa: E402
 from bench.harness import Bench, Row  # noqa: E402
@@ -50,6 +53,8 @@ def main() -> None:
         "--escalator-root", default=str(ROOT), help="another checkout's worker, to compare"
     )
     args = parser.parse_args()
+    # The sink's line per mail would drown the figures: warnings and up only.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     wanted = {int(n) for n in args.only.split(",")}
     with database() as url:
         rows = asyncio.run(run(url, wanted, args))
