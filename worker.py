@@ -71,6 +71,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             recipients.resolve_recipients,
             email.send_email,
             email.send_emails,
+            email.fire_and_send,
             email.record_sent,
             email.record_delivery_failure,
             email.record_failures,

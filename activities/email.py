@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.rungs import fire
 from activities.smtp import Smtp, SmtpPool
 from db import tenant_session
 from domain import audit
@@ -61,8 +62,10 @@ from domain.quiet_hours import quiet_until
 from domain.recipients import Recipient
 from workflows.types import (
     DeliveryOutcome,
+    FireRung,
     MailOutcome,
     RecordFailures,
+    RungFired,
     SendEmail,
     SendEmailResult,
     SendEmails,
@@ -81,6 +84,9 @@ HTML = Environment(
     autoescape=True,
 )
 FINAL = ("sent", "failed")
+# `fire_and_send` mails up to this many recipients itself (a local activity: seconds at
+# most); a bigger fan-out goes to `send_emails`, a heartbeating activity of its own.
+LOCAL_SENDS = 25
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 ITEM: Table = Item.__table__  # type: ignore[assignment]
 
@@ -173,6 +179,31 @@ class EmailActivities:
         workflow sends again to those recipients alone. Heartbeats every second."""
         async with _heartbeating():
             return SendEmailsResult(outcomes=await self._send_all(request))
+
+    @activity.defn
+    async def fire_and_send(self, request: FireRung) -> RungFired:
+        """Side effect: `fire_rung`'s transaction, then, if the rung emails at most
+        `LOCAL_SENDS` recipients, `send_emails`' two (the attempt, then the sends under the
+        item's share lock): run as a local activity, a rung costs one workflow task and no
+        activity round trip through the server. Idempotency: both parts' keys; a retry
+        re-fires nothing and sends only what is not yet sent. More recipients than that are
+        left to `send_emails` (`outcomes` None), which heartbeats."""
+        fired = await fire(self._sessionmaker, request)
+        if not (fired.recorded and "email" in request.channels and fired.recipients):
+            return fired
+        if len(fired.recipients) > LOCAL_SENDS:
+            return fired
+        batch = SendEmails(
+            item_id=request.item_id,
+            account_id=request.account_id,
+            recipients=fired.recipients,
+            event_key=request.event_key,
+            rung=request.rung,
+            tier=request.tier,
+            critical=request.critical,
+            at=request.at,
+        )
+        return replace(fired, outcomes=await self._send_all(batch))
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> SendEmailResult:
@@ -383,6 +414,10 @@ UNKNOWN_OUTCOME = (
 
 @contextlib.asynccontextmanager
 async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
+    if activity.info().is_local:  # a local activity has no heartbeat (its task has)
+        yield
+        return
+
     async def beat() -> None:
         while True:
             activity.heartbeat()

@@ -49,44 +49,49 @@ class RungActivities:
         the push's dedup key is `<item>:<event_key>`, so a retry writes nothing twice.
         Writes nothing when the item is no longer open, and reports its state so the
         workflow follows the database."""
-        account_id = uuid.UUID(request.account_id)
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await _stamped(session, request, account_id)
-            if item is None:  # not open: read its state (the UPDATE took no row)
-                state, claimer = await _state(session, request, account_id)
-                return RungFired(recorded=False, state=state, claimed_by=claimer)
-            found = await _audited_recipients(session, request, item)
-            if not found.recipients:  # never silent: an empty chain end is on the record
-                await audit.record(
-                    session,
-                    account_id=account_id,
-                    item_id=item.id,
-                    action="escalation_undeliverable",
-                    tier=request.tier,
-                    key=f"{item.id}:{request.event_key}:undeliverable",
-                    data={"rung": request.rung, "tried": ",".join(found.tried)},
-                )
-            if "push" in request.channels:
-                await push.publish(  # last: its ordering lock is held until commit
-                    session,
-                    account_id=account_id,
-                    item=item,
-                    kind=request.push_kind,
-                    dedup_key=f"{item.id}:{request.event_key}",
-                    data={
-                        "tier": request.tier,
-                        "rung": request.rung,
-                        "event_key": request.event_key,
-                        "recipients": [r.name for r in found.recipients],
-                    },
-                )
-            return RungFired(
-                recorded=True,
-                state=item.state,
-                claimed_by=None,
-                recipients=list(found.recipients),
-                tried=list(found.tried),
+        return await fire(self._sessionmaker, request)
+
+
+async def fire(sessionmaker: async_sessionmaker[AsyncSession], request: FireRung) -> RungFired:
+    """`fire_rung`'s transaction (also the first step of `fire_and_send`)."""
+    account_id = uuid.UUID(request.account_id)
+    async with tenant_session(sessionmaker, account_id) as session:
+        item = await _stamped(session, request, account_id)
+        if item is None:  # not open: read its state (the UPDATE took no row)
+            state, claimer = await _state(session, request, account_id)
+            return RungFired(recorded=False, state=state, claimed_by=claimer)
+        found = await _audited_recipients(session, request, item)
+        if not found.recipients:  # never silent: an empty chain end is on the record
+            await audit.record(
+                session,
+                account_id=account_id,
+                item_id=item.id,
+                action="escalation_undeliverable",
+                tier=request.tier,
+                key=f"{item.id}:{request.event_key}:undeliverable",
+                data={"rung": request.rung, "tried": ",".join(found.tried)},
             )
+        if "push" in request.channels:
+            await push.publish(  # last: its ordering lock is held until commit
+                session,
+                account_id=account_id,
+                item=item,
+                kind=request.push_kind,
+                dedup_key=f"{item.id}:{request.event_key}",
+                data={
+                    "tier": request.tier,
+                    "rung": request.rung,
+                    "event_key": request.event_key,
+                    "recipients": [r.name for r in found.recipients],
+                },
+            )
+        return RungFired(
+            recorded=True,
+            state=item.state,
+            claimed_by=None,
+            recipients=list(found.recipients),
+            tried=list(found.tried),
+        )
 
 
 async def _stamped(

@@ -26,6 +26,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities
     from activities.items import ItemActivities
     from activities.rungs import RungActivities
     from domain.calendar import BusinessCalendar
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import RungPolicy, offsets, parse_rungs
     from workflows import search_attributes as sa
-    from workflows.escalation_steps import Notification, Notifier, db_step
+    from workflows.escalation_steps import LOCAL_SEND_TIMEOUT, Notification, Notifier, db_step
     from workflows.types import (
         AppliedVersion,
         AtSignal,
@@ -65,6 +66,9 @@ DB_TRUTH = "signals-are-nudges"  # workflow.patched: histories before it applied
 # workflow.patched: a rung fires in one transaction (`fire_rung`); before it, record_rung,
 # resolve_recipients, record_audit and publish_event were four.
 ONE_TRANSACTION = "rung-in-one-transaction"
+# workflow.patched: a rung that emails fires and sends its mails in one local activity
+# (`fire_and_send`); before it, `fire_rung` and then a `send_emails` activity.
+LOCAL_SEND = "rung-sends-locally"
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
 
 
@@ -355,20 +359,22 @@ class EscalationWorkflow:
                 await notifier.notify(note)
             return
         at = workflow.now()
-        fired = await db_step(
-            RungActivities.fire_rung,
-            FireRung(
-                item_id=ref.item_id,
-                account_id=ref.account_id,
-                rung=rung.name,
-                tier=rung.tier,
-                at=at,
-                planned_at=rung.fire_at,
-                event_key=note.event_key,
-                chain=note.chain,
-                channels=note.channels,
-            ),
+        request = FireRung(
+            item_id=ref.item_id,
+            account_id=ref.account_id,
+            rung=rung.name,
+            tier=rung.tier,
+            at=at,
+            planned_at=rung.fire_at,
+            event_key=note.event_key,
+            chain=note.chain,
+            channels=note.channels,
+            critical=note.critical,
         )
+        if "email" in note.channels and workflow.patched(LOCAL_SEND):
+            fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
+        else:
+            fired = await db_step(RungActivities.fire_rung, request)
         if not fired.recorded:  # a claim won the race: nothing was written, nothing is sent
             self._follow(fired.state, fired.claimed_by)
             return
@@ -376,7 +382,10 @@ class EscalationWorkflow:
         self._tier = max(self._tier, RUNG_TIERS[rung.name])
         if self._recorded_plan is not None:  # fire_rung stamped `<rung>_at` too
             self._recorded_plan[rung.name] = at
-        notifier.send(note, fired.recipients)
+        if fired.outcomes is not None:  # fire_and_send mailed them too
+            notifier.sent(note, fired.recipients, fired.outcomes)
+        else:
+            notifier.send(note, fired.recipients)
 
     def _follow(self, state: str, claimed_by: str | None) -> None:
         """The database moved on (a claim committed; its signal is on the way). Follow it

@@ -50,6 +50,7 @@ DELIVERY_TRUTH = "delivery-failure-recorded"  # workflow.patched: earlier histor
 BATCHED_SENDS = "batched-sends"
 BATCH = 500  # recipients per `send_emails` (its payload stays far below Temporal's limit)
 BATCH_TIMEOUT = timedelta(minutes=15)  # 500 mails over a slow server; heartbeats catch a death
+LOCAL_SEND_TIMEOUT = timedelta(minutes=1)  # `fire_and_send`: a few mails, SMTP timeouts of 10 s
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
@@ -59,10 +60,15 @@ Arg = TypeVar("Arg")
 Result = TypeVar("Result")
 
 
-async def db_step(method: Callable[[ActivitySelf, Arg], Awaitable[Result]], arg: Arg) -> Result:
-    """A short DB-only activity, run locally (no server round trip per step)."""
+async def db_step(
+    method: Callable[[ActivitySelf, Arg], Awaitable[Result]],
+    arg: Arg,
+    allowed: timedelta = timedelta(seconds=15),
+) -> Result:
+    """A short activity, run locally (no server round trip per step): a DB step, or a
+    rung's fire and its few mails (`fire_and_send`, given a minute)."""
     return await workflow.execute_local_activity_method(
-        method, arg, start_to_close_timeout=timedelta(seconds=15), retry_policy=DB_RETRY
+        method, arg, start_to_close_timeout=allowed, retry_policy=DB_RETRY
     )
 
 
@@ -132,6 +138,13 @@ class Notifier:
             )
         self.send(note, resolved.recipients)
 
+    def sent(
+        self, note: Notification, recipients: list[Recipient], outcomes: list[MailOutcome]
+    ) -> None:
+        """The rung's mails went out with its fire (`fire_and_send`): follow up on their
+        outcomes (retries, quiet hours, failures) as `send` would."""
+        self._sends.append(asyncio.create_task(self._deliver_batch(note, recipients, outcomes)))
+
     def send(self, note: Notification, recipients: list[Recipient]) -> None:
         """The rung's mails, if it emails: `send_emails` per `BATCH` recipients (one
         concurrent `send_email` per recipient in a history from before `batched-sends`)."""
@@ -145,34 +158,26 @@ class Notifier:
         for recipient in recipients:
             self._sends.append(asyncio.create_task(self._deliver(note, recipient)))
 
-    async def _deliver_batch(self, note: Notification, recipients: list[Recipient]) -> None:
+    async def _deliver_batch(
+        self,
+        note: Notification,
+        recipients: list[Recipient],
+        first: list[MailOutcome] | None = None,
+    ) -> None:
         """Send until every recipient is sent, suppressed or failed: transient errors again
-        after a durable backoff (those recipients only), quiet hours after their end."""
+        after a durable backoff (those recipients only), quiet hours after their end.
+        `first`: the outcomes of an attempt already made (by `fire_and_send`)."""
         attempt = 0
         while recipients:
-            try:
-                result = await workflow.execute_activity_method(
-                    EmailActivities.send_emails,
-                    SendEmails(
-                        item_id=self._ref.item_id,
-                        account_id=self._ref.account_id,
-                        recipients=recipients,
-                        event_key=note.event_key,
-                        rung=note.rung,
-                        tier=note.tier,
-                        critical=note.critical,
-                        at=workflow.now(),
-                    ),
-                    start_to_close_timeout=BATCH_TIMEOUT,
-                    heartbeat_timeout=SEND_HEARTBEAT,
-                    retry_policy=SMTP_RETRY,
-                    summary=f"email {note.rung} → {len(recipients)} recipient(s)",
-                )
-            except ActivityError as error:  # the activity itself ran out of attempts
-                await self._give_up(note, recipients, str(error.cause or error))
-                return
+            if first is not None:
+                outcomes = {o.user_id: o for o in first}
+                first = None
+            else:
+                sent = await self._attempt(note, recipients)
+                if sent is None:
+                    return
+                outcomes = {o.user_id: o for o in sent}
             by_id = {r.user_id: r for r in recipients}
-            outcomes = {o.user_id: o for o in result.outcomes}
             await self._record_unrecorded(note, by_id, outcomes)
             deferred: dict[datetime, list[Recipient]] = {}
             for o in outcomes.values():
@@ -191,6 +196,33 @@ class Notifier:
             if retry:
                 await workflow.sleep(_backoff(attempt), summary=f"SMTP retry {attempt}")
             recipients = retry
+
+    async def _attempt(
+        self, note: Notification, recipients: list[Recipient]
+    ) -> list[MailOutcome] | None:
+        """One `send_emails`; None when it ran out of attempts (then they are failed)."""
+        try:
+            result = await workflow.execute_activity_method(
+                EmailActivities.send_emails,
+                SendEmails(
+                    item_id=self._ref.item_id,
+                    account_id=self._ref.account_id,
+                    recipients=recipients,
+                    event_key=note.event_key,
+                    rung=note.rung,
+                    tier=note.tier,
+                    critical=note.critical,
+                    at=workflow.now(),
+                ),
+                start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=SEND_HEARTBEAT,
+                retry_policy=SMTP_RETRY,
+                summary=f"email {note.rung} → {len(recipients)} recipient(s)",
+            )
+        except ActivityError as error:  # the activity itself ran out of attempts
+            await self._give_up(note, recipients, str(error.cause or error))
+            return None
+        return result.outcomes
 
     async def _after_quiet_hours(
         self, note: Notification, until: datetime, recipients: list[Recipient]

@@ -130,6 +130,7 @@ class FireRung:
     chain: list[str]
     channels: list[str]
     push_kind: str = "rung.fired"
+    critical: bool = False  # `fire_and_send`: a critical rung's mail pierces quiet hours
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +140,9 @@ class RungFired:
     claimed_by: str | None = None
     recipients: list[Recipient] = field(default_factory=list)  # whom to email
     tried: list[str] = field(default_factory=list)
+    # `fire_and_send`: each recipient's mail outcome, when it sent them itself (None: the
+    # workflow sends them with `send_emails`, as for a chain of more than LOCAL_SENDS).
+    outcomes: list[MailOutcome] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,12 +11,13 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
-from activities.email import EmailActivities, MailItem, render
+from activities.email import LOCAL_SENDS, EmailActivities, MailItem, render
 from db import tenant_session
 from domain import lifecycle
 from domain.recipients import Recipient
 from mailsink import MailSink
 from tests.activities.test_email import AT, quiet_recipient
+from tests.activities.test_rungs import escalate_1
 from tests.support.tenants import Tenant
 from workflows.types import SendEmails
 
@@ -168,3 +169,56 @@ def test_a_title_with_line_breaks_cannot_add_a_header_and_unicode_survives() -> 
     assert "Pumpe P-101 läuft aus Bcc: mallory@evil.test" in str(parsed["Subject"])
     assert str(parsed["To"]) == "Zoë X <z@x.test>"
     assert parsed.get_body(("plain",)).get_content().startswith("Hello Zoë")  # type: ignore[union-attr]
+
+
+async def test_fire_and_send_fires_and_mails_once_however_often_it_is_retried(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    request = escalate_1(tenant, item_id, chain=["role:quality_manager"])
+
+    first = await ActivityEnvironment().run(email.fire_and_send, request)
+    retry = await ActivityEnvironment().run(email.fire_and_send, request)
+
+    assert first.recorded
+    assert first.outcomes is not None
+    assert [o.status for o in first.outcomes] == ["sent"]
+    assert retry.outcomes == first.outcomes  # the row's record, not a second mail
+    [mail] = mail_sink.mails
+    assert mail.rcpt_tos == (tenant.email("ada"),)
+    [delivery] = await tenant.deliveries(item_id)
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert (await tenant.item(item_id)).escalate_1_fired_at is not None
+
+
+async def test_fire_and_send_leaves_a_big_fan_out_to_send_emails(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    await tenant.add_engineers(LOCAL_SENDS)  # with Erin and Emil: more than it mails itself
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    request = escalate_1(tenant, item_id, chain=["account_roles:engineer"])
+
+    fired = await ActivityEnvironment().run(email.fire_and_send, request)
+
+    assert fired.recorded
+    assert fired.outcomes is None
+    assert len(fired.recipients) > LOCAL_SENDS
+    assert mail_sink.mails == []
+    assert {d.status for d in await tenant.deliveries(item_id)} == {"pending"}
+
+
+async def test_fire_and_send_after_a_claim_writes_and_sends_nothing(
+    tenant: Tenant,
+    email: EmailActivities,
+    mail_sink: MailSink,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    async with tenant_session(app_sessionmaker, tenant.account_id) as session:
+        await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
+
+    fired = await ActivityEnvironment().run(email.fire_and_send, escalate_1(tenant, item_id))
+
+    assert (fired.recorded, fired.state, fired.outcomes) == (False, "claimed", None)
+    assert mail_sink.mails == []
+    assert await tenant.deliveries(item_id) == []
