@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import Table, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -59,7 +59,7 @@ from domain import audit
 from domain.clock import utcnow
 from domain.models import Delivery, Item
 from domain.quiet_hours import quiet_until
-from domain.recipients import Recipient
+from domain.recipients import Recipient, Resolution
 from workflows.types import (
     DeliveryOutcome,
     FireRung,
@@ -182,28 +182,42 @@ class EmailActivities:
 
     @activity.defn
     async def fire_and_send(self, request: FireRung) -> RungFired:
-        """Side effect: `fire_rung`'s transaction, then, if the rung emails at most
-        `LOCAL_SENDS` recipients, `send_emails`' two (the attempt, then the sends under the
-        item's share lock): run as a local activity, a rung costs one workflow task and no
-        activity round trip through the server. Idempotency: both parts' keys; a retry
-        re-fires nothing and sends only what is not yet sent. More recipients than that are
-        left to `send_emails` (`outcomes` None), which heartbeats."""
-        fired = await fire(self._sessionmaker, request)
-        if not (fired.recorded and "email" in request.channels and fired.recipients):
+        """Side effect: `fire_rung`'s transaction, which (if the rung emails at most
+        `LOCAL_SENDS` recipients) also commits the mails' attempt (`send_emails`' first
+        step), then the sends under the item's share lock. Run as a local activity, a rung
+        costs one workflow task, two transactions and no activity round trip through the
+        server. Idempotency: both parts' keys; a retry re-fires nothing and sends only what
+        is not yet sent. More recipients than that are left to `send_emails` (`outcomes`
+        None), which heartbeats."""
+        account_id = uuid.UUID(request.account_id)
+
+        async def attempt(
+            session: AsyncSession, item: Row[Any], found: Resolution
+        ) -> tuple[SendEmails, dict[str, MailOutcome]] | None:
+            if "email" not in request.channels or not found.recipients:
+                return None
+            if len(found.recipients) > LOCAL_SENDS:
+                return None
+            batch = SendEmails(
+                item_id=request.item_id,
+                account_id=request.account_id,
+                recipients=list(found.recipients),
+                event_key=request.event_key,
+                rung=request.rung,
+                tier=request.tier,
+                critical=request.critical,
+                at=request.at,
+            )
+            return batch, _not_now(await _attempt(session, batch, account_id))
+
+        fired, item, prepared = await fire(self._sessionmaker, request, attempt)
+        if item is None or prepared is None:
             return fired
-        if len(fired.recipients) > LOCAL_SENDS:
-            return fired
-        batch = SendEmails(
-            item_id=request.item_id,
-            account_id=request.account_id,
-            recipients=fired.recipients,
-            event_key=request.event_key,
-            rung=request.rung,
-            tier=request.tier,
-            critical=request.critical,
-            at=request.at,
-        )
-        return replace(fired, outcomes=await self._send_all(batch))
+        batch, outcomes = prepared
+        due = [r for r in batch.recipients if r.user_id not in outcomes]
+        if due:
+            outcomes.update(await self._deliver(batch, account_id, _mail_item(item), due))
+        return replace(fired, outcomes=[outcomes[r.user_id] for r in batch.recipients])
 
     @activity.defn
     async def send_email(self, request: SendEmail) -> SendEmailResult:
@@ -263,14 +277,7 @@ class EmailActivities:
                         _final(row) if row.status in FINAL else suppressed
                     )
                 return outcomes, None
-            for row in await _attempt(session, request, account_id):
-                user_id = str(row.recipient_id)
-                if row.status in FINAL:
-                    outcomes[user_id] = _final(row)
-                elif row.status == "deferred":
-                    outcomes[user_id] = MailOutcome(
-                        user_id=user_id, status="deferred", deferred_until=row.deferred_until
-                    )
+            outcomes = _not_now(await _attempt(session, request, account_id))
         return outcomes, item
 
     async def _deliver(
@@ -454,15 +461,7 @@ async def _open_item(
     ).one_or_none()
     if row is None or row.state != "open":
         return None
-    return MailItem(
-        id=row.id,
-        title=row.title,
-        item_type=row.item_type,
-        kind=row.kind,
-        due_at=row.due_at,
-        engineer_notes=row.engineer_notes,
-        priority=row.priority,
-    )
+    return _mail_item(row)
 
 
 def _key(
@@ -568,6 +567,32 @@ async def _attempt(
         },
     )
     return (await session.execute(upsert.returning(*DELIVERY.c), proposals)).all()
+
+
+def _not_now(rows: Sequence[Any]) -> dict[str, MailOutcome]:
+    """The outcomes of the attempted rows that are not to be sent now: final or deferred."""
+    outcomes = {}
+    for row in rows:
+        user_id = str(row.recipient_id)
+        if row.status in FINAL:
+            outcomes[user_id] = _final(row)
+        elif row.status == "deferred":
+            outcomes[user_id] = MailOutcome(
+                user_id=user_id, status="deferred", deferred_until=row.deferred_until
+            )
+    return outcomes
+
+
+def _mail_item(row: Any) -> MailItem:
+    return MailItem(
+        id=row.id,
+        title=row.title,
+        item_type=row.item_type,
+        kind=row.kind,
+        due_at=row.due_at,
+        engineer_notes=row.engineer_notes,
+        priority=row.priority,
+    )
 
 
 def _final(row: Any) -> MailOutcome:

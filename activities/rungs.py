@@ -12,7 +12,8 @@ emails then go out through `send_email`, which re-checks under its own lock.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, Table, case, literal, select, update
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -31,7 +32,7 @@ AUDIT: Table = AuditEvent.__table__  # type: ignore[assignment]
 # What the rung reads of its item: the state, the resolvers' columns, the push summary's.
 COLUMNS = (
     *("id", "account_id", "kind", "item_type", "title", "state", "intent", "priority"),
-    *("due_at", "claimed_by", "assignee_id"),
+    *("due_at", "claimed_by", "assignee_id", "engineer_notes"),
 )
 
 
@@ -49,17 +50,28 @@ class RungActivities:
         the push's dedup key is `<item>:<event_key>`, so a retry writes nothing twice.
         Writes nothing when the item is no longer open, and reports its state so the
         workflow follows the database."""
-        return await fire(self._sessionmaker, request)
+        fired, _, _ = await fire(self._sessionmaker, request)
+        return fired
 
 
-async def fire(sessionmaker: async_sessionmaker[AsyncSession], request: FireRung) -> RungFired:
-    """`fire_rung`'s transaction (also the first step of `fire_and_send`)."""
+T = TypeVar("T")
+# What `fire_and_send` adds to the rung's transaction, before the push: the mails' attempt.
+Extra = Callable[[AsyncSession, Row[Any], recipients.Resolution], Awaitable[T]]
+
+
+async def fire(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    request: FireRung,
+    extra: Extra[T] | None = None,
+) -> tuple[RungFired, Row[Any] | None, T | None]:
+    """`fire_rung`'s transaction, with `extra` run inside it after the delivery rows (the
+    first step of `fire_and_send`): the rung, the item row it locked, `extra`'s result."""
     account_id = uuid.UUID(request.account_id)
     async with tenant_session(sessionmaker, account_id) as session:
         item = await _stamped(session, request, account_id)
         if item is None:  # not open: read its state (the UPDATE took no row)
             state, claimer = await _state(session, request, account_id)
-            return RungFired(recorded=False, state=state, claimed_by=claimer)
+            return RungFired(recorded=False, state=state, claimed_by=claimer), None, None
         found = await _audited_recipients(session, request, item)
         if not found.recipients:  # never silent: an empty chain end is on the record
             await audit.record(
@@ -71,6 +83,7 @@ async def fire(sessionmaker: async_sessionmaker[AsyncSession], request: FireRung
                 key=f"{item.id}:{request.event_key}:undeliverable",
                 data={"rung": request.rung, "tried": ",".join(found.tried)},
             )
+        added = None if extra is None else await extra(session, item, found)
         if "push" in request.channels:
             await push.publish(  # last: its ordering lock is held until commit
                 session,
@@ -85,13 +98,14 @@ async def fire(sessionmaker: async_sessionmaker[AsyncSession], request: FireRung
                     "recipients": [r.name for r in found.recipients],
                 },
             )
-        return RungFired(
+        fired = RungFired(
             recorded=True,
             state=item.state,
             claimed_by=None,
             recipients=list(found.recipients),
             tried=list(found.tried),
         )
+        return fired, item, added
 
 
 async def _stamped(
