@@ -11,13 +11,28 @@ emails then go out through `send_email`, which re-checks under its own lock.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Row, Table, case, literal, select, update
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    bindparam,
+    case,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningUpdate
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -108,6 +123,24 @@ async def fire(
         return fired, item, added
 
 
+@functools.cache
+def _stamp(rung: str) -> ReturningUpdate[Any]:
+    """The stamp UPDATE of `rung`, built once (statement construction is a large part of a
+    rung's CPU): parameters `p_item`, `p_account`, `p_at`."""
+    fired, planned = ITEM.c[f"{rung}_fired_at"], ITEM.c[f"{rung}_at"]
+    first, at = fired.is_(None), bindparam("p_at", type_=DateTime(timezone=True))
+    return (
+        update(ITEM)
+        .where(
+            ITEM.c.id == bindparam("p_item", type_=PG_UUID),
+            ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
+            ITEM.c.state == "open",
+        )
+        .values({fired: case((first, at), else_=fired), planned: case((first, at), else_=planned)})
+        .returning(*(ITEM.c[name] for name in COLUMNS))
+    )
+
+
 async def _stamped(
     session: AsyncSession, request: FireRung, account_id: uuid.UUID
 ) -> Row[Any] | None:
@@ -115,24 +148,9 @@ async def _stamped(
     UPDATE waits for it, or it for the claim); None if the item is not open. A retry keeps
     the first stamp. The plan's instant of a fired rung is its stamp (what record_plan
     would write next), so the workflow needs no record_plan after a fire."""
-    fired, planned = ITEM.c[f"{request.rung}_fired_at"], ITEM.c[f"{request.rung}_at"]
-    first = fired.is_(None)
-    stamp = (
-        update(ITEM)
-        .where(
-            ITEM.c.id == uuid.UUID(request.item_id),
-            ITEM.c.account_id == account_id,
-            ITEM.c.state == "open",
-        )
-        .values(
-            {
-                fired: case((first, request.at), else_=fired),
-                planned: case((first, request.at), else_=planned),
-            }
-        )
-        .returning(*(ITEM.c[name] for name in COLUMNS))
-    )
-    return (await session.execute(stamp)).one_or_none()
+    params = {"p_item": uuid.UUID(request.item_id), "p_account": account_id, "p_at": request.at}
+    row: Row[Any] | None = (await session.execute(_stamp(request.rung), params)).one_or_none()
+    return row
 
 
 async def _state(
@@ -152,40 +170,70 @@ async def _state(
     return row.state, str(row.claimed_by) if row.claimed_by else None
 
 
-async def _audited_recipients(
-    session: AsyncSession, request: FireRung, item: Row[Any]
-) -> recipients.Resolution:
-    """One statement: the `rung_fired` audit row, the chain's recipients, and (if the rung
-    emails) a `pending` delivery row per recipient, in data-modifying CTEs that Postgres
-    runs to completion whether or not the result reads them."""
+class _Bound:
+    """The item's columns the resolvers read, as parameters of a statement built once."""
+
+    account_id = bindparam("p_account", type_=PG_UUID)
+    assignee_id = bindparam("p_assignee", type_=PG_UUID)
+    claimed_by = bindparam("p_claimer", type_=PG_UUID)
+
+
+@functools.cache
+def _recipients_statement(chain: tuple[str, ...], email: bool) -> Select[Any]:
+    """One statement, built once per chain: the `rung_fired` audit row, the chain's
+    recipients, and (if the rung emails) a `pending` delivery row per recipient, in
+    data-modifying CTEs that Postgres runs to completion whether or not the result reads
+    them. Parameters: the item's (`_Bound`), `p_item`, `p_tier`, `p_data`, `p_key`,
+    `p_event`."""
+    item_id = bindparam("p_item", type_=PG_UUID)
     fired = (
         insert(AUDIT)
         .values(
-            account_id=item.account_id,
-            item_id=item.id,
+            account_id=_Bound.account_id,
+            item_id=item_id,
             action="rung_fired",
-            tier=request.tier,
-            data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
-            idempotency_key=f"{item.id}:{request.rung}:fired",
+            tier=bindparam("p_tier", type_=Integer),
+            data=bindparam("p_data", type_=JSONB),
+            idempotency_key=bindparam("p_key", type_=String),
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .cte("fired")
     )
-    if not request.chain:
-        await session.execute(select(literal(1)).add_cte(fired))
-        return recipients.Resolution(recipients=(), resolver=None, tried=())
-    found = recipients.ranked(item, request.chain, None).cte("found")
+    if not chain:
+        return select(literal(1).label("rank")).where(literal(False)).add_cte(fired)
+    found = recipients.ranked(cast(recipients.Subject, _Bound()), chain, None).cte("found")
     best = found.c.rank == recipients.best_rank(found)
     query = select(found).where(best).add_cte(fired)
-    if "email" in request.channels:
-        rows = select(
-            literal(item.account_id, UUID(as_uuid=True)),
-            literal(item.id, UUID(as_uuid=True)),
-            found.c.id,
-            literal(request.event_key),
-            literal("email"),
-        ).where(best)
+    if email:
+        event_key = bindparam("p_event", type_=String)
+        rows = select(_Bound.account_id, item_id, found.c.id, event_key, literal("email")).where(
+            best
+        )
         columns = ["account_id", "item_id", "recipient_id", "event_key", "channel"]
         deliveries = insert(DELIVERY).from_select(columns, rows).on_conflict_do_nothing()
         query = query.add_cte(deliveries.cte("deliveries"))
-    return recipients.winners((await session.execute(query)).all(), request.chain)
+    return query
+
+
+async def _audited_recipients(
+    session: AsyncSession, request: FireRung, item: Row[Any]
+) -> recipients.Resolution:
+    """`_recipients_statement` for this rung and item: the audit row, the recipients, the
+    delivery rows, in one round trip."""
+    query = _recipients_statement(tuple(request.chain), "email" in request.channels)
+    params = {
+        "p_account": item.account_id,
+        "p_assignee": item.assignee_id,
+        "p_claimer": item.claimed_by,
+        "p_item": item.id,
+        "p_tier": request.tier,
+        "p_data": {"rung": request.rung, "planned_at": request.planned_at.isoformat()},
+        "p_key": f"{item.id}:{request.rung}:fired",
+        "p_event": request.event_key,
+    }
+    rows = (await session.execute(query, params)).all()
+    return (
+        recipients.winners(rows, request.chain)
+        if request.chain
+        else recipients.Resolution(recipients=(), resolver=None, tried=())
+    )
