@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -46,9 +47,11 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
-from sqlalchemy import Row, Table, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import Row, String, Table, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -89,6 +92,31 @@ FINAL = ("sent", "failed")
 LOCAL_SENDS = 25
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 ITEM: Table = Item.__table__  # type: ignore[assignment]
+# The send path's statements, built once (parameters bound at execution).
+_ITEM_FOR_SHARE = (
+    select(
+        *(ITEM.c[name] for name in ("id", "state", "title", "item_type", "kind", "due_at")),
+        ITEM.c.engineer_notes,
+        ITEM.c.priority,
+    )
+    .where(
+        ITEM.c.id == bindparam("p_item", type_=PG_UUID),
+        ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
+    )
+    .with_for_update(read=True)
+)
+_ROWS_FOR_UPDATE = (
+    select(DELIVERY)
+    .where(
+        DELIVERY.c.account_id == bindparam("p_account", type_=PG_UUID),
+        DELIVERY.c.item_id == bindparam("p_item", type_=PG_UUID),
+        DELIVERY.c.event_key == bindparam("p_event", type_=String),
+        DELIVERY.c.channel == "email",
+        DELIVERY.c.recipient_id.in_(bindparam("p_ids", expanding=True)),
+    )
+    .order_by(DELIVERY.c.recipient_id)
+    .with_for_update()
+)
 
 
 def message_id(user_id: str, item_id: str, event_key: str) -> str:
@@ -443,22 +471,8 @@ async def _open_item(
     session: AsyncSession, request: SendEmails, account_id: uuid.UUID
 ) -> MailItem | None:
     """The item, locked FOR SHARE (a claim's UPDATE waits for it), if it is still open."""
-    row = (
-        await session.execute(
-            select(
-                ITEM.c.id,
-                ITEM.c.state,
-                ITEM.c.title,
-                ITEM.c.item_type,
-                ITEM.c.kind,
-                ITEM.c.due_at,
-                ITEM.c.engineer_notes,
-                ITEM.c.priority,
-            )
-            .where(ITEM.c.id == uuid.UUID(request.item_id), ITEM.c.account_id == account_id)
-            .with_for_update(read=True)
-        )
-    ).one_or_none()
+    params = {"p_item": uuid.UUID(request.item_id), "p_account": account_id}
+    row = (await session.execute(_ITEM_FOR_SHARE, params)).one_or_none()
     if row is None or row.state != "open":
         return None
     return _mail_item(row)
@@ -498,14 +512,13 @@ async def _locked_rows(
 ) -> Sequence[Any]:
     """The recipients' delivery rows FOR UPDATE, in recipient order (two attempts at the
     same rung never deadlock)."""
-    ids = [r.user_id for r in recipients]
-    result = await session.execute(
-        select(DELIVERY)
-        .where(*_key(account_id, request.item_id, request.event_key, ids))
-        .order_by(DELIVERY.c.recipient_id)
-        .with_for_update()
-    )
-    return result.all()
+    params = {
+        "p_account": account_id,
+        "p_item": uuid.UUID(request.item_id),
+        "p_event": request.event_key,
+        "p_ids": [uuid.UUID(r.user_id) for r in recipients],
+    }
+    return (await session.execute(_ROWS_FOR_UPDATE, params)).all()
 
 
 def _keys(
@@ -543,10 +556,18 @@ async def _attempt(
         proposals.append(
             {**key, "status": status, "attempts": 0 if until else 1, "deferred_until": until}
         )
-    upsert = insert(DELIVERY)  # executemany (cached), not a multi-row VALUES (compiled each time)
+    rows: Sequence[Any] = (await session.execute(_upsert(), proposals)).all()
+    return rows
+
+
+@functools.cache
+def _upsert() -> ReturningInsert[Any]:
+    """`_attempt`'s statement, built once; executemany (cached by SQLAlchemy), not a
+    multi-row VALUES (which it compiles anew each time)."""
+    upsert = insert(DELIVERY)
     row, new = DELIVERY.c, upsert.excluded
     final = or_(*(row.status == status for status in FINAL))  # no IN: executemany
-    upsert = upsert.on_conflict_do_update(
+    return upsert.on_conflict_do_update(
         index_elements=["recipient_id", "item_id", "event_key", "channel"],
         set_={
             "status": case((final, row.status), else_=new.status),
@@ -565,8 +586,7 @@ async def _attempt(
             ),
             "updated_at": func.now(),
         },
-    )
-    return (await session.execute(upsert.returning(*DELIVERY.c), proposals)).all()
+    ).returning(*DELIVERY.c)
 
 
 def _not_now(rows: Sequence[Any]) -> dict[str, MailOutcome]:
@@ -647,23 +667,24 @@ def _change(row: Any, **values: Any) -> dict[str, Any]:
     }
 
 
+_APPLY = (
+    update(DELIVERY)
+    .where(DELIVERY.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        last_error=bindparam("last_error"),
+        message_id=bindparam("message_id"),
+        sent_at=bindparam("sent_at"),
+        deferred_until=bindparam("deferred_until"),
+    )
+)
+
+
 async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
     """Every row's change in one executemany UPDATE."""
-    if not changes:
-        return
-    await session.execute(
-        update(DELIVERY)
-        .where(DELIVERY.c.id == bindparam("row_id"))
-        .values(
-            status=bindparam("status"),
-            attempts=bindparam("attempts"),
-            last_error=bindparam("last_error"),
-            message_id=bindparam("message_id"),
-            sent_at=bindparam("sent_at"),
-            deferred_until=bindparam("deferred_until"),
-        ),
-        changes,
-    )
+    if changes:
+        await session.execute(_APPLY, changes)
 
 
 async def _audit_failure(session: AsyncSession, row: Any, tier: int, error: str) -> None:
