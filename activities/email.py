@@ -316,7 +316,6 @@ class EmailActivities:
         due: Sequence[Recipient],
     ) -> dict[str, MailOutcome]:
         """The sends, under the item's share lock, and each one's record."""
-        messages = {r.user_id: render(request, r, item) for r in due}
         outcomes: dict[str, MailOutcome] = {}
         try:
             async with tenant_session(self._sessionmaker, account_id) as session:
@@ -335,14 +334,9 @@ class EmailActivities:
                     )
                     await _apply(session, [_change(row, status="suppressed") for row in live])
                     return outcomes
-                emails = {r.user_id: r.email for r in due}
+                by_id = {r.user_id: r for r in due}
                 sent = await asyncio.gather(
-                    *(
-                        self._send_one(
-                            messages[str(row.recipient_id)], emails[str(row.recipient_id)]
-                        )
-                        for row in live
-                    )
+                    *(self._send_one(request, by_id[str(row.recipient_id)], item) for row in live)
                 )
                 changes = []
                 for row, result in zip(live, sent, strict=True):
@@ -368,11 +362,22 @@ class EmailActivities:
         )
         return outcomes
 
-    async def _send_one(self, message: Message, to: str) -> datetime | aiosmtplib.SMTPException:
-        """The accept time, or the SMTP error (one recipient's failure never stops another)."""
-        message["From"] = self._smtp.mail_from
+    async def _send_one(
+        self, request: SendEmails, recipient: Recipient, item: MailItem
+    ) -> datetime | aiosmtplib.SMTPException:
+        """The accept time, or the SMTP error (one recipient's failure never stops another).
+        The mail is rendered once a pooled connection is free for it, so rendering the next
+        mails overlaps the server's answers to the ones in flight."""
+
+        def message() -> Message:
+            rendered = render(request, recipient, item)
+            rendered["From"] = self._smtp.mail_from
+            return rendered
+
         try:
-            await self._pool.send(message, sender=self._smtp.mail_from, recipients=[to])
+            await self._pool.send(
+                message, sender=self._smtp.mail_from, recipients=[recipient.email]
+            )
         except aiosmtplib.SMTPException as error:
             return error
         except OSError as error:  # refused or reset below SMTP: as transient as a 4xx

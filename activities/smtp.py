@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 
@@ -57,10 +58,15 @@ class SmtpPool:
     def from_settings(cls, settings: Settings) -> SmtpPool:
         return cls(Smtp.from_settings(settings), settings.smtp_concurrency)
 
-    async def send(self, message: Message, *, sender: str, recipients: list[str]) -> None:
-        """Send over a pooled connection. Raises what aiosmtplib raises; the connection it
-        used is then closed, so a half-spoken session is never reused."""
+    async def send(
+        self, message: Message | Callable[[], Message], *, sender: str, recipients: list[str]
+    ) -> None:
+        """Send over a pooled connection; a callable `message` is built only once a
+        connection is free for it. Raises what aiosmtplib raises; the connection it used is
+        then closed, so a half-spoken session is never reused."""
         async with self._slots:
+            if callable(message):
+                message = message()
             client = await self._take()
             try:
                 await client.send_message(message, sender=sender, recipients=recipients)
