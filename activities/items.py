@@ -136,14 +136,14 @@ class ItemActivities:
     @activity.defn
     async def record_plan(self, request: RecordPlan) -> None:
         """Side effect: the planned instant of each rung on the item row (what the queue and
-        reports read). Idempotent: it overwrites with the same values."""
+        reports read). Idempotent: it overwrites with the same values. One Core UPDATE."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            item = await get_in_account(session, Item, uuid.UUID(request.item_id), account_id)
-            if item is None:
-                return
-            for rung in RUNG_NAMES:
-                setattr(item, f"{rung}_at", request.instants.get(rung))
+            await session.execute(
+                update(Item)
+                .where(Item.id == uuid.UUID(request.item_id), Item.account_id == account_id)
+                .values({f"{rung}_at": request.instants.get(rung) for rung in RUNG_NAMES})
+            )
 
     @activity.defn
     async def record_audit(self, request: RecordAudit) -> bool:
