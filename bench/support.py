@@ -44,13 +44,10 @@ async def dev_server() -> WorkflowEnvironment:
 
 
 def start_api(port: int, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
-    """One API process (uvicorn), as production runs it, with these settings.
-    BENCH_API_PROFILE=path: under cProfile, written when it stops."""
-    profile = os.environ.get("BENCH_API_PROFILE")
+    """One API process (uvicorn), as production runs it, with these settings."""
     return subprocess.Popen(
         [
             sys.executable,
-            *(("-m", "cProfile", "-o", profile) if profile else ()),
             "-m",
             "uvicorn",
             "--factory",
