@@ -292,21 +292,12 @@ class EmailActivities:
         self, request: SendEmails, account_id: uuid.UUID
     ) -> tuple[dict[str, MailOutcome], MailItem | None]:
         """The attempt, committed: the outcome of every recipient not to be sent now."""
-        outcomes: dict[str, MailOutcome] = {}
         async with tenant_session(self._sessionmaker, account_id) as session:
             item = await _open_item(session, request, account_id)
             if item is None:
                 rows = await _claim_rows(session, request, account_id, request.recipients)
-                live = [row for row in rows if row.status not in FINAL]
-                await _apply(session, [_change(row, status="suppressed") for row in live])
-                for row in rows:
-                    suppressed = MailOutcome(user_id=str(row.recipient_id), status="suppressed")
-                    outcomes[str(row.recipient_id)] = (
-                        _final(row) if row.status in FINAL else suppressed
-                    )
-                return outcomes, None
-            outcomes = _not_now(await _attempt(session, request, account_id))
-        return outcomes, item
+                return await _suppress(session, rows), None
+            return _not_now(await _attempt(session, request, account_id)), item
 
     async def _deliver(
         self,
@@ -321,19 +312,10 @@ class EmailActivities:
             async with tenant_session(self._sessionmaker, account_id) as session:
                 held = await _open_item(session, request, account_id)
                 rows = await _locked_rows(session, request, account_id, due)
+                if held is None:
+                    return await _suppress(session, rows)
                 live = [row for row in rows if row.status not in FINAL]
                 outcomes.update({str(r.recipient_id): _final(r) for r in rows if r.status in FINAL})
-                if held is None:
-                    outcomes.update(
-                        {
-                            str(row.recipient_id): MailOutcome(
-                                user_id=str(row.recipient_id), status="suppressed"
-                            )
-                            for row in live
-                        }
-                    )
-                    await _apply(session, [_change(row, status="suppressed") for row in live])
-                    return outcomes
                 by_id = {r.user_id: r for r in due}
                 sent = await asyncio.gather(
                     *(self._send_one(request, by_id[str(row.recipient_id)], item) for row in live)
@@ -454,10 +436,6 @@ UNKNOWN_OUTCOME = (
 
 @contextlib.asynccontextmanager
 async def _heartbeating(every: float = 1.0) -> AsyncIterator[None]:
-    if activity.info().is_local:  # a local activity has no heartbeat (its task has)
-        yield
-        return
-
     async def beat() -> None:
         while True:
             activity.heartbeat()
@@ -592,6 +570,19 @@ def _upsert() -> ReturningInsert[Any]:
             "updated_at": func.now(),
         },
     ).returning(*DELIVERY.c)
+
+
+async def _suppress(session: AsyncSession, rows: Sequence[Any]) -> dict[str, MailOutcome]:
+    """The item is no longer open: every row not final becomes `suppressed`; the outcome
+    of each row (final rows as they are)."""
+    live = [row for row in rows if row.status not in FINAL]
+    await _apply(session, [_change(row, status="suppressed") for row in live])
+    return {
+        str(row.recipient_id): _final(row)
+        if row.status in FINAL
+        else MailOutcome(user_id=str(row.recipient_id), status="suppressed")
+        for row in rows
+    }
 
 
 def _not_now(rows: Sequence[Any]) -> dict[str, MailOutcome]:
