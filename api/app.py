@@ -8,7 +8,6 @@ serving (creating an item is authoritative), so the client connects in the backg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +52,15 @@ class TemporalHolder:
                 delay = min(delay * 2, 10.0)
 
 
+async def _stop(tasks: list[asyncio.Task[None]], grace: float = 5.0) -> None:
+    """Cancel the background tasks and wait a bounded while: shutdown never hangs on one."""
+    for task in tasks:
+        task.cancel()
+    _, stuck = await asyncio.wait(tasks, timeout=grace)
+    for task in stuck:
+        log.error("shutdown.task_stuck", task=task.get_name())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging()
@@ -64,8 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
-            asyncio.create_task(temporal.keep_connecting(settings)),
-            asyncio.create_task(hub.run()),
+            asyncio.create_task(temporal.keep_connecting(settings), name="temporal-connect"),
+            asyncio.create_task(hub.run(), name="push-hub"),
         ]
         app.state.settings = settings
         app.state.engine = engine
@@ -75,10 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _stop(background)
             await engine.dispose()
 
     app = FastAPI(

@@ -111,8 +111,10 @@ class Hub:
                 await self._dispatch_new(connection)
         finally:
             self.connected.clear()
-            with contextlib.suppress(Exception):
-                await connection.close()
+            try:  # a graceful goodbye, bounded; a server that never answers is cut off
+                await connection.close(timeout=2.0)
+            except Exception:
+                connection.terminate()
 
     async def _dispatch_new(self, connection: asyncpg.Connection) -> None:
         while True:
