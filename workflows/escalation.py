@@ -70,6 +70,12 @@ ONE_TRANSACTION = "rung-in-one-transaction"
 # (`fire_and_send`); before it, `fire_rung` and then a `send_emails` activity.
 LOCAL_SEND = "rung-sends-locally"
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
+# workflow.patched: a rung further off than PRE_WAKE is waited for in two timers, the second
+# armed PRE_WAKE before the instant by a task that does nothing else. A timer runs from the
+# moment its task completes, but its length was computed at the task's start: a slow task
+# (the first one, at a start burst) made every rung after it that much late.
+PRE_WAKE_PATCH = "rung-pre-wake"
+PRE_WAKE = timedelta(seconds=10)
 
 
 @workflow.defn
@@ -209,15 +215,18 @@ class EscalationWorkflow:
             if upcoming is None:
                 await workflow.wait_condition(lambda: self._dirty)
                 continue
+            wait = max(upcoming.fire_at - workflow.now(), timedelta(0))
+            pre_wake = wait > 2 * PRE_WAKE and workflow.patched(PRE_WAKE_PATCH)
             try:
                 await workflow.wait_condition(
                     lambda: self._dirty,
-                    timeout=max(upcoming.fire_at - workflow.now(), timedelta(0)),
+                    timeout=wait - PRE_WAKE if pre_wake else wait,
                     timeout_summary=self._timer_summary(upcoming),
                 )
                 continue  # a message arrived first: re-plan
             except TimeoutError:
-                pass
+                if pre_wake:
+                    continue  # the last stretch, armed afresh
             await self._fire(ref, upcoming, notifier)
         if self._sync_wanted and self._db_truth:
             await self._sync(ref)  # record the version that ended it

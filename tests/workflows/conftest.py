@@ -40,7 +40,7 @@ from workflows.types import (
 
 HISTORIES = Path(__file__).with_name("histories")
 # Histories saved by today's code carry this suffix; older generations stay, and must replay.
-GENERATION = "_local_send"
+GENERATION = "_pre_wake"
 
 Handle = WorkflowHandle[Any, EscalationResult]
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Runner
 from workflows import search_attributes as sa
+from workflows.escalation import PRE_WAKE
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MINUTE = timedelta(minutes=1)
@@ -70,6 +71,24 @@ async def test_capa_rungs_fire_at_their_planned_instants_to_the_right_people(
     await runner.save_history(handle, "escalated_to_tier_2")
     await runner.act(tenant, handle, item_id, "resolve")
     assert (await handle.result()).fired == ["remind", "escalate_1", "escalate_2"]
+
+
+async def test_a_far_rung_is_armed_afresh_pre_wake_before_its_instant(
+    runner: Runner, tenant: Tenant
+) -> None:
+    """A timer's length is computed at its task's start but runs from the task's end: the
+    last stretch to every far rung is a timer of at most PRE_WAKE, armed by a cheap task."""
+    due = friday_after(await runner.now())
+    handle = await runner.start(tenant, await tenant.add_item(due_at=due))
+    await runner.skip_to(weekday(due, -1) + MINUTE)
+    await runner.sink.wait_for(1)
+    timers = [
+        event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        async for event in handle.fetch_history_events()
+        if event.HasField("timer_started_event_attributes")
+    ]
+    assert timers[0] > timedelta(days=1)
+    assert timedelta(0) < timers[1] <= PRE_WAKE
 
 
 async def test_doc_ack_never_reaches_tier_2(runner: Runner, tenant: Tenant) -> None:

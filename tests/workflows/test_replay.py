@@ -24,14 +24,14 @@ HISTORIES = {
 SCENARIOS = {"claimed", "paused_resumed", "due_changed", "escalated_to_tier_2"}
 
 
-GENERATIONS = ("", "_nudged", "_one_transaction", "_batched", "_local_send")
+GENERATIONS = ("", "_nudged", "_one_transaction", "_batched", "_local_send", "_pre_wake")
 
 
 def test_the_four_scenarios_are_saved_in_each_generation() -> None:
     """Before signals became nudges (no suffix), after (`_nudged`), since a rung fires in one
     transaction (`_one_transaction`), since a rung's mails are one activity (`_batched`),
-    and since a rung fires and sends in one local activity (`_local_send`), each with the
-    patches of its time."""
+    since a rung fires and sends in one local activity (`_local_send`), and since a far rung
+    is waited for in two timers (`_pre_wake`), each with the patches of its time."""
     assert set(HISTORIES) == {f"{name}{gen}" for name in SCENARIOS for gen in GENERATIONS}
 
 
