@@ -39,6 +39,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Where people reach the API's pages: the base of every link in a mail (sign-in, item,
+    # claim). Unset, http://<api_host>:<api_port>.
+    public_url: str | None = None
+    # Sign-in links asked for one address within 15 minutes, beyond which it is a 429.
+    sign_in_requests_per_window: int = 5
     # Larger request bodies are a 413 before any parsing (the biggest legitimate one, a
     # handoff with a 64 KiB snapshot, fits with room to spare).
     max_body_bytes: int = 256 * 1024
@@ -78,6 +83,10 @@ class Settings(BaseSettings):
         if self.environment == "prod" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("ESCALATOR_JWT_SECRET must be set to a real secret in prod")
         return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def async_database_url(self) -> str:

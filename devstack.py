@@ -167,11 +167,21 @@ def demo_items(api: str, token: str) -> None:
     """A few items through the real API, so the queue page and the Temporal UI have
     something to show. Idempotency keys make a second `make run` create nothing new."""
     from domain.clock import utcnow
-    from domain.demo import stable_id
+    from domain.demo import DEMO_DUE_IN_SECONDS, stable_id
 
     erin = str(stable_id("demo", "user:erin"))
     now = utcnow()
     requests = [
+        (  # a new one each run (its key has the minute): it is at tier 2 in ~2.25 minutes
+            "/v1/tasks",
+            f"demo-moving-{now:%Y%m%dT%H%M}",
+            {
+                "type": "DEMO",
+                "title": "Demo: cold room C-2 above 8 °C",
+                "assignee_id": str(stable_id("demo", "user:emil")),
+                "due_at": (now + timedelta(seconds=DEMO_DUE_IN_SECONDS)).isoformat(),
+            },
+        ),
         (
             "/v1/tasks",
             "demo-capa-overdue",

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.email import EmailActivities
+from activities.email import EmailActivities, MailLinks
 from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
@@ -52,7 +52,10 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     items = ItemActivities(sessionmaker)
     recipients = RecipientActivities(sessionmaker)
     email = EmailActivities(
-        sessionmaker, Smtp.from_settings(settings), pool_size=settings.smtp_concurrency
+        sessionmaker,
+        Smtp.from_settings(settings),
+        pool_size=settings.smtp_concurrency,
+        links=MailLinks.from_settings(settings),
     )
     push = PushActivities(sessionmaker)
     rungs = RungActivities(sessionmaker)

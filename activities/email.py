@@ -32,9 +32,10 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from email.header import Header
 from email.message import Message
@@ -57,10 +58,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.rungs import fire
 from activities.smtp import Smtp, SmtpPool
+from config import Settings
 from db import tenant_session
-from domain import audit
+from domain import audit, links
 from domain.clock import utcnow
-from domain.models import Delivery, Item
+from domain.models import BusinessCalendarVersion, Delivery, Item, SlaPolicy
+from domain.policy import parse_rungs
 from domain.quiet_hours import quiet_until
 from domain.recipients import Recipient, Resolution
 from workflows.types import (
@@ -93,17 +96,25 @@ LOCAL_SENDS = 25
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 ITEM: Table = Item.__table__  # type: ignore[assignment]
 # The send path's statements, built once (parameters bound at execution).
+POLICY: Table = SlaPolicy.__table__  # type: ignore[assignment]
+CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
+# The item (locked FOR SHARE), with what its mails say of the policy and calendar it pins:
+# each rung's offset and the calendar's zone.
 _ITEM_FOR_SHARE = (
     select(
         *(ITEM.c[name] for name in ("id", "state", "title", "item_type", "kind", "due_at")),
         ITEM.c.engineer_notes,
         ITEM.c.priority,
+        POLICY.c.rungs,
+        CALENDAR.c.tz,
     )
+    .join(POLICY, POLICY.c.id == ITEM.c.policy_id)
+    .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
         ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
     )
-    .with_for_update(read=True)
+    .with_for_update(read=True, of=ITEM)
 )
 _ROWS_FOR_UPDATE = (
     select(DELIVERY)
@@ -137,26 +148,61 @@ class MailItem:
     due_at: datetime | None
     engineer_notes: str | None
     priority: str | None
+    zone: str = "UTC"  # the pinned calendar's: the due instant is shown in it
+    offsets: dict[str, str] = field(default_factory=dict)  # rung -> "2 business days"
 
 
-def render(request: SendEmails, recipient: Recipient, item: MailItem) -> Message:
+@dataclass(frozen=True, kw_only=True)
+class MailLinks:
+    """What a mail links to: the item's page and a claim link for its recipient."""
+
+    base_url: str
+    secret: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailLinks:
+        return cls(base_url=settings.base_url, secret=settings.jwt_secret)
+
+    def item(self, item_id: str) -> str:
+        return f"{self.base_url}/items/{item_id}"
+
+    def claim(self, request: SendEmails, recipient: Recipient) -> str:
+        token = links.mint(
+            "claim",
+            self.secret,
+            user_id=uuid.UUID(recipient.user_id),
+            account_id=uuid.UUID(request.account_id),
+            item_id=uuid.UUID(request.item_id),
+            now=request.at,
+        )
+        return links.url(self.base_url, "claim", token)
+
+
+def render(
+    request: SendEmails, recipient: Recipient, item: MailItem, to: MailLinks | None = None
+) -> Message:
     """The mail, as a compat32 MIME message: the modern `EmailMessage` API parses every
     header it is given, which made rendering most of a 500-recipient rung's CPU. Header
-    values are single lines (a title's line breaks can never start a header of their own)."""
-    zone = ZoneInfo(recipient.timezone)
+    values are single lines (a title's line breaks can never start a header of their own).
+    The wording comes from the policy ("2 business days past due"), the due instant is in
+    the calendar's zone, and each mail links to its item and to a claim as its recipient."""
+    to = to or MailLinks.from_settings(Settings())
     variables = {  # the whitelist: templates see nothing else
         "recipient_name": recipient.name,
         "item_title": item.title,
         "item_type": item.item_type,
         "item_kind": item.kind,
-        "due_local": item.due_at.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
+        "due_local": item.due_at.astimezone(ZoneInfo(item.zone)).strftime("%a %d %b %Y %H:%M %Z")
         if item.due_at
         else "no due date",
+        "offset": item.offsets.get(request.rung, ""),
         "tier": request.tier,
         "rung": request.rung,
         "event_key": request.event_key,
         "notes": item.engineer_notes or "",
         "priority": item.priority or "",
+        "item_url": to.item(request.item_id),
+        "claim_url": to.claim(request, recipient),
     }
     parts = {}
     for env, part in ((TEMPLATES, "subject"), (TEMPLATES, "text"), (HTML, "html")):
@@ -192,11 +238,16 @@ def _is_permanent(error: aiosmtplib.SMTPException) -> bool:
 
 class EmailActivities:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], smtp: Smtp, pool_size: int = 8
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        smtp: Smtp,
+        pool_size: int = 8,
+        links: MailLinks | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._smtp = smtp
         self._pool = SmtpPool(smtp, pool_size)
+        self._links = links or MailLinks.from_settings(Settings())
 
     @activity.defn
     async def send_emails(self, request: SendEmails) -> SendEmailsResult:
@@ -244,7 +295,7 @@ class EmailActivities:
         batch, outcomes = prepared
         due = [r for r in batch.recipients if r.user_id not in outcomes]
         if due:
-            outcomes.update(await self._deliver(batch, account_id, _mail_item(item), due))
+            outcomes.update(await self._deliver(batch, account_id, due))
         return replace(fired, outcomes=[outcomes[r.user_id] for r in batch.recipients])
 
     @activity.defn
@@ -285,7 +336,7 @@ class EmailActivities:
         outcomes, item = await self._prepare(request, account_id)
         due = [r for r in request.recipients if r.user_id not in outcomes]
         if due and item is not None:
-            outcomes.update(await self._deliver(request, account_id, item, due))
+            outcomes.update(await self._deliver(request, account_id, due))
         return [outcomes[r.user_id] for r in request.recipients]
 
     async def _prepare(
@@ -303,7 +354,6 @@ class EmailActivities:
         self,
         request: SendEmails,
         account_id: uuid.UUID,
-        item: MailItem,
         due: Sequence[Recipient],
     ) -> dict[str, MailOutcome]:
         """The sends, under the item's share lock, and each one's record."""
@@ -317,8 +367,8 @@ class EmailActivities:
                 live = [row for row in rows if row.status not in FINAL]
                 outcomes.update({str(r.recipient_id): _final(r) for r in rows if r.status in FINAL})
                 by_id = {r.user_id: r for r in due}
-                sent = await asyncio.gather(
-                    *(self._send_one(request, by_id[str(row.recipient_id)], item) for row in live)
+                sent = await asyncio.gather(  # the item as locked now, not as first read
+                    *(self._send_one(request, by_id[str(row.recipient_id)], held) for row in live)
                 )
                 changes = []
                 for row, result in zip(live, sent, strict=True):
@@ -352,7 +402,7 @@ class EmailActivities:
         mails overlaps the server's answers to the ones in flight."""
 
         def message() -> Message:
-            rendered = render(request, recipient, item)
+            rendered = render(request, recipient, item, self._links)
             rendered["From"] = self._smtp.mail_from
             return rendered
 
@@ -608,7 +658,20 @@ def _mail_item(row: Any) -> MailItem:
         due_at=row.due_at,
         engineer_notes=row.engineer_notes,
         priority=row.priority,
+        zone=row.tz,
+        offsets=_offsets(row.rungs),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _described(rungs: str) -> dict[str, str]:
+    parsed = parse_rungs(json.loads(rungs))
+    return {name: rung.offset.describe() for name, rung in parsed.items() if rung is not None}
+
+
+def _offsets(rungs: dict[str, Any]) -> dict[str, str]:
+    """Each rung's offset in words; a policy version never changes, so this is cached."""
+    return _described(json.dumps(rungs, sort_keys=True))
 
 
 def _final(row: Any) -> MailOutcome:

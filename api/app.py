@@ -18,10 +18,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import errors, openapi
+from api import docs, errors, openapi
 from api.events import Hub
 from api.middleware import RequestContext
-from api.routers import events, health, intake, items, replan
+from api.routers import events, health, intake, items, links, replan
 from api.routers.admin import router as admin_router
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Makes sure work gets picked up: durable escalations on business time.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by api.docs from a PyPI package's assets: no CDN
+        redoc_url=None,
     )
     errors.install(app)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
@@ -100,7 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(replan.router)
     app.include_router(events.router)
+    app.include_router(links.router)
     openapi.install(app)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -4,9 +4,12 @@ nothing and a printed token keeps working across restarts.
 People (manager chain: engineers -> admin Ada -> owner Otto):
 - Otto Owner (owner), Ada Admin (admin), Erin and Emil Engineer (engineer), Vera Viewer.
 Named roles: quality_manager (Ada), top_management (Otto), qms_owner (Otto).
-Calendar: Europe/Berlin, Mon-Fri 09:00-17:00, German holidays (Berlin).
-Policies: CAPA (remind, escalate_1, escalate_2 at +3 business days), DOC_ACK (no
-escalate_2, the seed's carve-out) and `handoff` (30 business minutes response target).
+Calendars: "Berlin office" (Europe/Berlin, Mon-Fri 09:00-17:00, German holidays) and
+"Always on" (24x7, no holidays).
+Policies on the office calendar: CAPA (remind, escalate_1, escalate_2 at +3 business days),
+DOC_ACK (no escalate_2, the seed's carve-out) and `handoff` (30 business minutes response
+target). On the 24x7 calendar: DEMO, whose rungs are seconds apart, so a demo item reaches
+tier 2 about two minutes after it is created, on any day at any hour.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ ROLES = {
     "qms_owner": ("QMS Owner", ["otto"]),
 }
 WEEKDAYS_9_TO_5 = {str(day): [["09:00", "17:00"]] for day in range(5)}
+ALL_WEEK = {str(day): [["00:00", "24:00"]] for day in range(7)}
+# The moving demo item: due this long after it is created, so its remind fires 15 s in,
+# escalate_1 at 1.5 minutes and escalate_2 at 2.25 minutes.
+DEMO_DUE_IN_SECONDS = 45
 
 
 def rung(
@@ -101,6 +108,17 @@ POLICIES: dict[str, dict[str, Any]] = {
             "remind": rung({"business_days": 1}, ["assignee"], "task.reminder"),
             "escalate_1": rung({"business_days": 2}, TIER_1_CHAIN, "task.escalated"),
             "escalate_2": None,
+        },
+    },
+    "DEMO": {
+        "response_target": None,
+        "calendar": "always",
+        "rungs": {
+            "remind": rung({"business_seconds": 30}, ["assignee"], "task.reminder"),
+            "escalate_1": rung({"business_seconds": 45}, TIER_1_CHAIN, "task.escalated"),
+            "escalate_2": rung(
+                {"business_seconds": 90}, TIER_2_CHAIN, "task.escalated_final", "critical"
+            ),
         },
     },
     "handoff": {
@@ -172,30 +190,30 @@ async def seed_demo(
             for member in members
         ],
     )
-    calendar_id = demo_id("calendar:berlin")
-    working_time = {
-        "tz": "Europe/Berlin",
-        "hours": WEEKDAYS_9_TO_5,
-        "holiday_country": "DE",
-        "holiday_subdivision": "BE",
-        "custom_holidays": ["2026-12-24", "2026-12-31"],
+    calendars = {
+        "berlin": ("Berlin office", _working_time("Europe/Berlin", WEEKDAYS_9_TO_5, holidays=True)),
+        "always": ("Always on", _working_time("Europe/Berlin", ALL_WEEK, holidays=False)),
     }
     await _insert(
         session,
         BusinessCalendarRow,
-        [{"id": calendar_id, "account_id": account_id, "name": "Berlin office", **working_time}],
+        [
+            {"id": demo_id(f"calendar:{key}"), "account_id": account_id, "name": name, **hours}
+            for key, (name, hours) in calendars.items()
+        ],
     )
     await _insert(
         session,
         BusinessCalendarVersion,
         [
             {
-                "id": demo_calendar_version(slug),
+                "id": demo_id(f"calendar:{key}:1"),
                 "account_id": account_id,
-                "calendar_id": calendar_id,
+                "calendar_id": demo_id(f"calendar:{key}"),
                 "version": 1,
-                **working_time,
+                **hours,
             }
+            for key, (_, hours) in calendars.items()
         ],
     )
     await _insert(
@@ -207,7 +225,7 @@ async def seed_demo(
                 "account_id": account_id,
                 "item_type": item_type,
                 "version": 1,
-                "calendar_id": calendar_id,
+                "calendar_id": demo_id(f"calendar:{spec.get('calendar', 'berlin')}"),
                 "response_target": spec["response_target"],
                 "rungs": spec["rungs"],
             }
@@ -216,6 +234,16 @@ async def seed_demo(
     )
     await session.flush()
     return account_id
+
+
+def _working_time(tz: str, hours: dict[str, Any], *, holidays: bool) -> dict[str, Any]:
+    return {
+        "tz": tz,
+        "hours": hours,
+        "holiday_country": "DE" if holidays else None,
+        "holiday_subdivision": "BE" if holidays else None,
+        "custom_holidays": ["2026-12-24", "2026-12-31"] if holidays else [],
+    }
 
 
 async def _insert(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> None:

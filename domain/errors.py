@@ -44,3 +44,16 @@ class IdempotencyKeyReused(DomainError):
 
     status = 422
     code = "idempotency_key_reused"
+
+
+class LinkUsed(Conflict):
+    code = "link_used"
+
+
+class BadLink(Invalid):
+    code = "invalid_link"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    code = "too_many_requests"

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit, push
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
-from domain.models import Item
+from domain.models import Item, User
 
 ACTIVE = ("open", "paused", "claimed")
 # Lifecycle changes every open queue page must see at once.
@@ -106,9 +106,11 @@ async def claim(
         if current.state == "claimed" and current.claimed_by == user_id:
             return Transition(item=current, changed=False)
         if current.state == "claimed":
+            claimer = await session.get(User, current.claimed_by) if current.claimed_by else None
+            name = claimer.name if claimer is not None else None
             raise AlreadyClaimed(
-                "item already claimed",
-                claimed_by=str(current.claimed_by),
+                f"item already claimed by {name or 'someone else'}",
+                claimed_by={"id": str(current.claimed_by), "name": name},
                 claimed_at=current.claimed_at.isoformat() if current.claimed_at else None,
             )
         raise IllegalTransition(f"cannot claim an item that is {current.state}")

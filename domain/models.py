@@ -357,6 +357,21 @@ class PushEvent(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class UsedLink(Base):
+    """A sign-in or claim link that was used: the links are signed tokens, and this row
+    (its `jti`) is what makes each single-use."""
+
+    __tablename__ = "used_link"
+
+    jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    account_id: Mapped[uuid.UUID] = _account_fk()
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("app_user.id", ondelete="CASCADE")
+    )
+    used_at: Mapped[datetime] = _created_at()
+
+
 TENANT_TABLES = (
     "app_user",
     "role",
@@ -368,4 +383,5 @@ TENANT_TABLES = (
     "delivery",
     "audit_event",
     "push_event",
+    "used_link",
 )

@@ -96,6 +96,15 @@ class Offset:
                 return {key: span // unit}
         return {"business_seconds": span.total_seconds()}
 
+    def describe(self) -> str:
+        """As a person says it: "1 business day", "30 business minutes", "no time"."""
+        ((key, value),) = self.to_dict().items()
+        if value == 0:
+            return "no time"
+        unit = key.removeprefix("business_").removesuffix("s")
+        number = f"{value:g}" if isinstance(value, float) else str(value)
+        return f"{number} business {unit}{'' if value == 1 else 's'}"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Pause:

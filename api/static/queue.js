@@ -47,7 +47,7 @@ async function refresh(freshId) {
 async function claim(id) {
   const { response, body } = await api(`/v1/items/${id}/claim`, { method: "POST" });
   if (response.status === 409) {
-    const who = body.error.details.claimed_by;
+    const who = body.error.details.claimed_by?.name;
     notice(who ? `Too late: claimed by ${who} at ${when(body.error.details.claimed_at)}` : body.error.message);
   } else if (!response.ok) {
     notice(body?.error?.message || response.statusText);

@@ -239,7 +239,7 @@ async def test_calendars_are_validated_and_round_trip(api: Api, tenant: Tenant) 
     assert "a calendar named 'Berlin office' already exists" in error(taken, 409)["message"]
     assert error(await api.client.get(f"/v1/calendars/{uuid.uuid4()}", headers=ada), 404)
     listed = await api.client.get("/v1/calendars", headers=ada)
-    assert [c["name"] for c in listed.json()] == ["Berlin office", "Lisbon office"]
+    assert [c["name"] for c in listed.json()] == ["Always on", "Berlin office", "Lisbon office"]
 
 
 async def test_a_new_policy_version_leaves_items_pinned_until_replanned(
@@ -264,6 +264,7 @@ async def test_a_new_policy_version_leaves_items_pinned_until_replanned(
     listed = await api.client.get("/v1/policies", headers=ada)
     assert {p["item_type"]: p["version"] for p in listed.json()} == {
         "CAPA": 2,
+        "DEMO": 1,
         "DOC_ACK": 1,
         "handoff": 1,
     }
@@ -326,7 +327,7 @@ async def test_invalid_policies_are_rejected_with_the_reason(api: Api, tenant: T
         ):
             response = await api.client.request(method, url, json=payload, headers=ada)
             assert reason in error(response, 400)["message"], (method, reason, response.text)
-    assert await count(tenant, SlaPolicy) == 3  # nothing was written
+    assert await count(tenant, SlaPolicy) == 4  # nothing was written
 
 
 async def test_only_admins_and_owners_write(api: Api, tenant: Tenant) -> None:
@@ -352,7 +353,7 @@ async def test_only_admins_and_owners_write(api: Api, tenant: Tenant) -> None:
             )
             assert error(response, 403)["message"] == "requires role admin or above", (who, url)
     assert await count(tenant, User) == 5
-    assert await count(tenant, SlaPolicy) == 3
+    assert await count(tenant, SlaPolicy) == 4
 
     vera = api.headers(tenant, "vera")
     for url in (
@@ -392,12 +393,15 @@ async def test_another_account_sees_nothing_of_this_one(api: Api, tenant: Tenant
         str(other.user(u)) for u in ("otto", "ada", "erin", "emil", "vera")
     }
     calendars = (await api.client.get("/v1/calendars", headers=theirs)).json()
-    assert [c["id"] for c in calendars] == [str(stable_id(other.slug, "calendar:berlin"))]
+    theirs_calendars = {
+        str(stable_id(other.slug, f"calendar:{key}")) for key in ("berlin", "always")
+    }
+    assert {c["id"] for c in calendars} == theirs_calendars
     roles = (await api.client.get("/v1/roles", headers=theirs)).json()
     assert {m for r in roles for m in r["member_ids"]} == {
         str(other.user(u)) for u in ("ada", "otto")
     }
     policies = (await api.client.get("/v1/policies", headers=theirs)).json()
-    assert {p["calendar_id"] for p in policies} == {str(stable_id(other.slug, "calendar:berlin"))}
+    assert {p["calendar_id"] for p in policies} == theirs_calendars
     untouched = await api.client.get(f"/v1/users/{nora['id']}", headers=api.headers(tenant, "ada"))
     assert (untouched.json()["name"], untouched.json()["deleted_at"]) == (NORA["name"], None)

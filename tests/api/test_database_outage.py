@@ -21,6 +21,7 @@ from api.app import create_app
 from api.tokens import Principal, mint
 from config import Settings
 from db import create_engine, create_sessionmaker, migrate
+from domain import links
 from domain.clock import utcnow
 from domain.demo import stable_id
 from mailsink import free_port
@@ -78,12 +79,31 @@ async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without
         "session_ref": "acme-vpn",
     }
     schema = create_app(ours).openapi()
-    operations = [
-        (method.upper(), concrete(path, ids), example_body(op, schema["components"]["schemas"]))
-        for path, methods in schema["paths"].items()
-        if path.startswith("/v1/")
-        for method, op in methods.items()
-    ]
+    # The link endpoints' credential is a signed link, which no example can hold.
+    linked = {
+        purpose: links.mint(
+            purpose,
+            ours.jwt_secret,
+            user_id=tenant.user("erin"),
+            account_id=tenant.account_id,
+            item_id=item_id,
+            now=utcnow(),
+        )
+        for purpose in ("sign_in", "claim")
+    }
+    by_link = {
+        ("GET", "/v1/auth/sign-in-link"): f"?link={linked['sign_in']}",
+        ("POST", "/v1/auth/session"): {"link": linked["sign_in"]},
+        ("GET", "/v1/claim-links"): f"?link={linked['claim']}",
+        ("POST", "/v1/claim-links"): {"link": linked["claim"]},
+    }
+    operations = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items() if path.startswith("/v1/") else ():
+            url, body = concrete(path, ids), example_body(op, schema["components"]["schemas"])
+            link = by_link.get((method.upper(), path))
+            url, body = (url + link, body) if isinstance(link, str) else (url, link or body)
+            operations.append((method.upper(), url, body))
     assert len(operations) > 30
 
     with serve(ours) as base:

@@ -74,8 +74,9 @@ async def test_fifty_concurrent_claims_have_exactly_one_winner(api: Api, tenant:
     for lost in (r.json()["error"] for r in responses if r.status_code == 409):
         assert (lost["code"], lost["details"]["claimed_by"]) == (
             "already_claimed",
-            won["claimed_by"],
+            {"id": won["claimed_by"], "name": won["claimer_name"]},
         )
+        assert lost["message"] == f"item already claimed by {won['claimer_name']}"
         assert lost["details"]["claimed_at"]
     again = await api.client.post(
         f"/v1/items/{item['id']}/claim", headers=api.headers(tenant, uuid.UUID(won["claimed_by"]))

@@ -15,7 +15,7 @@ from db import set_tenant
 from domain.models import TENANT_TABLES
 from tests.support.factories import add_item_records, add_task, seed_account
 
-APPEND_ONLY = {"audit_event", "push_event", "business_calendar_version"}
+APPEND_ONLY = {"audit_event", "push_event", "business_calendar_version", "used_link"}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.demo import demo_calendar_version, seed_demo, stable_id
-from domain.models import AuditEvent, Delivery, Item, PushEvent
+from domain.models import AuditEvent, Delivery, Item, PushEvent, UsedLink
 
 
 async def seed_account(session: AsyncSession, slug: str) -> uuid.UUID:
@@ -45,7 +45,8 @@ async def add_task(
 
 
 async def add_item_records(session: AsyncSession, item: Item) -> None:
-    """One delivery, audit event and push event for `item`, so every tenant table has rows."""
+    """One delivery, audit event, push event and used link for `item`, so every tenant table
+    has rows."""
     recipient = item.assignee_id
     assert recipient is not None
     key = uuid.uuid4().hex
@@ -67,6 +68,9 @@ async def add_item_records(session: AsyncSession, item: Item) -> None:
                 kind="item.created",
                 payload={"id": str(item.id)},
                 dedup_key=key,
+            ),
+            UsedLink(
+                jti=uuid.uuid4(), account_id=item.account_id, purpose="claim", user_id=recipient
             ),
         ]
     )

@@ -1,0 +1,366 @@
+"""Sign-in without a terminal, and claiming from a mail.
+
+- `POST /v1/auth/sign-in-link` mails a single-use, 15-minute link to the address, if it is
+  an active user's (the answer is the same either way: it never says who has an account).
+  `GET /v1/auth/sign-in-link` says whom a link would sign in; `POST /v1/auth/session`
+  redeems it for a bearer token (8 hours).
+- Every notification carries a claim link, scoped to its item and recipient.
+  `GET /v1/claim-links` only shows (mail scanners follow links); `POST /v1/claim-links`
+  claims, as that recipient, once.
+
+The pages at `/signin` and `/claim` are these calls with buttons.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from datetime import datetime, timedelta
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr
+from html import escape
+from typing import Annotated, Any, Literal
+
+import aiosmtplib
+import structlog
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import SessionmakerDep, SettingsDep, TemporalDep
+from api.errors import ErrorResponse
+from api.tokens import Principal
+from api.tokens import mint as mint_token
+from api.workflows import signal_item
+from config import Settings
+from db import get_in_account, tenant_session
+from domain import lifecycle, links
+from domain.clock import utcnow
+from domain.errors import BadLink, LinkUsed, TooManyRequests
+from domain.models import Account, Item, User
+from workflows.types import ClaimSignal
+
+log = structlog.get_logger()
+router = APIRouter(tags=["sign-in and mail links"])
+SESSION_TTL = timedelta(hours=8)
+WINDOW_SECONDS = 15 * 60
+LinkToken = Annotated[str, Field(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9_.\-]+$")]
+LinkQuery = Annotated[
+    str, Query(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9_.\-]+$", alias="link")
+]
+BAD_LINK: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the link is forged, cut short or expired"},
+}
+CLAIM_CONFLICT = "claimed by someone else (who and when in `details`), or the link was used"
+USED: dict[int | str, dict[str, Any]] = {
+    **BAD_LINK,
+    409: {"model": ErrorResponse, "description": "the link was used already"},
+}
+
+
+class SignInRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@demo.escalator.test"}]}
+    )
+
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        examples=["ada@demo.escalator.test"],
+    )
+
+
+class SignInRequested(BaseModel):
+    status: Literal["sent"] = "sent"
+    message: str = Field(
+        examples=["If ada@demo.escalator.test belongs to an active user, a link is on its way."]
+    )
+
+
+class Person(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class SignInLinkOut(BaseModel):
+    user: Person
+    email: str | None
+    account: str
+    role: str
+    expires_at: datetime
+    used: bool
+
+
+class Redeem(BaseModel):
+    link: LinkToken
+
+
+class SessionOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds")
+    user: Person
+    role: str
+
+
+class ClaimLinkOut(BaseModel):
+    item_id: uuid.UUID
+    title: str
+    type: str
+    kind: str
+    state: str
+    due_at: datetime | None
+    recipient: Person
+    claimed_by: Person | None
+    claimed_at: datetime | None
+    used_at: datetime | None = Field(description="when this link was used, if it was")
+    expires_at: datetime
+
+
+class _Window:
+    """Sign-in requests per address in the last 15 minutes, in this process: enough to stop
+    a script from filling someone's inbox through this endpoint."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def admit(self, key: str, limit: int) -> bool:
+        now = time.monotonic()
+        seen = self._seen[key]
+        while seen and seen[0] < now - WINDOW_SECONDS:
+            seen.popleft()
+        if len(seen) >= limit:
+            return False
+        seen.append(now)
+        return True
+
+
+_WINDOW = _Window()
+
+
+@router.post(
+    "/v1/auth/sign-in-link",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SignInRequested,
+    responses={429: {"model": ErrorResponse, "description": "too many links for this address"}},
+    summary="Mail a sign-in link (single use, 15 minutes)",
+)
+async def request_sign_in(
+    body: SignInRequest, settings: SettingsDep, sessionmaker: SessionmakerDep
+) -> SignInRequested:
+    email = body.email.strip().lower()
+    if not _WINDOW.admit(email, settings.sign_in_requests_per_window):
+        raise TooManyRequests(
+            "too many sign-in links for this address: use the last one, or wait 15 minutes"
+        )
+    async with sessionmaker() as session:
+        found = (
+            await session.execute(
+                text("SELECT * FROM escalator_sign_in_candidates(:email)"), {"email": email}
+            )
+        ).all()
+    for user in found:
+        token = links.mint(
+            "sign_in",
+            settings.jwt_secret,
+            user_id=user.user_id,
+            account_id=user.account_id,
+            now=utcnow(),
+        )
+        await _mail_sign_in(settings, user.name, user.email, user.account_name, token)
+    log.info("sign_in.requested", matched=len(found))
+    return SignInRequested(message=f"If {email} belongs to an active user, a link is on its way.")
+
+
+@router.get(
+    "/v1/auth/sign-in-link",
+    response_model=SignInLinkOut,
+    responses=BAD_LINK,
+    summary="Whom a sign-in link is for (uses nothing)",
+)
+async def inspect_sign_in(
+    link: LinkQuery, settings: SettingsDep, sessionmaker: SessionmakerDep
+) -> SignInLinkOut:
+    read = _read(link, settings, "sign_in")
+    async with tenant_session(sessionmaker, read.account_id) as session:
+        user = await _active_user(session, read)
+        account = await session.scalar(select(Account).where(Account.id == read.account_id))
+        return SignInLinkOut(
+            user=Person(id=user.id, name=user.name),
+            email=user.email,
+            account=account.name if account else "",
+            role=user.role,
+            expires_at=read.expires_at,
+            used=await links.used_at(session, read) is not None,
+        )
+
+
+@router.post(
+    "/v1/auth/session",
+    response_model=SessionOut,
+    responses=USED,
+    summary="Redeem a sign-in link for a bearer token (8 hours)",
+)
+async def redeem(body: Redeem, settings: SettingsDep, sessionmaker: SessionmakerDep) -> SessionOut:
+    read = _read(body.link, settings, "sign_in")
+    async with tenant_session(sessionmaker, read.account_id) as session:
+        user = await _active_user(session, read)
+        if not await links.use(session, read):
+            raise LinkUsed("this sign-in link was used already: ask for a new one")
+    principal = Principal(user_id=user.id, account_id=user.account_id, role=user.role)
+    token = mint_token(principal, settings.jwt_secret, ttl=SESSION_TTL, now=utcnow())
+    log.info("sign_in.redeemed", user_id=str(user.id))
+    return SessionOut(
+        access_token=token,
+        expires_in=int(SESSION_TTL.total_seconds()),
+        user=Person(id=user.id, name=user.name),
+        role=user.role,
+    )
+
+
+@router.get(
+    "/v1/claim-links",
+    response_model=ClaimLinkOut,
+    responses=BAD_LINK,
+    summary="What a claim link would claim, and whether someone already has (claims nothing)",
+)
+async def inspect_claim(
+    link: LinkQuery, settings: SettingsDep, sessionmaker: SessionmakerDep
+) -> ClaimLinkOut:
+    read = _read(link, settings, "claim")
+    async with tenant_session(sessionmaker, read.account_id) as session:
+        return await _claim_view(session, read)
+
+
+@router.post(
+    "/v1/claim-links",
+    response_model=ClaimLinkOut,
+    responses={
+        **USED,
+        409: {"model": ErrorResponse, "description": "claimed by someone, or the link was used"},
+    },
+    summary="Claim the item, as the mail's recipient, once",
+)
+async def claim_from_mail(
+    body: Redeem, settings: SettingsDep, sessionmaker: SessionmakerDep, temporal: TemporalDep
+) -> ClaimLinkOut:
+    read = _read(body.link, settings, "claim")
+    assert read.item_id is not None  # links.read refuses a claim link without one
+    now = utcnow()
+    async with tenant_session(sessionmaker, read.account_id) as session:
+        await _active_user(session, read)
+        before = await _claim_view(session, read)  # the item must be in the link's account
+        if not await links.use(session, read):
+            raise LinkUsed("this claim link was used already", **_who(before))
+        # Claimed by someone else: the error rolls back the use too, so the link still works
+        # once that claim is released.
+        done = await lifecycle.claim(session, read.account_id, read.item_id, read.user_id, now)
+        view = await _claim_view(session, read)
+    if done.changed:
+        await signal_item(
+            temporal, read.item_id, "claim", ClaimSignal(user_id=str(read.user_id), at=now)
+        )
+    return view
+
+
+def _read(token: str, settings: Settings, purpose: links.Purpose) -> links.Link:
+    try:
+        return links.read(token, settings.jwt_secret, purpose)
+    except links.InvalidLink as error:
+        raise BadLink(str(error)) from error
+
+
+async def _active_user(session: AsyncSession, read: links.Link) -> User:
+    user = await get_in_account(session, User, read.user_id, read.account_id)
+    if user is None or not user.is_active or user.deleted_at is not None:
+        raise BadLink("the link's user is no longer an active user of this account")
+    return user
+
+
+def _who(view: ClaimLinkOut) -> dict[str, Any]:
+    claimer = view.claimed_by
+    return {
+        "claimed_by": None if claimer is None else {"id": str(claimer.id), "name": claimer.name},
+        "claimed_at": view.claimed_at.isoformat() if view.claimed_at else None,
+    }
+
+
+async def _claim_view(session: AsyncSession, read: links.Link) -> ClaimLinkOut:
+    item = await session.scalar(
+        select(Item).where(Item.id == read.item_id, Item.account_id == read.account_id)
+    )
+    if item is None:
+        raise BadLink("the link's item no longer exists")
+    people = {
+        u.id: u.name
+        for u in await session.scalars(
+            select(User).where(
+                User.account_id == read.account_id,
+                User.id.in_([read.user_id, item.claimed_by]),
+            )
+        )
+    }
+    return ClaimLinkOut(
+        item_id=item.id,
+        title=item.title,
+        type=item.item_type,
+        kind=item.kind,
+        state=item.state,
+        due_at=item.due_at,
+        recipient=Person(id=read.user_id, name=people.get(read.user_id, "")),
+        claimed_by=None
+        if item.claimed_by is None
+        else Person(id=item.claimed_by, name=people.get(item.claimed_by, "")),
+        claimed_at=item.claimed_at,
+        used_at=await links.used_at(session, read),
+        expires_at=read.expires_at,
+    )
+
+
+async def _mail_sign_in(
+    settings: Settings, name: str, email: str, account: str, token: str
+) -> None:
+    url = links.url(settings.base_url, "sign_in", token)
+    message = MIMEMultipart("alternative")
+    message["Subject"] = f"[escalator] Your sign-in link for {account}"
+    message["From"] = settings.mail_from
+    message["To"] = formataddr((name, email))
+    message.attach(
+        MIMEText(
+            f"Hello {name},\n\nSign in to escalator ({account}) with this link. It works once, "
+            f"for 15 minutes:\n\n{url}\n\nIf you did not ask for it, ignore this mail.\n"
+            "-- escalator\n",
+            "plain",
+            "utf-8",
+        )
+    )
+    message.attach(
+        MIMEText(
+            f'<p>Hello {_html(name)},</p><p><a href="{_html(url)}">Sign in to escalator '
+            f"({_html(account)})</a>. The link works once, for 15 minutes.</p>"
+            "<p>If you did not ask for it, ignore this mail.</p>",
+            "html",
+            "utf-8",
+        )
+    )
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            start_tls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    except (aiosmtplib.SMTPException, OSError) as error:
+        # Said the same way as success: the answer never tells who has an account.
+        log.error("sign_in.mail_failed", error=str(error))
+
+
+def _html(value: str) -> str:
+    return escape(value, quote=True)
