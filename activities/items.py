@@ -4,6 +4,7 @@ them as local activities (fewer server round trips, which matters in bursts)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,10 +12,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import get_in_account, tenant_session
-from domain import audit
+from domain import audit, recipients
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
-from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy
+from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy, User
+from domain.policy import PolicyError, parse_rungs
 from workflows.types import (
     AppliedVersion,
     ItemRef,
@@ -89,6 +91,8 @@ class ItemActivities:
                 ],
                 pauses=[PauseSpan(start=p.start, end=p.end) for p in item_pauses(item)],
                 version=item.version,
+                notified=await _notified(session, item, policy.rungs),
+                claimer_name=await _name(session, item.account_id, item.claimed_by),
             )
 
     @activity.defn
@@ -158,3 +162,28 @@ class ItemActivities:
                 data=request.data,
                 key=request.key,
             )
+
+
+async def _notified(
+    session: AsyncSession, item: Item, rungs: dict[str, Any]
+) -> dict[str, list[str]]:
+    """Who each rung would notify if it fired now, by name: what the Temporal UI shows."""
+    try:
+        parsed = parse_rungs(rungs)
+    except PolicyError:
+        return {}
+    found: dict[str, list[str]] = {}
+    for name, rung in parsed.items():
+        if rung is not None:
+            resolution = await recipients.resolve(
+                session, item, rung.recipients, actor_id=item.creator_id
+            )
+            found[name] = [r.name for r in resolution.recipients]
+    return found
+
+
+async def _name(session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID | None) -> str:
+    if user_id is None:
+        return ""
+    user = await get_in_account(session, User, user_id, account_id)
+    return "" if user is None else user.name

@@ -206,10 +206,11 @@ def _recipients_statement(chain: tuple[str, ...], email: bool) -> Select[Any]:
     query = select(found).where(best).add_cte(fired)
     if email:
         event_key = bindparam("p_event", type_=String)
-        rows = select(_Bound.account_id, item_id, found.c.id, event_key, literal("email")).where(
-            best
-        )
+        rows = select(
+            _Bound.account_id, item_id, found.c.id, event_key, literal("email"), found.c.rank
+        ).where(best)
         columns = ["account_id", "item_id", "recipient_id", "event_key", "channel"]
+        columns.append("resolver_rank")
         deliveries = insert(DELIVERY).from_select(columns, rows).on_conflict_do_nothing()
         query = query.add_cte(deliveries.cte("deliveries"))
     return query

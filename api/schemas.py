@@ -253,10 +253,26 @@ class AuditOut(BaseModel):
     created_at: datetime
 
 
+class Why(BaseModel):
+    """Why this person: the rung's recipient chain (of the policy version the item pins),
+    which resolver matched, and which came first and found nobody valid."""
+
+    rung: str
+    matched: str = Field(examples=["assignee_manager"])
+    fell_through: list[str] = Field(examples=[["assignee"]])
+    summary: str = Field(
+        examples=["the assignee's manager (tried first: the assignee, who had nobody valid)"]
+    )
+
+
 class DeliveryOut(BaseModel):
     id: uuid.UUID
     channel: str
     recipient_id: uuid.UUID
+    recipient: PersonOut | None = Field(default=None, description="who, by name and address")
+    why: Why | None = Field(
+        default=None, description="null for rows no recipient chain produced (handoff fan-out)"
+    )
     event_key: str
     status: str
     attempts: int

@@ -306,6 +306,8 @@ class Delivery(Base):
     )
     event_key: Mapped[str] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(16))
+    # The matching resolver's place in the rung's chain (of the pinned policy): the "why".
+    resolver_rank: Mapped[int | None] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -118,6 +118,22 @@ def ranked(item: Subject, chain: Sequence[str], actor_id: uuid.UUID | None) -> C
     )
 
 
+def describe(resolver: str) -> str:
+    """A resolver as a person reads it: "the assignee's manager", "role quality_manager"."""
+    fixed = {
+        "assignee": "the assignee",
+        "assignee_manager": "the assignee's manager",
+        "claimer": "whoever claimed it",
+    }
+    if resolver in fixed:
+        return fixed[resolver]
+    if resolver.startswith("role:"):
+        return f"role {resolver.removeprefix('role:')}"
+    roles = resolver.removeprefix("account_roles:").split(",")
+    listed = " or ".join([", ".join(roles[:-1]), roles[-1]]) if len(roles) > 1 else roles[0]
+    return f"everyone who is {listed}"
+
+
 def winners(rows: Sequence[Any], chain: Sequence[str]) -> Resolution:
     """The resolution from `ranked` rows of the best rank, ordered by (email, id)."""
     if not rows:

@@ -3,6 +3,7 @@ the SMTP sink on a real port."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ class Noop:
         return None
 
 
-async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> None:
+async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> str:
     """Run a workflow carrying every attribute: the server rejects unregistered ones, and
     describe shows what it indexed. (It must really run: on the time-skipping server a
     workflow task nobody picks up stops time from skipping for every later test.)"""
@@ -34,6 +35,7 @@ async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> None:
         search_attributes.ESCALATION_TIER: 2,
         search_attributes.ITEM_KIND: "task",
         search_attributes.ITEM_TYPE: "CAPA",
+        search_attributes.ITEM_TITLE: "Pump P-101 leaks",
         search_attributes.ACCOUNT_ID: "acc",
         search_attributes.DUE_AT: now,
         search_attributes.NEXT_RUNG_AT: now,
@@ -54,6 +56,7 @@ async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> None:
     described = await handle.describe()
     assert described.typed_search_attributes[search_attributes.ESCALATION_TIER] == 2
     assert described.typed_search_attributes[search_attributes.DUE_AT] == now
+    return handle.id
 
 
 async def test_time_skipping_server_has_our_search_attributes(
@@ -63,7 +66,14 @@ async def test_time_skipping_server_has_our_search_attributes(
 
 
 async def test_dev_server_has_our_search_attributes(dev_env: WorkflowEnvironment) -> None:
-    await _accepts_and_indexes_our_attributes(dev_env)
+    """...and a word of the title finds the item: `ItemTitle = "pump"`."""
+    workflow_id = await _accepts_and_indexes_our_attributes(dev_env)
+    for _ in range(50):  # visibility is eventually consistent
+        found = [w.id async for w in dev_env.client.list_workflows('ItemTitle = "pump"')]
+        if workflow_id in found:
+            break
+        await asyncio.sleep(0.1)
+    assert workflow_id in found
 
 
 async def test_mail_sink_receives_over_real_smtp(mail_sink: MailSink) -> None:

@@ -432,6 +432,7 @@ class EscalationWorkflow:
             sa.ESCALATION_TIER.value_set(self._fired_tier()),
             sa.ITEM_KIND.value_set(snapshot.kind),
             sa.ITEM_TYPE.value_set(snapshot.item_type),
+            sa.ITEM_TITLE.value_set(snapshot.title),
             sa.ACCOUNT_ID.value_set(snapshot.account_id),
             sa.CLAIMED_BY.value_set(self._claimed_by or ""),
             sa.DUE_AT.value_set(due) if due else sa.DUE_AT.value_unset(),
@@ -460,13 +461,21 @@ class EscalationWorkflow:
 
     def _details(self, upcoming: PlannedRung | None) -> str:
         snapshot = self._snapshot_or_fail()
-        lines = [f"**{snapshot.item_type}** {snapshot.title}", "", f"- state: **{self._state}**"]
+        tier = self._fired_tier()
+        lines = [
+            f"**{snapshot.item_type}** {snapshot.title}",
+            "",
+            f"- state: **{self._state}**",
+            f"- tier: **{tier if tier >= 0 else 'none yet'}**",
+        ]
         if self._claimed_by:
-            lines.append(f"- claimed by: `{self._claimed_by}`")
+            named = snapshot.claimer_name if snapshot.claimed_by == self._claimed_by else ""
+            lines.append(f"- claimed by: {named or self._claimed_by}")
         if upcoming is not None:
             policy = self._rungs.get(upcoming.name)
-            who = ", ".join(policy.recipients) if policy else "nobody"
-            lines.append(f"- next: **{self._timer_summary(upcoming)}** → {who}")
+            chain = ", ".join(policy.recipients) if policy else "nobody"
+            names = ", ".join(snapshot.notified.get(upcoming.name, [])) or "nobody valid"
+            lines.append(f"- next: **{self._timer_summary(upcoming)}** → {names} ({chain})")
         for rung in self._plan:
             lines.append(
                 f"- {rung.name} (tier {rung.tier}): {rung.status}"

@@ -13,6 +13,7 @@ ESCALATION_STATE = SearchAttributeKey.for_keyword("EscalationState")
 ESCALATION_TIER = SearchAttributeKey.for_int("EscalationTier")
 ITEM_KIND = SearchAttributeKey.for_keyword("ItemKind")
 ITEM_TYPE = SearchAttributeKey.for_keyword("ItemType")
+ITEM_TITLE = SearchAttributeKey.for_text("ItemTitle")  # full text: ItemTitle = "pump"
 ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DUE_AT = SearchAttributeKey.for_datetime("DueAt")
 NEXT_RUNG_AT = SearchAttributeKey.for_datetime("NextRungAt")
@@ -23,6 +24,7 @@ ALL = (
     ESCALATION_TIER,
     ITEM_KIND,
     ITEM_TYPE,
+    ITEM_TITLE,
     ACCOUNT_ID,
     DUE_AT,
     NEXT_RUNG_AT,
@@ -32,6 +34,7 @@ ALL = (
 # The CLI's spelling of each indexed value type, for `--search-attribute Name=Type`.
 _CLI_TYPE = {
     "KEYWORD": "Keyword",
+    "TEXT": "Text",
     "INT": "Int",
     "DATETIME": "Datetime",
 }

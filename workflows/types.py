@@ -89,6 +89,10 @@ class ItemSnapshot:
     pauses: list[PauseSpan] = field(default_factory=list)
     version: int = 0  # item.version as read
     calendar_version: int = 0  # the pinned calendar version's number
+    # For the Temporal UI only (never planned with): who each rung would notify now, and
+    # the claimer, by name.
+    notified: dict[str, list[str]] = field(default_factory=dict)
+    claimer_name: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,13 +15,24 @@ from sqlalchemy import select, tuple_
 from api.auth import Admin, Engineer, Viewer
 from api.deps import TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
-from api.schemas import AuditOut, DeliveryOut, Instant, ItemOut, ItemPage, ItemPatch, RungOut
+from api.schemas import (
+    AuditOut,
+    DeliveryOut,
+    Instant,
+    ItemOut,
+    ItemPage,
+    ItemPatch,
+    PersonOut,
+    RungOut,
+    Why,
+)
 from api.workflows import signal_item
 from domain import items, lifecycle, limits
 from domain import replan as domain_replan
 from domain.clock import utcnow
 from domain.errors import Invalid
-from domain.models import AuditEvent, Delivery, Item
+from domain.models import AuditEvent, Delivery, Item, User
+from domain.recipients import describe
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -250,17 +261,26 @@ async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOu
     summary="Every notification and its fate",
 )
 async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[DeliveryOut]:
-    await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
-    rows = await uow.session.scalars(
-        select(Delivery)
-        .where(Delivery.item_id == item_id, Delivery.account_id == uow.principal.account_id)
-        .order_by(Delivery.created_at)
+    account_id = uow.principal.account_id
+    item = await lifecycle.get_item(uow.session, account_id, item_id)
+    chains = _chains(await items.pinned_policy(uow.session, item))
+    rows = await uow.session.execute(
+        select(Delivery, User)
+        .join(User, User.id == Delivery.recipient_id)
+        .where(
+            Delivery.item_id == item_id,
+            Delivery.account_id == account_id,
+            User.account_id == account_id,
+        )
+        .order_by(Delivery.created_at, User.name)
     )
     return [
         DeliveryOut(
             id=d.id,
             channel=d.channel,
             recipient_id=d.recipient_id,
+            recipient=PersonOut(id=user.id, name=user.name, email=user.email or ""),
+            why=_why(chains.get(d.event_key), d.resolver_rank),
             event_key=d.event_key,
             status=d.status,
             attempts=d.attempts,
@@ -269,5 +289,26 @@ async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[De
             sent_at=d.sent_at,
             created_at=d.created_at,
         )
-        for d in rows
+        for d, user in rows
     ]
+
+
+def _chains(policy: items.Policy) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """event key -> (rung, recipient chain) of the pinned policy version."""
+    return {
+        rung.event_key: (name, rung.recipients)
+        for name, rung in policy.rungs.items()
+        if rung is not None
+    }
+
+
+def _why(chain: tuple[str, tuple[str, ...]] | None, rank: int | None) -> Why | None:
+    if chain is None or rank is None or rank >= len(chain[1]):
+        return None
+    rung, resolvers = chain
+    matched, before = resolvers[rank], list(resolvers[:rank])
+    summary = describe(matched)
+    if before:
+        tried = ", then ".join(describe(r) for r in before)
+        summary += f" (tried first: {tried}, with nobody valid)"
+    return Why(rung=rung, matched=matched, fell_through=before, summary=summary)
