@@ -198,15 +198,20 @@ class ItemOut(BaseModel):
         default=None, description="the highest tier fired (0 remind, 1, 2), null if none"
     )
     claimer_name: str | None = Field(default=None, description="who claimed it, by name")
+    next_rung: str | None = Field(default=None, description="the next rung, while open")
+    next_rung_at: datetime | None = Field(default=None, description="when it fires, UTC")
     plan: list[RungOut] | None = None
 
     @classmethod
     def of(cls, item: Item, claimer_name: str | None = None, **extra: Any) -> ItemOut:
         """The one read model: every endpoint that shows an item builds it here, so state,
         claimer (id and name) and tier agree wherever it is read."""
+        upcoming = next_rung(item)
         return cls(
             tier=fired_tier(item),
             claimer_name=claimer_name if item.claimed_by else None,
+            next_rung=upcoming and upcoming[0],
+            next_rung_at=upcoming and upcoming[1],
             id=item.id,
             kind=item.kind,
             type=item.item_type,
@@ -226,6 +231,18 @@ class ItemOut(BaseModel):
             workflow="started" if item.workflow_started_at else "pending",
             **extra,
         )
+
+
+def next_rung(item: Item) -> tuple[str, datetime] | None:
+    """The open item's next planned rung (the plan the workflow recorded), if any."""
+    if item.state != "open":
+        return None
+    for rung in ("remind", "escalate_1", "escalate_2"):
+        at = getattr(item, f"{rung}_at")
+        done = getattr(item, f"{rung}_fired_at") or getattr(item, f"{rung}_skipped_at")
+        if at is not None and done is None:
+            return rung, at
+    return None
 
 
 def fired_tier(item: Item) -> int | None:
@@ -249,6 +266,7 @@ class AuditOut(BaseModel):
     action: str
     tier: int | None
     actor_id: uuid.UUID | None
+    actor_name: str | None = Field(default=None, description="who did it, by name")
     data: dict[str, Any]
     created_at: datetime
 
@@ -335,3 +353,17 @@ class ReplanOut(BaseModel):
     rungs_moved: int = Field(description="upcoming rungs whose instant changed, appeared or went")
     items: list[ReplannedItem] = Field(description=f"the first {REPLAN_LISTED} replanned items")
     items_truncated: bool
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class MeOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    email: str | None
+    role: str
+    timezone: str
+    account: AccountOut

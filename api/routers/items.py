@@ -236,9 +236,11 @@ async def replan(
 )
 async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOut]:
     await lifecycle.get_item(uow.session, uow.principal.account_id, item_id)
-    rows = await uow.session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.item_id == item_id, AuditEvent.account_id == uow.principal.account_id)
+    account_id = uow.principal.account_id
+    rows = await uow.session.execute(
+        select(AuditEvent, User.name)
+        .outerjoin(User, (User.id == AuditEvent.actor_id) & (User.account_id == account_id))
+        .where(AuditEvent.item_id == item_id, AuditEvent.account_id == account_id)
         .order_by(AuditEvent.id)
     )
     return [
@@ -247,10 +249,11 @@ async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOu
             action=r.action,
             tier=r.tier,
             actor_id=r.actor_id,
+            actor_name=name,
             data=r.data,
             created_at=r.created_at,
         )
-        for r in rows
+        for r, name in rows
     ]
 
 

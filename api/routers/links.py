@@ -30,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import SessionmakerDep, SettingsDep, TemporalDep
+from api.auth import Viewer
+from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
+from api.schemas import AccountOut, MeOut
 from api.tokens import Principal
 from api.tokens import mint as mint_token
 from api.workflows import signal_item
@@ -39,7 +41,7 @@ from config import Settings
 from db import get_in_account, tenant_session
 from domain import lifecycle, links
 from domain.clock import utcnow
-from domain.errors import BadLink, LinkUsed, TooManyRequests
+from domain.errors import BadLink, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
 from workflows.types import ClaimSignal
 
@@ -140,6 +142,22 @@ class _Window:
 
 
 _WINDOW = _Window()
+
+
+@router.get("/v1/me", response_model=MeOut, summary="Who the bearer token is")
+async def me(uow: UowDep, principal: Viewer) -> MeOut:
+    user = await get_in_account(uow.session, User, principal.user_id, principal.account_id)
+    account = await uow.session.scalar(select(Account).where(Account.id == principal.account_id))
+    if user is None or account is None:  # the gate has just confirmed both
+        raise NotFound("the token's user is gone")
+    return MeOut(
+        id=user.id,
+        name=user.name,
+        email=user.email,
+        role=principal.role,
+        timezone=user.timezone,
+        account=AccountOut(id=account.id, name=account.name),
+    )
 
 
 @router.post(
