@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test faults bench lint check install lock clean
+.PHONY: run test faults bench lint check install lock clean token
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "escalator needs Python >= 3.11"'
@@ -18,6 +18,12 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) devstack.py
+
+# A bearer token for one user of the running `make run` (no environment to export):
+# make token USER=ada@demo.escalator.test [TTL=8h]
+TTL ?= 8h
+token: $(STAMP)
+	@$(PY) -m api.tokens --email "$(USER)" --ttl $(TTL)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

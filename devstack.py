@@ -154,6 +154,46 @@ async def seed(settings: Settings) -> None:
         await engine.dispose()
 
 
+def sign_in_links(settings: Settings) -> list[tuple[str, str]]:
+    """One ready sign-in link per demo role (single use; 24 hours, not the mailed 15
+    minutes, so a link printed at start still works after lunch)."""
+    from domain import links
+    from domain.clock import utcnow
+    from domain.demo import ACCOUNT_ID, USERS, stable_id
+
+    firsts = {u.role: u for u in reversed(USERS)}  # the first demo user of each role
+    return [
+        (
+            f"{user.name} ({role})",
+            links.url(
+                settings.base_url,
+                "sign_in",
+                links.mint(
+                    "sign_in",
+                    settings.jwt_secret,
+                    user_id=stable_id("demo", f"user:{user.key}"),
+                    account_id=ACCOUNT_ID,
+                    now=utcnow(),
+                    ttl=timedelta(hours=24),
+                ),
+            ),
+        )
+        for role, user in sorted(firsts.items(), key=lambda kv: -RANKS.index(kv[0]))
+    ]
+
+
+RANKS = ["viewer", "engineer", "admin", "owner"]
+
+
+def write_down(settings: Settings, state: Path) -> None:
+    """Where the CLIs (`make token`) find this stack with no environment exported."""
+    path = state / "stack.json"
+    path.write_text(
+        json.dumps({"database_url": settings.database_url, "jwt_secret": settings.jwt_secret})
+    )
+    path.chmod(0o600)
+
+
 def demo_token(settings: Settings) -> str:
     from api.tokens import Principal, mint
     from domain.clock import utcnow
@@ -268,6 +308,8 @@ def run(settings: Settings) -> None:
         wait_http(ui, children)
         token = demo_token(settings)
         demo_items(api, token)
+        write_down(settings, state)
+        signins = "\n".join(f"  {who:<26} {url}" for who, url in sign_in_links(settings))
         print(
             f"""
 escalator is running.
@@ -279,7 +321,14 @@ escalator is running.
   Mail sink    smtp://{settings.smtp_host}:{settings.smtp_port}  (mails saved in {state}/mail)
   Logs         {state}/logs
 
-Demo owner token (7 days), also for the queue page at {api}/:
+The queue is at {api}/ . Sign in with one of these (each works once, for 24 hours), or ask
+for a link by mail at {api}/signin (it lands in the mail sink):
+{signins}
+
+A moving demo item reaches tier 2 about two minutes from now: watch the queue, or the
+Temporal UI's list with the query EscalationTier = 2.
+
+API tokens: `make token USER=ada@demo.escalator.test`; the demo owner's (7 days):
   {token}
 
 Ctrl-C stops everything.""",

@@ -1,13 +1,15 @@
 """Bearer tokens: HS256 JWTs carrying user, account and role.
 
-Mint one from the command line:
-`python -m api.tokens --user <uuid> --ttl 8h` (account and role are looked up)
+Mint one from the command line: `make token USER=ada@demo.escalator.test`, or
+`python -m api.tokens --email <email> --ttl 8h` (account and role are looked up; with
+`make run` up, no environment is needed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -96,28 +98,57 @@ def parse_ttl(text: str) -> timedelta:
     return timedelta(**{_UNIT[match[2]]: int(match[1])})
 
 
-async def lookup(settings: Settings, user_id: uuid.UUID) -> Principal:
-    """The user's account and role, read as the owner (a CLI has no tenant yet)."""
+async def lookup(settings: Settings, user: uuid.UUID | str) -> Principal:
+    """The user (by id, or by email) with their account and role, read as the owner (a CLI
+    has no tenant yet)."""
+    from sqlalchemy import func, select
+
     from db import create_engine, create_sessionmaker
     from domain.models import User
 
+    active = (User.is_active.is_(True), User.deleted_at.is_(None))
+    query = select(User).where(
+        User.id == user if isinstance(user, uuid.UUID) else func.lower(User.email) == user.lower(),
+        *active,
+    )
     engine = create_engine(settings, owner=True)
     try:
         async with create_sessionmaker(engine)() as session:
-            user = await session.get(User, user_id)
+            found = (await session.scalars(query.limit(2))).all()
     finally:
         await engine.dispose()
-    if user is None or user.deleted_at is not None or not user.is_active:
-        raise SystemExit(f"no active user {user_id}")
-    return Principal(user_id=user.id, account_id=user.account_id, role=user.role)
+    if not found:
+        raise SystemExit(f"no active user {user}")
+    if len(found) > 1:
+        raise SystemExit(f"{user} is a user of several accounts: pass --user <id> instead")
+    return Principal(user_id=found[0].id, account_id=found[0].account_id, role=found[0].role)
+
+
+def dev_stack_settings(settings: Settings) -> Settings:
+    """With no DATABASE_URL in the shell, the one a running `make run` wrote down."""
+    if settings.database_url is not None:
+        return settings
+    written = settings.state_dir / "stack.json"
+    if not written.exists():
+        raise SystemExit(
+            "DATABASE_URL is not set and no dev stack is running here (no "
+            f"{written}): start `make run`, or export DATABASE_URL (the owner's URL)"
+        )
+    stack = json.loads(written.read_text())
+    return settings.model_copy(
+        update={"database_url": stack["database_url"], "jwt_secret": stack["jwt_secret"]}
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description="Mint an escalator bearer token. With only --user, the account and role "
-        "are read from the database (DATABASE_URL)."
+        description="Mint an escalator bearer token for a user, by --email or --user id; "
+        "the account and role are read from the database (DATABASE_URL, or the running "
+        "`make run`'s)."
     )
-    parser.add_argument("--user", type=uuid.UUID, required=True)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=uuid.UUID, help="the user's id")
+    who.add_argument("--email", help="the user's email, e.g. ada@demo.escalator.test")
     parser.add_argument("--account", type=uuid.UUID)
     parser.add_argument("--role", choices=["viewer", "engineer", "admin", "owner"])
     parser.add_argument(
@@ -125,10 +156,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings()
-    if args.account and args.role:
+    if args.user and args.account and args.role:
         principal = Principal(user_id=args.user, account_id=args.account, role=args.role)
     else:
-        principal = asyncio.run(lookup(settings, args.user))
+        settings = dev_stack_settings(settings)
+        principal = asyncio.run(lookup(settings, args.user or args.email))
     print(mint(principal, settings.jwt_secret, ttl=args.ttl, now=utcnow()))  # noqa: T201
 
 
