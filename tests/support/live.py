@@ -18,8 +18,8 @@ from mailsink import free_port
 
 
 @contextlib.contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    port = free_port()
+def serve(settings: Settings, port: int | None = None) -> Iterator[str]:
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
