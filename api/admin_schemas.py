@@ -34,7 +34,15 @@ HHMM_OR_24 = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$"
 _EXAMPLE_MANAGER = str(stable_id("demo", "user:ada"))
 _EXAMPLE_CALENDAR = str(stable_id("demo", "calendar:berlin"))
 # No silent trimming: what the schema bounds is exactly what is stored.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+# No blank ends and no line breaks, spelled out: `\S` and `.` mean different things in
+# JSON Schema's (ECMA) regexes and in pydantic's (Rust), at U+0085, U+FEFF, CR and U+2028/9.
+_EDGE = r"[^\s\x85\uFEFF]"
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=200, pattern=rf"^{_EDGE}([^\n\r\u2028\u2029]*{_EDGE})?$"
+    ),
+]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 UserRole = Literal["viewer", "engineer", "admin", "owner"]
 Timezone = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]

@@ -315,7 +315,12 @@ class ReplanIn(BaseModel):
         json_schema_extra={
             "examples": [
                 {"calendar_id": str(stable_id("demo", "calendar:berlin")), "dry_run": True}
-            ]
+            ],
+            # Said in the schema too: a calendar_id, a type, or both (not null).
+            "anyOf": [
+                {"required": ["calendar_id"], "properties": {"calendar_id": {"type": "string"}}},
+                {"required": ["type"], "properties": {"type": {"type": "string"}}},
+            ],
         },
     )
 
