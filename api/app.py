@@ -14,11 +14,10 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
-from api import docs, errors, openapi
+from api import docs, errors, openapi, pages
 from api.events import Hub
 from api.middleware import RequestContext
 from api.routers import events, health, intake, items, links, replan
@@ -103,12 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(replan.router)
     app.include_router(events.router)
     app.include_router(links.router)
+    app.include_router(pages.router)
     openapi.install(app)
     docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def queue_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
     return app

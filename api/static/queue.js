@@ -1,63 +1,115 @@
-// The live queue: GET /v1/queue, then live updates from the SSE stream (with a short-lived
-// ticket, because EventSource cannot send headers), resuming by the last event id.
-"use strict";
-const $ = (sel) => document.querySelector(sel);
-const state = { token: localStorage.getItem("escalator.token") || "", lastId: null, source: null, unseen: 0, flash: null };
-const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "item.created"]);
+// The live queue: GET /v1/queue, filtered and sorted by urgency here, refreshed on every
+// event of the SSE stream (ticket + resume by last id). The tab title flashes on
+// escalations while the tab is hidden.
+import {
+  $, api, coalesced, conflictText, connectLive, countdownNode, el, errorText,
+  eventItemId, formatInstant, kindText, notify, PRIORITY_RANK, priorityBadge, rank, renderWho,
+  startCountdowns, stateBadge, tierBadge, token,
+} from "/static/common.js";
 
-async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) } });
-  const body = response.status === 204 ? null : await response.json();
-  return { response, body };
+const TITLE = "escalator · queue";
+const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "item.created"]);
+const FILTERS_KEY = "escalator.queue.filters";
+const state = { me: null, items: [], live: null, poll: null, unseen: 0, flash: null, fresh: null };
+const filters = new Set(JSON.parse(localStorage.getItem(FILTERS_KEY) || "[]"));
+
+const FILTER_TESTS = {
+  mine: (item) => state.me && (item.assignee_id === state.me.id || item.claimed_by === state.me.id),
+  unclaimed: (item) => item.state === "open" || item.state === "paused",
+  tier1: (item) => (item.tier ?? -1) >= 1,
+  tasks: (item) => item.kind === "task",
+  handoffs: (item) => item.kind === "handoff",
+};
+const EXCLUSIVE = { tasks: "handoffs", handoffs: "tasks" };
+
+// Higher tier, then the soonest next rung, then priority (urgent first; none = normal),
+// then the oldest due; the id last so equal rows never swap.
+function urgency(a, b) {
+  const at = (iso) => (iso ? new Date(iso).getTime() : Infinity);
+  const prio = (item) => PRIORITY_RANK[item.priority] ?? PRIORITY_RANK.normal;
+  return ((b.tier ?? -1) - (a.tier ?? -1))
+    || (at(a.next_rung_at) - at(b.next_rung_at))
+    || (prio(b) - prio(a))
+    || (at(a.due_at) - at(b.due_at))
+    || a.id.localeCompare(b.id);
 }
 
-function when(iso) { return iso ? new Date(iso).toLocaleString() : "—"; }
+function cell(label, className, ...children) {
+  return el("td", { "data-label": label, class: className }, ...children);
+}
 
-function row(item, fresh) {
-  const tr = document.createElement("tr");
-  tr.dataset.itemId = item.id;
-  tr.dataset.tier = item.tier ?? -1;
-  if (item.state === "claimed") tr.classList.add("claimed");
-  if (fresh) tr.classList.add("fresh");
-  const tier = item.tier >= 0 ? `T${item.tier}` : "·";
-  tr.innerHTML = `<td class="tier"></td><td><div class="title"></div><div class="kind"></div></td><td class="due"></td><td class="state"></td><td></td>`;
-  tr.querySelector(".tier").textContent = tier;
-  tr.querySelector(".title").textContent = item.title;
-  tr.querySelector(".kind").textContent = `${item.kind} · ${item.type}${item.intent ? " · " + item.intent : ""}`;
-  tr.querySelector(".due").textContent = when(item.due_at);
-  tr.querySelector(".state").textContent = item.state === "claimed" ? `claimed by ${item.claimer_name || item.claimed_by}` : item.state;
-  if (item.state !== "claimed") {
-    const button = document.createElement("button");
-    button.className = "claim";
-    button.textContent = "Claim";
-    button.addEventListener("click", () => claim(item.id));
-    tr.lastElementChild.append(button);
+function actions(item) {
+  const td = cell("", "actions");
+  const canAct = rank(state.me?.role) >= rank("engineer");
+  if (!canAct) return td;
+  const row = el("div", { class: "row-actions" });
+  if (item.state === "open" || item.state === "paused") {
+    const button = el("button", { type: "button", class: "claim primary" }, "Claim");
+    button.addEventListener("click", () => act(item, "claim", button));
+    row.append(button);
+  } else if (item.state === "claimed" && item.claimed_by === state.me.id) {
+    const button = el("button", { type: "button", class: "release" }, "Release");
+    button.addEventListener("click", () => act(item, "release", button));
+    row.append(button);
   }
+  if (row.childElementCount) td.append(row);
+  return td;
+}
+
+function row(item) {
+  const tr = el("tr", { "data-item-id": item.id, "data-tier": item.tier ?? -1, "data-state": item.state, "data-kind": item.kind });
+  if (item.state === "claimed") tr.classList.add("claimed");
+  if (item.id === state.fresh) tr.classList.add("fresh");
+  const paused = item.state === "paused";
+  tr.append(
+    cell(null, "tier", tierBadge(item.tier)),
+    cell(null, "item",
+      el("div", { class: "title" }, el("a", { href: `/items/${encodeURIComponent(item.id)}` }, item.title)),
+      el("div", { class: "kind" }, kindText(item))),
+    cell("Priority", "priority", priorityBadge(item.priority)),
+    cell("Due", "due nowrap", el("time", { datetime: item.due_at || "" }, formatInstant(item.due_at))),
+    cell("Next rung", "next nowrap", item.next_rung_at ? countdownNode(item.next_rung, item.next_rung_at)
+      : el("span", { class: "muted" }, paused ? "clock stopped" : "—")),
+    cell("State", "state", stateBadge(item)),
+    actions(item),
+  );
   return tr;
 }
 
-async function refresh(freshId) {
-  const { response, body } = await api("/v1/queue");
-  if (!response.ok) { return signedOut(body?.error?.message || response.statusText); }
-  const tbody = $("#queue tbody");
-  tbody.replaceChildren(...body.map((item) => row(item, item.id === freshId)));
-  $("#empty").hidden = body.length > 0;
+function render() {
+  const shown = state.items.filter((item) => [...filters].every((name) => FILTER_TESTS[name](item)));
+  shown.sort(urgency);
+  $("#queue tbody").replaceChildren(...shown.map(row));
+  $("#empty").hidden = shown.length > 0;
+  $("#empty").textContent = state.items.length ? "No item matches these filters." : "Nothing waiting here.";
+  $("#count").textContent = filters.size ? `${shown.length} of ${state.items.length} items` : `${state.items.length} items`;
+  for (const button of document.querySelectorAll("[data-filter]")) {
+    button.setAttribute("aria-pressed", String(filters.has(button.dataset.filter)));
+  }
 }
 
-async function claim(id) {
-  const { response, body } = await api(`/v1/items/${id}/claim`, { method: "POST" });
-  if (response.status === 409) {
-    const who = body.error.details.claimed_by?.name;
-    notice(who ? `Too late: claimed by ${who} at ${when(body.error.details.claimed_at)}` : body.error.message);
-  } else if (!response.ok) {
-    notice(body?.error?.message || response.statusText);
-  }
+const refresh = coalesced(async () => {
+  const result = await api("/v1/queue");
+  if (result.status === 401) return signedOut();
+  if (!result.ok) return notify($("#notice"), errorText(result));
+  state.items = result.body;
+  render();
+  state.fresh = null; // slides in once, not on every later refresh
+});
+
+async function act(item, verb, button) {
+  button.disabled = true;
+  const result = await api(`/v1/items/${encodeURIComponent(item.id)}/${verb}`, { method: "POST" });
+  if (result.status === 401) return signedOut();
+  if (result.status === 409) notify($("#notice"), conflictText(result));
+  else if (!result.ok) notify($("#notice"), errorText(result));
   await refresh();
 }
 
-function notice(text) { const p = $("#notice"); p.textContent = text; p.hidden = false; setTimeout(() => { p.hidden = true; }, 8000); }
-function status(text) { $("#status").textContent = text; }
-function signedOut(reason) { status(`signed out: ${reason}`); if (state.source) state.source.close(); }
+function status(text) {
+  $("#status").textContent = text;
+  $("#status").classList.toggle("live", text === "live");
+}
 
 // The tab title flashes while escalations wait unseen; looking at the page clears it.
 function flashTitle() {
@@ -65,45 +117,76 @@ function flashTitle() {
   state.unseen += 1;
   if (state.flash) return;
   let on = false;
-  state.flash = setInterval(() => { on = !on; document.title = on ? `(${state.unseen}) ⚠ escalation` : "escalator · queue"; }, 1000);
+  state.flash = setInterval(() => { on = !on; document.title = on ? `(${state.unseen}) ⚠ escalation` : TITLE; }, 1000);
 }
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && state.flash) { clearInterval(state.flash); state.flash = null; state.unseen = 0; document.title = "escalator · queue"; }
+  if (!document.hidden && state.flash) {
+    clearInterval(state.flash);
+    state.flash = null;
+    state.unseen = 0;
+    document.title = TITLE;
+  }
 });
 
-async function connect() {
-  if (state.source) state.source.close();
-  const { response, body } = await api("/v1/events/ticket", { method: "POST" });
-  if (!response.ok) { status("live updates unavailable: " + (body?.error?.message || response.status)); return; }
-  const resume = state.lastId === null ? "" : `&last_event_id=${state.lastId}`;
-  const source = new EventSource(`/v1/events/stream?ticket=${encodeURIComponent(body.ticket)}${resume}`);
-  state.source = source;
-  source.addEventListener("ready", () => status("live"));
-  const onEvent = async (event) => {
-    state.lastId = Number(event.lastEventId);
-    const data = JSON.parse(event.data);
-    if (ESCALATIONS.has(event.type)) flashTitle();
-    await refresh(ESCALATIONS.has(event.type) ? data.item?.id : undefined);
-  };
-  for (const kind of ["item.created", "handoff.escalated", "rung.fired", "item.claimed", "item.released", "item.resolved", "item.cancelled", "delivery.failed"]) {
-    source.addEventListener(kind, onEvent);
-  }
-  // The ticket is short-lived, so reconnect ourselves with a fresh one, resuming by id.
-  source.onerror = () => { source.close(); status("reconnecting…"); setTimeout(connect, 1000); };
+function stopLive() {
+  if (state.live) state.live.close();
+  clearInterval(state.poll);
+  state.live = null;
+  state.poll = null;
+}
+
+function signedOut() {
+  stopLive();
+  state.me = null;
+  state.items = [];
+  status("signed out");
+  renderWho($("#who"), null);
+  $("#signed-in").hidden = true;
+  $("#signed-out").hidden = false;
 }
 
 async function start() {
-  if (!state.token) return;
-  $("#token").value = state.token;
+  if (!token.get()) return signedOut();
   status("connecting…");
+  const me = await api("/v1/me");
+  if (me.status === 401) return signedOut();
+  if (!me.ok) { status("offline"); return; }
+  state.me = me.body;
+  renderWho($("#who"), state.me, signedOut);
+  $("#signed-out").hidden = true;
+  $("#signed-in").hidden = false;
   await refresh();
-  await connect();
+  stopLive();
+  state.live = connectLive({
+    onStatus: status,
+    onReady: refresh, // whatever happened before the stream was subscribed
+    onSignedOut: signedOut,
+    onDenied: () => { state.poll = setInterval(refresh, 30000); },
+    onEvent: (kind, data) => {
+      if (ESCALATIONS.has(kind)) { state.fresh = eventItemId(data); flashTitle(); }
+      refresh();
+    },
+  });
+}
+
+for (const button of document.querySelectorAll("[data-filter]")) {
+  button.addEventListener("click", () => {
+    const name = button.dataset.filter;
+    if (filters.has(name)) filters.delete(name);
+    else { filters.add(name); if (EXCLUSIVE[name]) filters.delete(EXCLUSIVE[name]); }
+    localStorage.setItem(FILTERS_KEY, JSON.stringify([...filters]));
+    render();
+  });
 }
 
 $("#signin").addEventListener("submit", (event) => {
   event.preventDefault();
-  state.token = $("#token").value.trim();
-  localStorage.setItem("escalator.token", state.token);
+  const value = $("#token").value.trim();
+  if (!value) return;
+  token.set(value);
+  $("#token").value = "";
   start();
 });
+
+startCountdowns();
 start();

@@ -1,0 +1,34 @@
+"""The browser pages: static HTML that calls the API from the browser (no server-side
+rendering, no build step). Each route only returns its file; the pages read the item id or
+the link from their own address."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+STATIC = Path(__file__).with_name("static")
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def queue_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html")
+
+
+@router.get("/items/{item_id}")
+async def item_page(item_id: str) -> FileResponse:
+    # Any id: the page itself says "not found" for one the API does not know.
+    return FileResponse(STATIC / "item.html")
+
+
+@router.get("/signin")
+async def sign_in_page() -> FileResponse:
+    return FileResponse(STATIC / "signin.html")
+
+
+@router.get("/claim")
+async def claim_page() -> FileResponse:
+    return FileResponse(STATIC / "claim.html")

@@ -1,0 +1,232 @@
+// One item: its facts, plan (calendar zone and the viewer's), timeline, deliveries and why,
+// with the actions the viewer's role allows; reloaded live when an event names this item.
+import {
+  $, api, badge, coalesced, conflictText, connectLive, countdownNode, el, errorText,
+  eventItemId, formatInstant, kindText, notify, priorityBadge, rank, renderWho,
+  startCountdowns, stateBadge, tierBadge, token, viewerZone,
+} from "/static/common.js";
+
+const ITEM_ID = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "").toLowerCase();
+const ACTIVE = new Set(["open", "paused", "claimed"]);
+const state = { me: null, live: null, poll: null };
+
+const ACTIONS = [
+  // verb, label, who may, when
+  ["claim", "Claim", "engineer", (item) => item.state === "open" || item.state === "paused"],
+  ["release", "Release", "engineer", (item, me) => item.state === "claimed" && (item.claimed_by === me.id || rank(me.role) >= rank("admin"))],
+  ["pause", "Pause", "engineer", (item) => item.state === "open"],
+  ["resume", "Resume", "engineer", (item) => item.state === "paused"],
+  ["resolve", "Resolve", "engineer", (item) => ACTIVE.has(item.state)],
+  ["cancel", "Cancel", "admin", (item) => ACTIVE.has(item.state)],
+];
+
+const LABELS = {
+  created: "Created",
+  claimed: "Claimed",
+  released: "Released",
+  resolved: "Resolved",
+  cancelled: "Cancelled",
+  paused: "Paused (clock stopped)",
+  resumed: "Resumed (clock running)",
+  due_changed: "Due changed",
+  replanned: "Moved to the latest policy",
+  escalation_undeliverable: "Nobody valid to notify",
+  delivery_failed: "Delivery failed",
+};
+
+function actionLabel(entry) {
+  if (entry.action === "rung_fired") return `${entry.data?.rung || "rung"} fired`;
+  if (entry.action === "rung_skipped") return `${entry.data?.rung || "rung"} skipped`;
+  return LABELS[entry.action] || entry.action.replaceAll("_", " ");
+}
+
+function actionDetail(entry, people) {
+  const data = entry.data || {};
+  switch (entry.action) {
+    case "due_changed": return `from ${formatInstant(data.from)} to ${formatInstant(data.to)}`;
+    case "rung_fired":
+    case "rung_skipped": return data.planned_at ? `planned for ${formatInstant(data.planned_at)}` : "";
+    case "delivery_failed": return [people.get(data.recipient_id), data.error].filter(Boolean).join(": ");
+    case "escalation_undeliverable": return data.tried ? `tried: ${data.tried.split(",").join(", ")}` : "";
+    case "replanned": return `policy v${data.from?.policy_version} → v${data.policy_version}, calendar v${data.from?.calendar_version} → v${data.calendar_version}`;
+    case "created": return [data.type, data.intent].filter(Boolean).join(" · ");
+    default: return "";
+  }
+}
+
+// The calendar's zone, read off the plan ("2026-11-27 10:00 Europe/Berlin").
+function calendarZone(item) {
+  const local = item.plan?.[0]?.at_local;
+  return local ? local.split(" ").pop() : null;
+}
+
+// The recorded next rung; before the workflow has recorded its plan, the plan's first
+// pending rung (the same computation, from the database).
+function nextRung(item) {
+  if (item.next_rung_at) return { name: item.next_rung, at: item.next_rung_at };
+  if (item.state !== "open") return null;
+  const pending = (item.plan || []).find((rung) => rung.status === "pending");
+  return pending ? { name: pending.name, at: pending.at } : null;
+}
+
+function bothZones(iso, zone) {
+  const mine = viewerZone();
+  const lines = [];
+  if (zone) lines.push(el("div", {}, formatInstant(iso, zone), el("span", { class: "zone" }, zone)));
+  if (!zone || zone !== mine) lines.push(el("div", {}, formatInstant(iso), el("span", { class: "zone" }, `your time, ${mine}`)));
+  return el("div", { class: "both-zones" }, ...lines);
+}
+
+function renderItem(item) {
+  document.title = `escalator · ${item.title}`;
+  const zone = calendarZone(item);
+  $("#kind").textContent = kindText(item);
+  $("#title").textContent = item.title;
+  $("#badges").replaceChildren(
+    stateBadge(item),
+    item.tier === null || item.tier === undefined ? "" : tierBadge(item.tier),
+    item.priority ? priorityBadge(item.priority) : "",
+    item.workflow === "pending" ? badge("workflow pending", "state-paused") : "",
+  );
+  $("#due").replaceChildren(item.due_at ? bothZones(item.due_at, zone) : "—");
+  const next = nextRung(item);
+  $("#next").replaceChildren(next ? countdownNode(next.name, next.at)
+    : el("span", { class: "muted" }, item.state === "paused" ? "clock stopped" : "—"));
+  $("#claimer").replaceChildren(item.claimed_by
+    ? el("span", {}, item.claimer_name || "someone", el("span", { class: "zone" }, `since ${formatInstant(item.claimed_at)}`))
+    : el("span", { class: "muted" }, "nobody"));
+  $("#created").textContent = formatInstant(item.created_at);
+  $("#versions").textContent = `${item.type} v${item.policy_version ?? "?"}, calendar v${item.calendar_version ?? "?"}${zone ? ` (${zone})` : ""}`;
+  for (const node of document.querySelectorAll(".handoff-only")) node.hidden = item.kind !== "handoff";
+  $("#session").textContent = item.session_ref || "—";
+  $("#notes").textContent = item.engineer_notes || "—";
+  $("#snapshot").textContent = JSON.stringify(item.snapshot || {}, null, 2);
+  $("#snapshot-box").hidden = item.kind !== "handoff" || !item.snapshot || !Object.keys(item.snapshot).length;
+  renderActions(item);
+  renderPlan(item);
+}
+
+function renderActions(item) {
+  const buttons = [];
+  if (state.me) {
+    for (const [verb, label, role, when] of ACTIONS) {
+      if (rank(state.me.role) < rank(role) || !when(item, state.me)) continue;
+      const kind = verb === "claim" ? "primary" : verb === "cancel" ? "danger" : "";
+      const button = el("button", { type: "button", id: `action-${verb}`, class: kind }, label);
+      button.addEventListener("click", () => act(verb, button));
+      buttons.push(button);
+    }
+  }
+  $("#actions").replaceChildren(...buttons);
+}
+
+function renderPlan(item) {
+  const plan = item.plan || [];
+  $("#plan tbody").replaceChildren(...plan.map((rung) => el("tr", { "data-rung": rung.name },
+    el("td", { "data-label": "Rung", class: "rung" }, rung.name, rung.critical ? el("span", { class: "zone" }, "critical") : ""),
+    el("td", { "data-label": "Tier" }, tierBadge(rung.tier)),
+    el("td", { "data-label": "Status", class: "status" }, badge(rung.status, `status-${rung.status}`)),
+    el("td", { "data-label": "Calendar time", class: "at-local nowrap" }, rung.at_local),
+    el("td", { "data-label": "Your time", class: "at-viewer nowrap" }, formatInstant(rung.at)),
+    el("td", { "data-label": "Notifies", class: "recipients" }, rung.recipients === null ? "—"
+      : rung.recipients.length ? rung.recipients.map((p) => p.name).join(", ")
+        : el("span", { class: "muted" }, "nobody valid")),
+  )));
+  $("#plan-empty").hidden = plan.length > 0;
+}
+
+function renderTimeline(entries, people) {
+  $("#timeline").replaceChildren(...entries.map((entry) => {
+    const detail = actionDetail(entry, people);
+    const actor = entry.actor_name || (entry.actor_id ? "someone" : "escalator");
+    return el("li", { "data-action": entry.action },
+      el("time", { datetime: entry.created_at }, formatInstant(entry.created_at)),
+      el("div", {},
+        el("span", { class: "action" }, actionLabel(entry)),
+        entry.tier !== null && entry.tier !== undefined ? [" ", tierBadge(entry.tier)] : "",
+        el("span", { class: "actor" }, ` by ${actor}`),
+        detail ? el("span", { class: "detail" }, detail) : ""));
+  }));
+  if (!entries.length) $("#timeline").append(el("li", { class: "muted" }, "Nothing recorded yet."));
+}
+
+function renderDeliveries(rows) {
+  $("#deliveries tbody").replaceChildren(...rows.map((row) => el("tr", { "data-delivery-id": row.id },
+    el("td", { "data-label": "Recipient", class: "recipient" },
+      row.recipient?.name || row.recipient_id,
+      el("span", { class: "person-email" }, row.recipient?.email || "")),
+    el("td", { "data-label": "Rung / event", class: "event" },
+      row.why ? `${row.why.rung} · ` : "", row.event_key, el("span", { class: "person-email" }, row.channel)),
+    el("td", { "data-label": "Status" }, badge(row.status, `status-${row.status}`),
+      row.deferred_until ? el("span", { class: "person-email" }, `until ${formatInstant(row.deferred_until)}`) : ""),
+    el("td", { "data-label": "Attempts", class: "attempts" }, row.attempts),
+    el("td", { "data-label": "Last error", class: "error" }, row.last_error || ""),
+    el("td", { "data-label": "Sent", class: "nowrap" }, row.sent_at ? formatInstant(row.sent_at) : "—"),
+    el("td", {
+      "data-label": "Why", class: "why",
+      title: row.why ? `matched ${row.why.matched}${row.why.fell_through.length ? `; fell through ${row.why.fell_through.join(", ")}` : ""}` : null,
+    }, row.why?.summary || "—"),
+  )));
+  $("#deliveries-empty").hidden = rows.length > 0;
+}
+
+const load = coalesced(async () => {
+  const base = `/v1/items/${encodeURIComponent(ITEM_ID)}`;
+  const [item, audit, deliveries] = await Promise.all([api(base), api(`${base}/audit`), api(`${base}/deliveries`)]);
+  if ([item, audit, deliveries].some((r) => r.status === 401)) return signedOut();
+  if (!item.ok) {
+    $("#item").hidden = true;
+    notify($("#notice"), item.status === 404 || item.status === 422 ? "This item does not exist (or is not in your account)." : errorText(item), "error", 0);
+    return;
+  }
+  renderItem(item.body);
+  const people = new Map((deliveries.ok ? deliveries.body : []).map((d) => [d.recipient_id, d.recipient?.name]));
+  if (audit.ok) renderTimeline(audit.body, people);
+  if (deliveries.ok) renderDeliveries(deliveries.body);
+  $("#item").hidden = false;
+});
+
+async function act(verb, button) {
+  if (verb === "cancel" && !window.confirm("Cancel this item? Nothing more will be sent.")) return;
+  button.disabled = true;
+  const result = await api(`/v1/items/${encodeURIComponent(ITEM_ID)}/${verb}`, { method: "POST" });
+  if (result.status === 401) return signedOut();
+  if (result.status === 409) notify($("#notice"), conflictText(result));
+  else if (!result.ok) notify($("#notice"), errorText(result));
+  await load();
+}
+
+function status(text) {
+  $("#status").textContent = text;
+  $("#status").classList.toggle("live", text === "live");
+}
+
+function signedOut() {
+  if (state.live) state.live.close();
+  clearInterval(state.poll);
+  state.me = null;
+  status("signed out");
+  renderWho($("#who"), null);
+  $("#item").hidden = true;
+  $("#signed-out").hidden = false;
+  $("#signin-link-main").href = $("#signin-link").href;
+}
+
+async function start() {
+  if (!token.get()) return signedOut();
+  const me = await api("/v1/me");
+  if (me.status === 401) return signedOut();
+  state.me = me.ok ? me.body : null;
+  renderWho($("#who"), state.me, signedOut);
+  await load();
+  state.live = connectLive({
+    onStatus: status,
+    onReady: load,
+    onSignedOut: signedOut,
+    onDenied: () => { state.poll = setInterval(load, 30000); },
+    onEvent: (kind, data) => { if (String(eventItemId(data)).toLowerCase() === ITEM_ID) load(); },
+  });
+}
+
+startCountdowns();
+start();
