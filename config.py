@@ -34,6 +34,14 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # A real cluster (temporal_connection.py): TLS with the system's roots, or this CA; mTLS
+    # with a client certificate and key; an API key (Temporal Cloud), which implies TLS.
+    temporal_tls: bool = False
+    temporal_tls_server_ca: Path | None = None
+    temporal_tls_client_cert: Path | None = None
+    temporal_tls_client_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233
     task_queue: str = TASK_QUEUE
 

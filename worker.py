@@ -24,6 +24,7 @@ from activities.smtp import Smtp
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
+from temporal_connection import connection
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.schedules import ensure_reconciler
@@ -33,11 +34,10 @@ log = structlog.get_logger()
 
 async def connect(settings: Settings, *, attempts: int = 60) -> Client:
     """Connect, retrying while the server comes up (the dev stack starts both together)."""
+    to = connection(settings)  # bad TLS settings fail here, at once, with the reason
     for attempt in range(1, attempts + 1):
         try:
-            return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
-            )
+            return await to.connect()
         except Exception as error:  # the server is not up yet, or briefly away
             if attempt == attempts:
                 raise

@@ -24,6 +24,7 @@ from api.routers import events, health, intake, items, links, replan
 from api.routers.admin import router as admin_router
 from config import Settings, configure_logging
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
+from temporal_connection import Connection, connection
 
 log = structlog.get_logger()
 STATIC = Path(__file__).with_name("static")
@@ -35,13 +36,11 @@ class TemporalHolder:
     def __init__(self) -> None:
         self.client: Client | None = None
 
-    async def keep_connecting(self, settings: Settings) -> None:
+    async def keep_connecting(self, settings: Settings, to: Connection) -> None:
         delay = 0.5
         while self.client is None:
             try:
-                self.client = await Client.connect(
-                    settings.temporal_address, namespace=settings.temporal_namespace
-                )
+                self.client = await to.connect()
                 log.info("temporal.connected", address=settings.temporal_address)
             except Exception as error:  # any failure here means "not yet": keep trying
                 log.warning(
@@ -68,10 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
+        to = connection(settings)  # bad TLS settings stop the start, with the reason
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
-            asyncio.create_task(temporal.keep_connecting(settings), name="temporal-connect"),
+            asyncio.create_task(temporal.keep_connecting(settings, to), name="temporal-connect"),
             asyncio.create_task(hub.run(), name="push-hub"),
         ]
         app.state.settings = settings
