@@ -157,6 +157,7 @@ async def seed(settings: Settings) -> None:
 def sign_in_links(settings: Settings) -> list[tuple[str, str]]:
     """One ready sign-in link per demo role (single use; 24 hours, not the mailed 15
     minutes, so a link printed at start still works after lunch)."""
+    from api.auth import RANK
     from domain import links
     from domain.clock import utcnow
     from domain.demo import ACCOUNT_ID, USERS, stable_id
@@ -178,11 +179,8 @@ def sign_in_links(settings: Settings) -> list[tuple[str, str]]:
                 ),
             ),
         )
-        for role, user in sorted(firsts.items(), key=lambda kv: -RANKS.index(kv[0]))
+        for role, user in sorted(firsts.items(), key=lambda kv: -RANK[kv[0]])
     ]
-
-
-RANKS = ["viewer", "engineer", "admin", "owner"]
 
 
 def write_down(settings: Settings, state: Path) -> None:

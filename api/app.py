@@ -36,16 +36,14 @@ class TemporalHolder:
     def __init__(self) -> None:
         self.client: Client | None = None
 
-    async def keep_connecting(self, settings: Settings, to: Connection) -> None:
+    async def keep_connecting(self, to: Connection) -> None:
         delay = 0.5
         while self.client is None:
             try:
                 self.client = await to.connect()
-                log.info("temporal.connected", address=settings.temporal_address)
+                log.info("temporal.connected", address=to.target)
             except Exception as error:  # any failure here means "not yet": keep trying
-                log.warning(
-                    "temporal.unreachable", address=settings.temporal_address, error=str(error)
-                )
+                log.warning("temporal.unreachable", address=to.target, error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -71,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
-            asyncio.create_task(temporal.keep_connecting(settings, to), name="temporal-connect"),
+            asyncio.create_task(temporal.keep_connecting(to), name="temporal-connect"),
             asyncio.create_task(hub.run(), name="push-hub"),
         ]
         app.state.settings = settings

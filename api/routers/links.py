@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.smtp import Smtp
 from api.auth import Viewer
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
@@ -49,10 +50,9 @@ log = structlog.get_logger()
 router = APIRouter(tags=["sign-in and mail links"])
 SESSION_TTL = timedelta(hours=8)
 WINDOW_SECONDS = 15 * 60
-LinkToken = Annotated[str, Field(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9_.\-]+$")]
-LinkQuery = Annotated[
-    str, Query(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9_.\-]+$", alias="link")
-]
+_TOKEN: dict[str, Any] = {"min_length": 20, "max_length": 2000, "pattern": r"^[A-Za-z0-9_.\-]+$"}
+LinkToken = Annotated[str, Field(**_TOKEN)]
+LinkQuery = Annotated[str, Query(**_TOKEN, alias="link")]
 BAD_LINK: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the link is forged, cut short or expired"},
 }
@@ -358,27 +358,24 @@ async def _mail_sign_in(
     )
     message.attach(
         MIMEText(
-            f'<p>Hello {_html(name)},</p><p><a href="{_html(url)}">Sign in to escalator '
-            f"({_html(account)})</a>. The link works once, for 15 minutes.</p>"
+            f'<p>Hello {escape(name)},</p><p><a href="{escape(url)}">Sign in to escalator '
+            f"({escape(account)})</a>. The link works once, for 15 minutes.</p>"
             "<p>If you did not ask for it, ignore this mail.</p>",
             "html",
             "utf-8",
         )
     )
     try:
+        smtp = Smtp.from_settings(settings)
         await aiosmtplib.send(
             message,
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            start_tls=settings.smtp_starttls,
-            timeout=settings.smtp_timeout_seconds,
+            hostname=smtp.host,
+            port=smtp.port,
+            username=smtp.username,
+            password=smtp.password,
+            start_tls=smtp.starttls,
+            timeout=smtp.timeout,
         )
     except (aiosmtplib.SMTPException, OSError) as error:
         # Said the same way as success: the answer never tells who has an account.
         log.error("sign_in.mail_failed", error=str(error))
-
-
-def _html(value: str) -> str:
-    return escape(value, quote=True)
