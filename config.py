@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     mail_from: str = "escalator@localhost"
     smtp_timeout_seconds: float = 10.0
     smtp_concurrency: int = 8
+    # Webhooks: each POST waits this long for an answer; an endpoint that fails this many
+    # deliveries in a row (5xx, timeouts, refused connections, 4xx) is disabled.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_disable_after_failures: int = Field(default=10, ge=1)
     # Worker tuning (see the README's "Scaling the worker"): the workflow cache holds the
     # items that can fire together (a 09:00 peak replays every evicted one), the slots bound
     # concurrent workflow tasks and activities. Each send holds a DB connection across SMTP
@@ -79,6 +83,19 @@ class Settings(BaseSettings):
     # False runs workflow code unsandboxed: cheaper activations, no guard against a
     # non-deterministic import. The replay tests run sandboxed either way.
     worker_sandbox: bool = True
+
+    # Observability (see the README, "Watching it run"). The worker serves /metrics on this
+    # port (0: none), with the Temporal SDK's worker metrics appended. With a token set, the
+    # API's /metrics needs it as a bearer token. Logs are `console` or `json` lines.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_token: SecretStr | None = None
+    log_format: Literal["console", "json"] = "console"
+    # Tracing is on when the standard OTLP endpoint variable is set (see tracing.py).
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
 
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60
@@ -137,23 +154,3 @@ def to_asyncpg_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {url!r}")
-
-
-def configure_logging() -> None:
-    """structlog's console output, with plain tracebacks: its default renders exceptions
-    with rich and every frame's locals, which took seconds per error (a 500 answered late)
-    and could print secrets held in locals."""
-    import structlog
-
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.StackInfoRenderer(),
-            structlog.dev.set_exc_info,
-            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=True),
-            structlog.dev.ConsoleRenderer(
-                colors=False, exception_formatter=structlog.dev.plain_traceback
-            ),
-        ]
-    )

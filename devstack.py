@@ -307,6 +307,11 @@ def run(settings: Settings) -> None:
         token = demo_token(settings)
         demo_items(api, token)
         write_down(settings, state)
+        worker_metrics = (
+            f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+            if settings.worker_metrics_port
+            else "off"
+        )
         signins = "\n".join(f"  {who:<26} {url}" for who, url in sign_in_links(settings))
         print(
             f"""
@@ -317,6 +322,7 @@ escalator is running.
   Postgres     {database_url}   (owner: migrations, CLIs)
                {app_url}   (app role: API, worker)
   Mail sink    smtp://{settings.smtp_host}:{settings.smtp_port}  (mails saved in {state}/mail)
+  Metrics      {api}/metrics   (worker: {worker_metrics})
   Logs         {state}/logs
 
 The queue is at {api}/ . Sign in with one of these (each works once, for 24 hours), or ask

@@ -14,6 +14,8 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import metrics
+import tracing
 from activities.email import EmailActivities, MailLinks
 from activities.items import ItemActivities
 from activities.push import PushActivities
@@ -21,9 +23,12 @@ from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
 from activities.rungs import RungActivities
 from activities.smtp import Smtp
-from config import Settings, configure_logging
+from activities.webhook import WebhookActivities
+from config import Settings
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
 from domain.clock import SystemClock
+from logs import configure_logging
+from metrics import MetricsServer
 from temporal_connection import connection
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -32,12 +37,13 @@ from workflows.schedules import ensure_reconciler
 log = structlog.get_logger()
 
 
-async def connect(settings: Settings, *, attempts: int = 60) -> Client:
-    """Connect, retrying while the server comes up (the dev stack starts both together)."""
+async def connect(settings: Settings, *, attempts: int = 60, **extra: Any) -> Client:
+    """Connect, retrying while the server comes up (the dev stack starts both together).
+    `extra`: more client options (the metrics runtime, tracing interceptors)."""
     to = connection(settings)  # bad TLS settings fail here, at once, with the reason
     for attempt in range(1, attempts + 1):
         try:
-            return await to.connect()
+            return await to.connect(**extra)
         except Exception as error:  # the server is not up yet, or briefly away
             if attempt == attempts:
                 raise
@@ -58,6 +64,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         links=MailLinks.from_settings(settings),
     )
     push = PushActivities(sessionmaker)
+    hooks = WebhookActivities.from_settings(sessionmaker, settings)
     rungs = RungActivities(sessionmaker)
     reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
     return Worker(
@@ -79,6 +86,9 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             email.record_delivery_failure,
             email.record_failures,
             push.publish_event,
+            hooks.plan_webhooks,
+            hooks.send_webhook,
+            hooks.record_webhook_failure,
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,
         ],
@@ -88,7 +98,11 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 
 # Pure modules the workflow code imports: passed through, so the sandbox neither re-imports
 # nor proxies them per workflow run (they hold no state a workflow could leak).
-PASSTHROUGH = ("domain", "workflows.types", "workflows.search_attributes", "activities", "db")
+PASSTHROUGH = (
+    *("domain", "workflows.types", "workflows.webhook_types", "workflows.search_attributes"),
+    *("activities", "db"),
+    "metrics",
+)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -107,10 +121,30 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def serve_metrics(settings: Settings, temporal_metrics: str) -> MetricsServer | None:
+    """The metrics port; a port already taken is logged, not fatal: escalations matter
+    more than their metrics."""
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    try:
+        server = MetricsServer(host, port, temporal_metrics).start()
+    except OSError as error:
+        log.error("worker.metrics_unavailable", host=host, port=port, error=str(error))
+        return None
+    log.info("worker.metrics", url=f"http://{host}:{server.port}/metrics")
+    return server
+
+
 async def main(settings: Settings) -> None:
     engine = create_engine(settings, pool_pre_ping=False)  # db.create_engine says why
     await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
-    client = await connect(settings)
+    traces = tracing.provider(settings, "escalator-worker")
+    options = tracing.connect_options(traces)
+    server = None
+    if settings.worker_metrics_port:
+        runtime, temporal_metrics = metrics.temporal_runtime()
+        options["runtime"] = runtime
+        server = serve_metrics(settings, temporal_metrics)
+    client = await connect(settings, **options)
     worker = build_worker(client, settings, engine)
     await ensure_reconciler(
         client, settings.task_queue, timedelta(seconds=settings.reconcile_every_seconds)
@@ -123,9 +157,13 @@ async def main(settings: Settings) -> None:
         log.info("worker.ready", task_queue=settings.task_queue, temporal=settings.temporal_address)
         await stop.wait()
     await engine.dispose()
+    if server is not None:
+        server.stop()
+    tracing.shutdown(traces)
     log.info("worker.stopped")
 
 
 if __name__ == "__main__":
-    configure_logging()
-    asyncio.run(main(Settings()))
+    settings = Settings()
+    configure_logging(settings.log_format)
+    asyncio.run(main(settings))

@@ -34,7 +34,8 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from email.header import Header
@@ -56,6 +57,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+import metrics
 from activities.rungs import fire
 from activities.smtp import Smtp, SmtpPool
 from config import Settings
@@ -286,6 +288,7 @@ class EmailActivities:
                 tier=request.tier,
                 critical=request.critical,
                 at=request.at,
+                planned_at=request.planned_at,
             )
             return batch, _not_now(await _attempt(session, batch, account_id))
 
@@ -392,6 +395,7 @@ class EmailActivities:
                 "rung": request.rung,
             },
         )
+        _measure(request, held, outcomes.values())
         return outcomes
 
     async def _send_one(
@@ -475,6 +479,7 @@ class EmailActivities:
             )
             for row in rows:
                 await _audit_failure(session, row, request.tier, request.error)
+        metrics.delivered("email", "failed", len(rows))
         return [str(row.recipient_id) for row in rows]
 
 
@@ -627,12 +632,24 @@ async def _suppress(session: AsyncSession, rows: Sequence[Any]) -> dict[str, Mai
     of each row (final rows as they are)."""
     live = [row for row in rows if row.status not in FINAL]
     await _apply(session, [_change(row, status="suppressed") for row in live])
+    metrics.delivered("email", "suppressed", len(live))
     return {
         str(row.recipient_id): _final(row)
         if row.status in FINAL
         else MailOutcome(user_id=str(row.recipient_id), status="suppressed")
         for row in rows
     }
+
+
+def _measure(request: SendEmails, item: MailItem, outcomes: Iterable[MailOutcome]) -> None:
+    """Metrics of the mails just sent and recorded: each outcome (a transient error counts
+    as pending: it is sent again), and the rung's lateness to the last accept."""
+    statuses = Counter("pending" if o.status == "retry" else o.status for o in outcomes)
+    for status in ("sent", "failed", "pending"):
+        metrics.delivered("email", status, statuses[status])
+    accepted = [o.sent_at for o in outcomes if o.status == "sent" and o.sent_at is not None]
+    if request.planned_at is not None and accepted:
+        metrics.rung_sent(request.tier, item.item_type, request.planned_at, max(accepted))
 
 
 def _not_now(rows: Sequence[Any]) -> dict[str, MailOutcome]:
@@ -747,15 +764,7 @@ async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
 
 
 async def _audit_failure(session: AsyncSession, row: Any, tier: int, error: str) -> None:
-    await audit.record(
-        session,
-        account_id=row.account_id,
-        item_id=row.item_id,
-        action="delivery_failed",
-        tier=tier,
-        key=f"{row.id}:failed",
-        data={"recipient_id": str(row.recipient_id), "error": error},
-    )
+    await audit.delivery_failed(session, row, tier, recipient_id=str(row.recipient_id), error=error)
 
 
 def _quiet_until(recipient: Recipient, at: datetime) -> datetime | None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
+import metrics
 from api.workflows import signal_item, start_item
 from domain.clock import Clock
 
@@ -49,6 +50,7 @@ class ReconcileActivities:
             summary = f"{item_type}: {title}"
             if await start_item(self._client, self._task_queue, item_id, account_id, summary):
                 started += 1
+        metrics.RECONCILER_REPAIRS.labels(kind="started").inc(started)
         activity.logger.info("reconcile.done", extra={"missing": len(missing), "started": started})
         return started
 
@@ -67,5 +69,6 @@ class ReconcileActivities:
         for item_id in lagging:
             if await signal_item(self._client, item_id, "sync", None):
                 nudged += 1
+        metrics.RECONCILER_REPAIRS.labels(kind="nudged").inc(nudged)
         activity.logger.info("reconcile.nudged", extra={"lagging": len(lagging), "nudged": nudged})
         return nudged

@@ -36,6 +36,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+import metrics
 from db import tenant_session
 from domain import audit, push, recipients
 from domain.models import AuditEvent, Delivery, Item
@@ -120,7 +121,8 @@ async def fire(
             recipients=list(found.recipients),
             tried=list(found.tried),
         )
-        return fired, item, added
+    metrics.rung_fired(request.tier, item.item_type)  # committed
+    return fired, item, added
 
 
 @functools.cache

@@ -319,7 +319,11 @@ class RungIn(BaseModel):
         max_length=10,
         description="a chain: the first resolver with a valid recipient wins",
     )
-    channels: list[Literal["email", "push"]] = Field(default=["email", "push"], max_length=2)
+    channels: list[Literal["email", "push", "webhook"]] = Field(
+        default=["email", "push"],
+        max_length=3,
+        description="`webhook` posts to the account's endpoints whose filter matches the event",
+    )
     event_key: str = Field(pattern=r"^[a-z0-9_.]{1,100}$", examples=["task.escalated"])
     notification_class: Literal["normal", "critical"] = Field(default="normal", alias="class")
 

@@ -11,19 +11,24 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
+import tracing
 from api import docs, errors, openapi, pages
 from api.events import Hub
 from api.middleware import RequestContext
-from api.routers import events, health, intake, items, links, replan
+from api.routers import events, health, intake, items, links, metrics, replan
 from api.routers.admin import router as admin_router
-from config import Settings, configure_logging
+from api.routers.webhooks import router as webhooks_router
+from config import Settings
 from db import create_engine, create_sessionmaker, refuse_rls_bypass
+from logs import configure_logging
 from temporal_connection import Connection, connection
 
 log = structlog.get_logger()
@@ -36,11 +41,11 @@ class TemporalHolder:
     def __init__(self) -> None:
         self.client: Client | None = None
 
-    async def keep_connecting(self, to: Connection) -> None:
+    async def keep_connecting(self, to: Connection, **extra: Any) -> None:
         delay = 0.5
         while self.client is None:
             try:
-                self.client = await to.connect()
+                self.client = await to.connect(**extra)
                 log.info("temporal.connected", address=to.target)
             except Exception as error:  # any failure here means "not yet": keep trying
                 log.warning("temporal.unreachable", address=to.target, error=str(error))
@@ -57,9 +62,14 @@ async def _stop(tasks: list[asyncio.Task[None]], grace: float = 5.0) -> None:
         log.error("shutdown.task_stuck", task=task.get_name())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """The app. Tracing follows the settings unless a provider is given (tests pass one
+    with an in-memory exporter)."""
     settings = settings or Settings()
-    configure_logging()
+    configure_logging(settings.log_format)
+    traces = tracer_provider or tracing.provider(settings, "escalator-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
         background = [
-            asyncio.create_task(temporal.keep_connecting(to), name="temporal-connect"),
+            asyncio.create_task(
+                temporal.keep_connecting(to, **tracing.connect_options(traces)),
+                name="temporal-connect",
+            ),
             asyncio.create_task(hub.run(), name="push-hub"),
         ]
         app.state.settings = settings
@@ -82,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await _stop(background)
             await engine.dispose()
+            if tracer_provider is None:  # ours to flush; a given one is the caller's
+                tracing.shutdown(traces)
 
     app = FastAPI(
         title="escalator",
@@ -94,13 +109,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(intake.router)
     app.include_router(items.router)
     app.include_router(admin_router)
+    app.include_router(webhooks_router)
     app.include_router(replan.router)
     app.include_router(events.router)
     app.include_router(links.router)
     app.include_router(pages.router)
+    tracing.instrument_app(app, traces)
     openapi.install(app)
     docs.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

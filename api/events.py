@@ -23,7 +23,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+import metrics
 from config import to_libpq_url
+from domain.clock import utcnow
 from domain.push import CHANNEL
 
 log = structlog.get_logger()
@@ -68,10 +70,14 @@ class Hub:
     def subscribe(self, account_id: uuid.UUID) -> Subscriber:
         subscriber = Subscriber(account_id, asyncio.Queue(maxsize=self._buffer))
         self._subscribers[account_id].add(subscriber)
+        metrics.SSE_SUBSCRIBERS.inc()
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers[subscriber.account_id].discard(subscriber)
+        subscribers = self._subscribers[subscriber.account_id]
+        if subscriber in subscribers:
+            subscribers.remove(subscriber)
+            metrics.SSE_SUBSCRIBERS.dec()
 
     @property
     def subscriber_count(self) -> int:
@@ -119,11 +125,14 @@ class Hub:
     async def _dispatch_new(self, connection: asyncpg.Connection) -> None:
         while True:
             rows = await connection.fetch(
-                "SELECT id, account_id, kind, payload FROM escalator_push_after($1, $2)",
+                "SELECT id, account_id, kind, payload, created_at"
+                " FROM escalator_push_after($1, $2)",
                 self.last_id,
                 BATCH,
             )
+            now = utcnow()
             for row in rows:
+                metrics.OUTBOX_LAG.observe(max((now - row["created_at"]).total_seconds(), 0.0))
                 event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
                 for subscriber in list(self._subscribers.get(event.account_id, ())):
                     subscriber.offer(event)

@@ -2,7 +2,8 @@
 
 - **Request id.** A caller's `X-Request-ID` (if it is a sane token) or a new one. It is in
   every log line of the request, in the `X-Request-ID` response header, and in every error
-  body, so a user's report and the server's log meet on one string.
+  body, so a user's report and the server's log meet on one string. A request about an
+  item (`/v1/items/<id>/...`) also logs the item's id and its workflow's.
 - **Body limit.** A body over `Settings.max_body_bytes` is a 413 before any of it is parsed,
   whether the client announced its length or streams it chunked.
 - **Unexpected errors** still answer in the one error shape: 503 `database_unavailable`
@@ -20,9 +21,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import REQUEST_ID, too_large_response, unexpected_error_response
+from logs import bind_item, unbound_items
 
 log = structlog.get_logger()
 _CALLER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_ITEM_PATH = re.compile(r"^/(?:v1/items|items)/([0-9a-fA-F-]{36})(?:/|$)")
 
 
 class RequestContext:
@@ -70,7 +73,10 @@ class RequestContext:
                     return {"type": "http.disconnect"}
             return message
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        named = _ITEM_PATH.match(scope["path"])
+        with structlog.contextvars.bound_contextvars(request_id=request_id), unbound_items():
+            if named:  # every line of a request about an item names it and its workflow
+                bind_item(named.group(1))
             try:
                 if self._announced_too_large(headers):
                     await self._too_large(scope, send_with_id)

@@ -283,11 +283,20 @@ class Why(BaseModel):
     )
 
 
+class EndpointRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    deleted: bool = Field(default=False, description="the endpoint was deleted since")
+
+
 class DeliveryOut(BaseModel):
+    """To a person (`recipient_id`, email) or to a webhook endpoint (`endpoint`)."""
+
     id: uuid.UUID
     channel: str
-    recipient_id: uuid.UUID
+    recipient_id: uuid.UUID | None = Field(description="null for a webhook delivery")
     recipient: PersonOut | None = Field(default=None, description="who, by name and address")
+    endpoint: EndpointRef | None = Field(default=None, description="a webhook's endpoint")
     why: Why | None = Field(
         default=None, description="null for rows no recipient chain produced (handoff fan-out)"
     )
@@ -295,6 +304,7 @@ class DeliveryOut(BaseModel):
     status: str
     attempts: int
     last_error: str | None
+    response_code: int | None = Field(default=None, description="a webhook's last HTTP status")
     deferred_until: datetime | None
     sent_at: datetime | None
     created_at: datetime

@@ -81,13 +81,18 @@ async def start_escalator(
 
 
 async def fire(
-    bench: Bench, client: Client, kind: str, dues: Any, lead: float
+    bench: Bench,
+    client: Client,
+    kind: str,
+    dues: Any,
+    lead: float,
+    env: dict[str, str] | None = None,
 ) -> tuple[list[float], float]:
     """Start one workflow per due instant (offsets in seconds from now + `lead`), wait for
     every mail: (lateness of each, worker CPU seconds from one second before the first
-    instant to the last mail)."""
+    instant to the last mail). `env`: more of the worker's environment."""
     queue = f"bench-{kind}-{uuid.uuid4()}"
-    async with bench.worker(kind, queue) as worker:
+    async with bench.worker(kind, queue, **(env or {})) as worker:
         base = utcnow() + timedelta(seconds=lead)
         instants = [base + timedelta(seconds=d) for d in dues]
         began = time.monotonic()

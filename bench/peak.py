@@ -17,6 +17,7 @@ ratio is escalator's figure over the floor's. Results print as a table and go to
 | 6 | one escalation to 500 recipients, first to last mail | <= 1.5x the SMTP floor |
 | 7 | POST /v1/tasks vs raw start_workflow; p99 at half that rate | >= 0.7x; <= 100 ms |
 | 8 | claim commit -> SSE event at 1,000 subscribers, p99 | <= 250 ms |
+| 9 | figure 1's burst with metrics and tracing on vs off: CPU per rung | <= 1.05x |
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ import structlog  # noqa: E402
 
 from bench import figures  # noqa: E402
 from bench.harness import Bench, Row  # noqa: E402
+from bench.observability_bench import observability_cost  # noqa: E402
 from bench.support import database, dev_server  # noqa: E402
 from mailsink import MailSink  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="figure numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="figure numbers")
     parser.add_argument("--json", default=str(ROOT / "test-artifacts" / "bench.json"))
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--big-burst", type=int, default=2000)
@@ -81,6 +83,7 @@ async def run(url: str, wanted: set[int], args: argparse.Namespace) -> list[Row]
         ({6}, lambda: figures.fan_out(bench, env.client)),
         ({7}, lambda: figures.create_path(bench, env.client)),
         ({8}, lambda: figures.claim_to_sse(bench)),
+        ({9}, lambda: observability_cost(bench, env.client, args.burst)),
     ]
     try:
         for numbers, step in steps:

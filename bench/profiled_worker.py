@@ -18,7 +18,8 @@ from types import FrameType
 sys.path.insert(0, os.getcwd())  # the measured checkout's worker, not this file's folder
 
 import worker
-from config import Settings, configure_logging
+from config import Settings
+from logs import configure_logging
 
 PROFILE = cProfile.Profile()
 

@@ -38,3 +38,19 @@ async def record(
         .returning(AuditEvent.id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def delivery_failed(
+    session: AsyncSession, delivery: Any, tier: int | None, **data: str
+) -> None:
+    """A delivery's `delivery_failed` event, once per delivery (key `<delivery>:failed`);
+    `data` says who it was for and why."""
+    await record(
+        session,
+        account_id=delivery.account_id,
+        item_id=delivery.item_id,
+        action="delivery_failed",
+        tier=tier,
+        key=f"{delivery.id}:failed",
+        data=data,
+    )

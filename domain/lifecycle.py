@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, push
+from domain import audit, push, send_guard
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
 from domain.models import Item, User
 
@@ -66,6 +66,8 @@ async def _transition(
     values: dict[str, Any],
     extra_condition: ColumnElement[bool] | None = None,
 ) -> Item | None:
+    if "open" in allowed_from and values.get("state", "open") != "open":
+        await send_guard.transitioning(session, item_id)  # after the slow sends in flight
     condition = (Item.id == item_id) & (Item.account_id == account_id)
     condition &= Item.state.in_(allowed_from)
     if extra_condition is not None:

@@ -45,6 +45,7 @@ ITEM_STATES = ("open", "paused", "claimed", "resolved", "cancelled")
 HANDOFF_INTENTS = ("park", "escalate")
 DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "deferred", "suppressed")
 RUNG_NAMES = ("remind", "escalate_1", "escalate_2")
+WEBHOOK_FORMATS = ("standard", "slack")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -287,13 +288,57 @@ class Item(Base):
     )
 
 
+class WebhookEndpoint(Base):
+    """An account's webhook receiver (Standard Webhooks). Soft-deleted: its deliveries keep
+    pointing at it. `secret` signs every request; after a rotation `previous_secret` signs
+    alongside it until `previous_secret_until`, so receivers can switch without a gap."""
+
+    __tablename__ = "webhook_endpoint"
+    __table_args__ = (CheckConstraint(_one_of("format", WEBHOOK_FORMATS), name="format"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    account_id: Mapped[uuid.UUID] = _account_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))  # "whsec_<base64>"
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # fnmatch patterns of event keys, e.g. ["task.*"]; empty: every event.
+    event_filter: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'"))
+    format: Mapped[str] = mapped_column(String(16), server_default="standard")
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
 class Delivery(Base):
-    """One notification on one channel: the dedup claim and the record in one row."""
+    """One notification on one channel: the dedup claim and the record in one row. It goes
+    to a person (`recipient_id`) or to a webhook endpoint (`endpoint_id`), never both."""
 
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("recipient_id", "item_id", "event_key", "channel"),
         CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
+        CheckConstraint(
+            "(recipient_id IS NULL) <> (endpoint_id IS NULL)", name="recipient_or_endpoint"
+        ),
+        # A person's rows are deduplicated by the constraint above (endpoint rows have no
+        # recipient, and NULLs never conflict); an endpoint's by this one.
+        Index(
+            "uq_delivery_endpoint_id_item_id_event_key_channel",
+            "endpoint_id",
+            "item_id",
+            "event_key",
+            "channel",
+            unique=True,
+            postgresql_where=text("endpoint_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -301,8 +346,11 @@ class Delivery(Base):
     item_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("item.id", ondelete="CASCADE"), index=True
     )
-    recipient_id: Mapped[uuid.UUID] = mapped_column(
+    recipient_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("app_user.id", ondelete="CASCADE")
+    )
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
     )
     event_key: Mapped[str] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(16))
@@ -312,6 +360,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(300))
+    # A webhook's last HTTP status (null for email, or when no response came back).
+    response_code: Mapped[int | None] = mapped_column(SmallInteger)
     deferred_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
@@ -386,4 +436,5 @@ TENANT_TABLES = (
     "audit_event",
     "push_event",
     "used_link",
+    "webhook_endpoint",
 )

@@ -20,7 +20,8 @@ from typing import Any, Literal, get_args
 
 from domain.planning import Offset, RungName
 
-Channel = Literal["email", "push"]
+Channel = Literal["email", "push", "webhook"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
 NotificationClass = Literal["normal", "critical"]
 RUNG_NAMES: tuple[RungName, ...] = get_args(RungName)
 USER_ROLES = ("viewer", "engineer", "admin", "owner")
@@ -71,8 +72,11 @@ def parse_rung(name: RungName, data: Mapping[str, Any]) -> RungPolicy | None:
     if not isinstance(recipients, list) or not recipients:
         raise PolicyError(f"rung {name}: recipients must be a non-empty list of resolvers")
     channels = data.get("channels", ["email", "push"])
-    if not isinstance(channels, list) or not all(c in ("email", "push") for c in channels):
-        raise PolicyError(f"rung {name}: channels must be a list of 'email' and/or 'push'")
+    if not isinstance(channels, list) or not all(c in CHANNELS for c in channels):
+        raise PolicyError(
+            f"rung {name}: channels must be a list of 'email', 'push' and/or 'webhook' "
+            "(to the account's webhook endpoints whose filter matches the event key)"
+        )
     event_key = data.get("event_key")
     if not isinstance(event_key, str) or not re.fullmatch(r"[a-z0-9_.]{1,100}", event_key):
         raise PolicyError(f"rung {name}: event_key must match [a-z0-9_.]{{1,100}}")

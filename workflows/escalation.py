@@ -10,7 +10,8 @@ Queries: `get_state` (state, claimer, every rung with its instant, status and ti
 Timers: one at a time, `wait_condition(timeout=...)` until the next pending rung, summarised as
 "escalate_1 at 2026-11-25 09:00 Europe/Berlin"; plus one durable sleep per email deferred by
 a recipient's quiet hours. A rung fires as one `fire_rung` transaction (stamp, audit,
-recipients, delivery rows, push), then its emails go out.
+recipients, delivery rows, push), then its emails go out, and its webhooks if the rung names
+that channel (a delivery row per matching endpoint, then one retried `send_webhook` each).
 
 The plan itself is the pure `domain.planning.plan_rungs`; the item, its pinned policy and its
 pinned calendar version come from the `load_item` activity and stay in workflow state, so a
@@ -76,6 +77,9 @@ HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
 # (the first one, at a start burst) made every rung after it that much late.
 PRE_WAKE_PATCH = "rung-pre-wake"
 PRE_WAKE = timedelta(seconds=10)
+# workflow.patched: a rung whose channels name `webhook` posts to the account's endpoints
+# (no history before it could: policies refused the channel).
+WEBHOOKS = "rung-webhooks"
 
 
 @workflow.defn
@@ -361,6 +365,7 @@ class EscalationWorkflow:
             channels=list(policy.channels),
             critical=policy.critical,
             push_kind="rung.fired",
+            planned_at=rung.fire_at,
         )
         if not workflow.patched(ONE_TRANSACTION):
             if await self._record(ref, rung, "fired"):
@@ -395,6 +400,8 @@ class EscalationWorkflow:
             notifier.sent(note, fired.recipients, fired.outcomes)
         else:
             notifier.send(note, fired.recipients)
+        if "webhook" in note.channels and workflow.patched(WEBHOOKS):
+            notifier.hook(note)
 
     def _follow(self, state: str, claimed_by: str | None) -> None:
         """The database moved on (a claim committed; its signal is on the way). Follow it

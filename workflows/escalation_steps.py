@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from activities.email import EmailActivities
 from activities.items import ItemActivities
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
+from activities.webhook import WebhookActivities
 from workflows.types import (
     DeliveryOutcome,
     ItemRef,
@@ -42,6 +43,7 @@ from workflows.types import (
     SendEmail,
     SendEmails,
 )
+from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure
 
 SEND_CONCURRENCY = 8
 SEND_HEARTBEAT = timedelta(seconds=10)
@@ -81,6 +83,17 @@ SMTP_RETRY = RetryPolicy(
 )
 
 
+# A webhook POST: Temporal retries a 5xx, 408, 429 or timeout with backoff for about a day
+# (a receiver's Retry-After sets the next delay); each attempt is on its delivery row.
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(hours=1),
+    maximum_attempts=30,
+)
+WEBHOOK_TIMEOUT = timedelta(seconds=60)  # one attempt: the POST's own timeout is seconds
+
+
 @dataclass(frozen=True, kw_only=True)
 class Notification:
     event_key: str
@@ -92,6 +105,7 @@ class Notification:
     push_kind: str
     actor_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    planned_at: datetime | None = None  # the rung's instant: the lateness metric's start
 
 
 class Notifier:
@@ -173,7 +187,7 @@ class Notifier:
                 outcomes = {o.user_id: o for o in first}
                 first = None
             else:
-                sent = await self._attempt(note, recipients)
+                sent = await self._attempt(note, recipients, on_time=attempt == 0)
                 if sent is None:
                     return
                 outcomes = {o.user_id: o for o in sent}
@@ -198,9 +212,10 @@ class Notifier:
             recipients = retry
 
     async def _attempt(
-        self, note: Notification, recipients: list[Recipient]
+        self, note: Notification, recipients: list[Recipient], *, on_time: bool
     ) -> list[MailOutcome] | None:
-        """One `send_emails`; None when it ran out of attempts (then they are failed)."""
+        """One `send_emails`; None when it ran out of attempts (then they are failed).
+        `on_time`: the rung's first attempt, whose lateness the metric measures."""
         try:
             result = await workflow.execute_activity_method(
                 EmailActivities.send_emails,
@@ -213,6 +228,7 @@ class Notifier:
                     tier=note.tier,
                     critical=note.critical,
                     at=workflow.now(),
+                    planned_at=note.planned_at if on_time else None,
                 ),
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=SEND_HEARTBEAT,
@@ -232,7 +248,7 @@ class Notifier:
             max(until - workflow.now(), timedelta(0)),
             summary=f"quiet hours of {len(recipients)} recipient(s) until {until:%H:%M} UTC",
         )
-        await self._deliver_batch(note, recipients)
+        await self._deliver_batch(replace(note, planned_at=None), recipients)  # not late
 
     async def _record_unrecorded(
         self, note: Notification, by_id: dict[str, Recipient], outcomes: dict[str, MailOutcome]
@@ -349,6 +365,58 @@ class Notifier:
             tier=note.tier,
             **what,
         )
+
+    def hook(self, note: Notification) -> None:
+        """The rung's webhooks: one delivery row per matching endpoint, then one retried
+        `send_webhook` per endpoint, concurrently, in tasks of their own: a slow or failing
+        receiver never delays the mails, nor another receiver."""
+        self._sends.append(asyncio.create_task(self._hook_all(note)))
+
+    async def _hook_all(self, note: Notification) -> None:
+        ref = self._ref
+        endpoints = await db_step(
+            WebhookActivities.plan_webhooks,
+            PlanWebhooks(
+                item_id=ref.item_id,
+                account_id=ref.account_id,
+                event_key=note.event_key,
+                rung=note.rung,
+                tier=note.tier,
+            ),
+        )
+        at = workflow.now()  # the event's timestamp: the same body on every retry
+        await asyncio.gather(*(self._hook_one(note, endpoint, at) for endpoint in endpoints))
+
+    async def _hook_one(self, note: Notification, endpoint_id: str, at: datetime) -> None:
+        ref = self._ref
+        try:
+            await workflow.execute_activity_method(
+                WebhookActivities.send_webhook,
+                SendWebhook(
+                    item_id=ref.item_id,
+                    account_id=ref.account_id,
+                    endpoint_id=endpoint_id,
+                    event_key=note.event_key,
+                    rung=note.rung,
+                    tier=note.tier,
+                    at=at,
+                ),
+                start_to_close_timeout=WEBHOOK_TIMEOUT,
+                retry_policy=WEBHOOK_RETRY,
+                summary=f"webhook {note.rung} → endpoint {endpoint_id}",
+            )
+        except ActivityError as error:  # out of attempts: on the record as failed
+            await db_step(
+                WebhookActivities.record_webhook_failure,
+                WebhookFailure(
+                    item_id=ref.item_id,
+                    account_id=ref.account_id,
+                    endpoint_id=endpoint_id,
+                    event_key=note.event_key,
+                    error=str(error.cause or error),
+                    tier=note.tier,
+                ),
+            )
 
     async def drain(self) -> None:
         """Wait for every send in flight (before continue-as-new)."""

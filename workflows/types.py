@@ -216,6 +216,9 @@ class SendEmails:
     tier: int
     critical: bool
     at: datetime  # the workflow's now: quiet hours are judged at this instant
+    # The rung's planned instant on its first attempt (the lateness metric's start); None
+    # on a retry or after quiet hours, whose lateness is not the stack's.
+    planned_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,7 @@ from api.workflows import start_item
 from domain import items
 from domain.clock import utcnow
 from domain.models import Item
+from logs import bind_item
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 IdempotencyKey = Annotated[
@@ -51,6 +52,7 @@ async def _created(
     recipients (GET the item for them); commit, then start the workflow, so the response
     can say whether it started. The worker stamps `workflow_started_at` when it runs."""
     item = made.item
+    bind_item(item.id)  # the rest of the request's lines name the new item
     view = await item_view(uow, item, made.policy, recipients=False)
     if not made.created:
         response.headers[REPLAYED] = "true"

@@ -6,18 +6,21 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select, tuple_
 
+import metrics
 from api.auth import Admin, Engineer, Viewer
 from api.deps import TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.schemas import (
     AuditOut,
     DeliveryOut,
+    EndpointRef,
     Instant,
     ItemOut,
     ItemPage,
@@ -31,7 +34,7 @@ from domain import items, lifecycle, limits
 from domain import replan as domain_replan
 from domain.clock import utcnow
 from domain.errors import Invalid
-from domain.models import AuditEvent, Delivery, Item, User
+from domain.models import AuditEvent, Delivery, Item, User, WebhookEndpoint
 from domain.recipients import describe
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
@@ -165,6 +168,15 @@ async def _signal(temporal: Any, item_id: uuid.UUID, name: str, arg: Any) -> Non
     await signal_item(temporal, item_id, name, arg)
 
 
+def _claim_measured(
+    item_type: str, created_at: datetime, claimed_at: datetime
+) -> Callable[[], Awaitable[None]]:
+    async def measure() -> None:  # committed: the claim counts
+        metrics.claimed(item_type, created_at, claimed_at)
+
+    return measure
+
+
 def _lifecycle_route(verb: str, doc: str) -> None:
     async def act(
         item_id: uuid.UUID, uow: UowDep, principal: Engineer, temporal: TemporalDep
@@ -182,6 +194,8 @@ def _lifecycle_route(verb: str, doc: str) -> None:
             signal = AtSignal(at=now)
         if done.changed:
             uow.after_commit(lambda: _signal(temporal, item_id, verb, signal))
+            if verb == "claim":
+                uow.after_commit(_claim_measured(done.item.item_type, done.item.created_at, now))
         return await item_view(uow, done.item)
 
     act.__name__ = f"{verb}_item"
@@ -268,31 +282,38 @@ async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[De
     item = await lifecycle.get_item(uow.session, account_id, item_id)
     chains = _chains(await items.pinned_policy(uow.session, item))
     rows = await uow.session.execute(
-        select(Delivery, User)
-        .join(User, User.id == Delivery.recipient_id)
-        .where(
-            Delivery.item_id == item_id,
-            Delivery.account_id == account_id,
-            User.account_id == account_id,
+        select(Delivery, User, WebhookEndpoint)
+        .outerjoin(User, (User.id == Delivery.recipient_id) & (User.account_id == account_id))
+        .outerjoin(
+            WebhookEndpoint,
+            (WebhookEndpoint.id == Delivery.endpoint_id)
+            & (WebhookEndpoint.account_id == account_id),
         )
-        .order_by(Delivery.created_at, User.name)
+        .where(Delivery.item_id == item_id, Delivery.account_id == account_id)
+        .order_by(Delivery.created_at, User.name, WebhookEndpoint.name)
     )
     return [
         DeliveryOut(
             id=d.id,
             channel=d.channel,
             recipient_id=d.recipient_id,
-            recipient=PersonOut(id=user.id, name=user.name, email=user.email or ""),
+            recipient=PersonOut(id=user.id, name=user.name, email=user.email or "")
+            if user
+            else None,
+            endpoint=EndpointRef(id=hook.id, name=hook.name, deleted=hook.deleted_at is not None)
+            if hook
+            else None,
             why=_why(chains.get(d.event_key), d.resolver_rank),
             event_key=d.event_key,
             status=d.status,
             attempts=d.attempts,
             last_error=d.last_error,
+            response_code=d.response_code,
             deferred_until=d.deferred_until,
             sent_at=d.sent_at,
             created_at=d.created_at,
         )
-        for d, user in rows
+        for d, user, hook in rows
     ]
 
 

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import metrics
 from activities.smtp import Smtp
 from api.auth import Viewer
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UowDep
@@ -279,6 +280,7 @@ async def claim_from_mail(
         done = await lifecycle.claim(session, read.account_id, read.item_id, read.user_id, now)
         view = await _claim_view(session, read)
     if done.changed:
+        metrics.claimed(done.item.item_type, done.item.created_at, now)
         await signal_item(
             temporal, read.item_id, "claim", ClaimSignal(user_id=str(read.user_id), at=now)
         )

@@ -32,6 +32,7 @@ const LABELS = {
   replanned: "Moved to the latest policy",
   escalation_undeliverable: "Nobody valid to notify",
   delivery_failed: "Delivery failed",
+  webhook_endpoint_disabled: "Webhook endpoint disabled",
 };
 
 function actionLabel(entry) {
@@ -46,7 +47,8 @@ function actionDetail(entry, people) {
     case "due_changed": return `from ${formatInstant(data.from)} to ${formatInstant(data.to)}`;
     case "rung_fired":
     case "rung_skipped": return data.planned_at ? `planned for ${formatInstant(data.planned_at)}` : "";
-    case "delivery_failed": return [people.get(data.recipient_id), data.error].filter(Boolean).join(": ");
+    case "delivery_failed": return [people.get(data.recipient_id) || data.endpoint_name, data.error].filter(Boolean).join(": ");
+    case "webhook_endpoint_disabled": return [data.endpoint_name, data.reason].filter(Boolean).join(": ");
     case "escalation_undeliverable": return data.tried ? `tried: ${data.tried.split(",").join(", ")}` : "";
     case "replanned": return `policy v${data.from?.policy_version} → v${data.policy_version}, calendar v${data.from?.calendar_version} → v${data.calendar_version}`;
     case "created": return [data.type, data.intent].filter(Boolean).join(" · ");
@@ -153,8 +155,8 @@ function renderTimeline(entries, people) {
 function renderDeliveries(rows) {
   $("#deliveries tbody").replaceChildren(...rows.map((row) => el("tr", { "data-delivery-id": row.id },
     el("td", { "data-label": "Recipient", class: "recipient" },
-      row.recipient?.name || row.recipient_id,
-      el("span", { class: "person-email" }, row.recipient?.email || "")),
+      row.recipient?.name || (row.endpoint ? `Webhook: ${row.endpoint.name}` : row.recipient_id),
+      el("span", { class: "person-email" }, row.recipient?.email || (row.response_code ? `HTTP ${row.response_code}` : ""))),
     el("td", { "data-label": "Rung / event", class: "event" },
       row.why ? `${row.why.rung} · ` : "", row.event_key, el("span", { class: "person-email" }, row.channel)),
     el("td", { "data-label": "Status" }, badge(row.status, `status-${row.status}`),

@@ -47,7 +47,7 @@ def batch(tenant: Tenant, item_id: object, recipients: list[Recipient]) -> SendE
 
 
 async def statuses(tenant: Tenant, item_id: uuid.UUID) -> dict[str, tuple[str, int]]:
-    keys = {tenant.user(k): k for k in WHO}
+    keys: dict[uuid.UUID | None, str] = {tenant.user(k): k for k in WHO}
     return {keys[d.recipient_id]: (d.status, d.attempts) for d in await tenant.deliveries(item_id)}
 
 

@@ -35,6 +35,7 @@ class Stack:
     api: str
     temporal: str
     ui: str
+    worker_metrics: str
     state: Path
     printed: str
 
@@ -42,7 +43,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state = tmp_path_factory.mktemp("devstack")
-    api_port, temporal_port, ui_port, smtp_port = (free_port() for _ in range(4))
+    api_port, temporal_port, ui_port, smtp_port, metrics_port = (free_port() for _ in range(5))
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
@@ -51,6 +52,7 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "ESCALATOR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "ESCALATOR_TEMPORAL_UI_PORT": str(ui_port),
         "ESCALATOR_SMTP_PORT": str(smtp_port),
+        "ESCALATOR_WORKER_METRICS_PORT": str(metrics_port),
     }
     log = (state / "launcher.log").open("w+")
     process = subprocess.Popen(
@@ -66,6 +68,7 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
             api=f"http://127.0.0.1:{api_port}",
             temporal=f"127.0.0.1:{temporal_port}",
             ui=f"http://127.0.0.1:{ui_port}",
+            worker_metrics=f"http://127.0.0.1:{metrics_port}/metrics",
             state=state,
             printed=printed,
         )
@@ -151,3 +154,13 @@ async def test_the_demo_item_is_at_tier_2_within_three_minutes(stack: Stack) -> 
     mails = [email.message_from_bytes(p.read_bytes()) for p in (stack.state / "mail").glob("*.eml")]
     rungs = sorted(m["X-Escalator-Event"] for m in mails if m["X-Escalator-Item"] == demo["id"])
     assert rungs == ["task.escalated", "task.escalated_final", "task.reminder"]
+
+    # The demo's rungs are on both /metrics pages the stack printed.
+    assert f"(worker: {stack.worker_metrics})" in stack.printed
+    async with httpx.AsyncClient() as client:
+        worker_page = (await client.get(stack.worker_metrics)).text
+        api_page = (await client.get(f"{stack.api}/metrics")).text
+    assert 'escalator_rungs_fired_total{item_type="DEMO",tier="2"} 1.0' in worker_page
+    assert 'escalator_rung_lateness_seconds_count{item_type="DEMO",tier="2"} 1.0' in worker_page
+    assert "temporal_worker_task_slots_available" in worker_page
+    assert 'escalator_open_items{state="open",tier="2"}' in api_page

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.demo import demo_calendar_version, seed_demo, stable_id
-from domain.models import AuditEvent, Delivery, Item, PushEvent, UsedLink
+from domain.models import AuditEvent, Delivery, Item, PushEvent, UsedLink, WebhookEndpoint
 
 
 async def seed_account(session: AsyncSession, slug: str) -> uuid.UUID:
@@ -45,13 +45,29 @@ async def add_task(
 
 
 async def add_item_records(session: AsyncSession, item: Item) -> None:
-    """One delivery, audit event, push event and used link for `item`, so every tenant table
-    has rows."""
+    """One delivery, audit event, push event, used link and webhook endpoint (with a
+    delivery of its own) for `item`, so every tenant table has rows."""
     recipient = item.assignee_id
     assert recipient is not None
     key = uuid.uuid4().hex
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        account_id=item.account_id,
+        name="Ops hook",
+        url="https://hooks.example.com/escalator",
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
+    session.add(endpoint)
+    await session.flush()
     session.add_all(
         [
+            Delivery(
+                account_id=item.account_id,
+                item_id=item.id,
+                endpoint_id=endpoint.id,
+                event_key="task.reminder",
+                channel="webhook",
+            ),
             Delivery(
                 account_id=item.account_id,
                 item_id=item.id,

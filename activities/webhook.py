@@ -1,0 +1,430 @@
+"""`plan_webhooks`, `send_webhook`, `record_webhook_failure`: a rung's webhooks, each
+endpoint's delivery sent at most once, none after a claim.
+
+A delivery row per (endpoint, item, event_key, 'webhook') is the dedup claim and the
+record, as for email. `send_webhook` works in two transactions, as `send_emails` does:
+
+1. The attempt, committed: the item FOR SHARE, the row FOR UPDATE. A final row (`sent`,
+   `failed`, `suppressed`) is returned as it is; a closed item or a disabled/deleted
+   endpoint makes it `suppressed` with the reason. Otherwise it becomes `sending` with
+   attempts + 1, so even a worker that dies mid-POST leaves the attempt on the record.
+2. The POST, under the row's lock and the item's send guard (`domain.send_guard`), held
+   across it: a claim waits for it, so the request goes out before the claim commits or not
+   at all, while the next rung's stamp and mails never wait for a slow receiver. Its outcome is
+   recorded and committed *before* a retryable error is raised, so every attempt survives.
+
+`webhook-id` is the delivery row's id, the same on every retry, so receivers deduplicate
+a resend whose first answer was lost (Standard Webhooks' at-least-once contract).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+import metrics
+from activities import webhook_http as http
+from config import Settings
+from db import tenant_session
+from domain import audit, send_guard, webhooks
+from domain.clock import Clock, SystemClock
+from domain.models import BusinessCalendarVersion, Delivery, Item, WebhookEndpoint
+from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
+ITEM: Table = Item.__table__  # type: ignore[assignment]
+CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
+CHANNEL = "webhook"
+FINAL = webhooks.FINAL
+UNKNOWN_OUTCOME = (
+    "the previous attempt's outcome is unknown (its worker stopped mid-send); sent again "
+    "with the same webhook-id"
+)
+
+
+class WebhookActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        base_url: str,
+        timeout_seconds: float = 5.0,
+        disable_after: int = 10,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout_seconds
+        self._disable_after = disable_after
+        self._clock = clock or SystemClock()
+        self._transport = transport
+
+    @classmethod
+    def from_settings(
+        cls, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    ) -> WebhookActivities:
+        return cls(
+            sessionmaker,
+            base_url=settings.base_url,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            disable_after=settings.webhook_disable_after_failures,
+        )
+
+    @activity.defn
+    async def plan_webhooks(self, request: PlanWebhooks) -> list[str]:
+        """Side effect: a `pending` delivery row for every enabled, undeleted endpoint of the
+        account whose filter matches the event key (none if the item is no longer open).
+        Idempotency key: (endpoint, item, event_key, 'webhook'), ON CONFLICT DO NOTHING.
+        Returns, sorted, the endpoints whose row for this event is not yet final: the ones
+        the workflow still sends to."""
+        account_id, item_id = uuid.UUID(request.account_id), uuid.UUID(request.item_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            state = await session.scalar(
+                select(ITEM.c.state)
+                .where(ITEM.c.id == item_id, ITEM.c.account_id == account_id)
+                .with_for_update(read=True)
+            )
+            if state != "open":
+                return []
+            endpoints = await session.execute(
+                select(ENDPOINT.c.id, ENDPOINT.c.event_filter).where(
+                    ENDPOINT.c.account_id == account_id,
+                    ENDPOINT.c.enabled,
+                    ENDPOINT.c.deleted_at.is_(None),
+                )
+            )
+            keys = [
+                {**_key(request, account_id), "endpoint_id": e.id}
+                for e in endpoints
+                if webhooks.matches(e.event_filter, request.event_key)
+            ]
+            if keys:
+                await session.execute(
+                    insert(DELIVERY).on_conflict_do_nothing(
+                        index_elements=["endpoint_id", "item_id", "event_key", "channel"],
+                        index_where=DELIVERY.c.endpoint_id.is_not(None),
+                    ),
+                    keys,
+                )
+            live = await session.scalars(
+                select(DELIVERY.c.endpoint_id).where(
+                    *_row_of(request, account_id), DELIVERY.c.status.not_in(FINAL)
+                )
+            )
+            return sorted(str(endpoint_id) for endpoint_id in live)
+
+    @activity.defn
+    async def send_webhook(self, request: SendWebhook) -> WebhookOutcome:
+        """Side effect: one signed HTTP POST to one endpoint. Idempotency key: the delivery
+        row (endpoint, item, event_key, 'webhook'): a final row is returned as it is, so a
+        retry after success sends nothing. 2xx is `sent`; 410 and other 4xx are `failed`
+        (410 also disables the endpoint), returned, never raised. 5xx, 408, 429, timeouts
+        and refused connections record the attempt and raise a retryable `ApplicationError`
+        (with 429/503's Retry-After as the next delay), unless the endpoint's consecutive
+        failures reach `disable_after`: then it is disabled and the row `failed`."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            settled = await self._attempt(session, request, account_id)
+        if settled is not None:
+            return settled
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            outcome, retry = await self._deliver(session, request, account_id)
+        _measure(outcome)  # committed
+        if retry is not None:  # committed above: the attempt is on the record
+            raise ApplicationError(
+                f"webhook to endpoint {request.endpoint_id} failed, will retry: {outcome.error}",
+                type="WebhookTransientError",
+                next_retry_delay=retry.retry_after,
+            )
+        return outcome
+
+    @activity.defn
+    async def record_webhook_failure(self, request: WebhookFailure) -> None:
+        """Side effect: the delivery `failed` with the error, once Temporal's retries ran
+        out, plus its `delivery_failed` audit row. Idempotency: a final row is left as it
+        is, and the audit key is `<delivery>:failed`."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            row = await _locked_row(session, request, account_id)
+            if row is None or row.status in FINAL:
+                return
+            await _set(session, row, status="failed", last_error=request.error)
+            name = await session.scalar(
+                select(ENDPOINT.c.name).where(ENDPOINT.c.id == row.endpoint_id)
+            )
+            await _audit_failure(session, row, request.tier, name or "", request.error)
+        metrics.delivered(CHANNEL, "failed")
+
+    async def _attempt(
+        self, session: AsyncSession, request: SendWebhook, account_id: uuid.UUID
+    ) -> WebhookOutcome | None:
+        """Step 1: the outcome if there is nothing to send, else None with `sending` and
+        attempts + 1 on the row (committed by the caller)."""
+        item = await _item_for_share(session, request, account_id)
+        endpoint = await _endpoint(session, request, account_id)
+        await session.execute(  # normally `plan_webhooks` made it
+            insert(DELIVERY).values(**_key(request, account_id)).on_conflict_do_nothing()
+        )
+        row = await _locked_row(session, request, account_id)
+        assert row is not None  # inserted above if it was missing
+        if row.status in FINAL:
+            return _final(row)
+        reason = _not_now(item, endpoint)
+        if reason is not None:
+            return await _suppress(session, row, reason)
+        note = UNKNOWN_OUTCOME if row.status == "sending" else None
+        await _set(session, row, status="sending", attempts=row.attempts + 1, last_error=note)
+        return None
+
+    async def _deliver(
+        self, session: AsyncSession, request: SendWebhook, account_id: uuid.UUID
+    ) -> tuple[WebhookOutcome, http.Answer | None]:
+        """Step 2: the POST under the send guard and the row's lock, and its record. The
+        answer is returned too when it is to be retried."""
+        item = await _item_for_share(session, request, account_id, guarded=True)
+        row = await _locked_row(session, request, account_id)
+        assert row is not None  # step 1 committed it
+        if row.status in FINAL:  # a concurrent attempt finished it meanwhile
+            return _final(row), None
+        endpoint = await _endpoint(session, request, account_id)
+        reason = _not_now(item, endpoint)
+        if reason is not None:  # closed between the steps: step 1's attempt never went out
+            return await _suppress(session, row, reason, attempts=max(row.attempts - 1, 0)), None
+        answer = await self._post(request, item, endpoint, row.id)
+        code = answer.code
+        if answer.ok:
+            note = row.last_error if row.last_error == UNKNOWN_OUTCOME else None  # sent twice
+            sent_at = self._clock.now()
+            await _set(
+                session, row, status="sent", response_code=code, sent_at=sent_at, last_error=note
+            )
+            await session.execute(
+                update(ENDPOINT)
+                .where(ENDPOINT.c.id == endpoint.id, ENDPOINT.c.consecutive_failures != 0)
+                .values(consecutive_failures=0)
+            )
+            outcome = WebhookOutcome(
+                status="sent", response_code=code, sent_at=sent_at, attempts=row.attempts
+            )
+            return outcome, None
+        error = answer.error
+        failures = await session.scalar(
+            update(ENDPOINT)
+            .where(ENDPOINT.c.id == endpoint.id)
+            .values(consecutive_failures=ENDPOINT.c.consecutive_failures + 1)
+            .returning(ENDPOINT.c.consecutive_failures)
+        )
+        disable = None
+        if code == 410:  # the receiver says it is gone for good
+            disable = "410 Gone"
+        elif (failures or 0) >= self._disable_after:
+            disable = f"{failures} consecutive failures"
+        disabled = disable is not None and await self._disable(
+            session, request, row, endpoint, disable
+        )
+        if answer.transient and disable is None:
+            await _set(session, row, status="pending", response_code=code, last_error=error)
+            retry = WebhookOutcome(status="pending", response_code=code, error=error)
+            return retry, answer
+        await _set(session, row, status="failed", response_code=code, last_error=error)
+        await _audit_failure(session, row, request.tier, endpoint.name, error)
+        outcome = WebhookOutcome(
+            status="failed",
+            response_code=code,
+            error=error,
+            attempts=row.attempts,
+            endpoint_disabled=disabled,
+        )
+        return outcome, None
+
+    async def _post(
+        self, request: SendWebhook, item: Any, endpoint: Any, msg_id: uuid.UUID
+    ) -> http.Answer:
+        """The signed POST of the endpoint's format, to the endpoint's URL."""
+        hook = http.HookItem(
+            id=str(item.id),
+            kind=item.kind,
+            item_type=item.item_type,
+            title=item.title,
+            due_at=item.due_at,
+            zone=item.tz,
+        )
+        content = http.body(endpoint.format, request, hook, f"{self._base_url}/items/{item.id}")
+        now = self._clock.now()
+        secrets = webhooks.signing_secrets(endpoint, now)
+        headers = http.headers(str(msg_id), now, content, secrets)
+        return await http.post(
+            endpoint.url, content, headers, within=self._timeout, transport=self._transport
+        )
+
+    async def _disable(
+        self,
+        session: AsyncSession,
+        request: SendWebhook,
+        row: Row[Any],
+        endpoint: Row[Any],
+        reason: str,
+    ) -> bool:
+        """Disable the endpoint with `reason`, audited against this delivery's item; False
+        if it was disabled already (by a concurrent send or an admin)."""
+        changed = await session.scalar(
+            update(ENDPOINT)
+            .where(ENDPOINT.c.id == endpoint.id, ENDPOINT.c.enabled)
+            .values(enabled=False, disabled_at=self._clock.now(), disabled_reason=reason)
+            .returning(ENDPOINT.c.id)
+        )
+        if changed is None:
+            return False
+        await audit.record(
+            session,
+            account_id=row.account_id,
+            item_id=row.item_id,
+            action="webhook_endpoint_disabled",
+            tier=request.tier,
+            key=f"{row.id}:endpoint_disabled",
+            data={
+                "endpoint_id": str(endpoint.id),
+                "endpoint_name": endpoint.name,
+                "reason": reason,
+            },
+        )
+        activity.logger.warning(
+            "webhook.endpoint_disabled", extra={"endpoint_id": str(endpoint.id), "reason": reason}
+        )
+        return True
+
+
+def _measure(outcome: WebhookOutcome) -> None:
+    """An attempt's metrics (a suppression is counted where it is made)."""
+    if outcome.status != "suppressed":
+        metrics.delivered(CHANNEL, outcome.status)
+    if outcome.endpoint_disabled:
+        reason = "gone" if outcome.response_code == 410 else "failing"
+        metrics.WEBHOOK_ENDPOINTS_DISABLED.labels(reason=reason).inc()
+
+
+def _key(request: PlanWebhooks | SendWebhook, account_id: uuid.UUID) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "account_id": account_id,
+        "item_id": uuid.UUID(request.item_id),
+        "event_key": request.event_key,
+        "channel": CHANNEL,
+    }
+    if isinstance(request, SendWebhook):
+        values["endpoint_id"] = uuid.UUID(request.endpoint_id)
+    return values
+
+
+def _row_of(request: PlanWebhooks | SendWebhook | WebhookFailure, account_id: uuid.UUID) -> Any:
+    """The WHERE clause of the request's webhook rows (its endpoint's, when it names one)."""
+    clauses = [
+        DELIVERY.c.account_id == account_id,
+        DELIVERY.c.item_id == uuid.UUID(request.item_id),
+        DELIVERY.c.event_key == request.event_key,
+        DELIVERY.c.channel == CHANNEL,
+        DELIVERY.c.endpoint_id.is_not(None),
+    ]
+    if not isinstance(request, PlanWebhooks):
+        clauses.append(DELIVERY.c.endpoint_id == uuid.UUID(request.endpoint_id))
+    return clauses
+
+
+async def _locked_row(
+    session: AsyncSession, request: SendWebhook | WebhookFailure, account_id: uuid.UUID
+) -> Row[Any] | None:
+    query = select(DELIVERY).where(*_row_of(request, account_id)).with_for_update()
+    row: Row[Any] | None = (await session.execute(query)).one_or_none()
+    return row
+
+
+async def _item_for_share(
+    session: AsyncSession, request: SendWebhook, account_id: uuid.UUID, *, guarded: bool = False
+) -> Any:
+    """The item with its pinned calendar's zone, FOR SHARE (a claim's UPDATE waits for
+    this short transaction); or, `guarded`, read after taking the send guard (held across
+    the POST: a claim waits for it, a rung's stamp does not; see `domain.send_guard`). A
+    missing item is a non-retryable error."""
+    item_id = uuid.UUID(request.item_id)
+    columns = ("id", "state", "kind", "item_type", "title", "due_at")
+    query = (
+        select(*(ITEM.c[name] for name in columns), CALENDAR.c.tz)
+        .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
+        .where(ITEM.c.id == item_id, ITEM.c.account_id == account_id)
+    )
+    if guarded:
+        await send_guard.sending(session, item_id)
+    else:
+        query = query.with_for_update(read=True, of=ITEM)
+    row: Any = (await session.execute(query)).one_or_none()
+    if row is None:
+        raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
+    return row
+
+
+async def _endpoint(session: AsyncSession, request: SendWebhook, account_id: uuid.UUID) -> Any:
+    """The endpoint (deleted or not); one this account does not have is non-retryable."""
+    row = (
+        await session.execute(
+            select(ENDPOINT).where(
+                ENDPOINT.c.id == uuid.UUID(request.endpoint_id),
+                ENDPOINT.c.account_id == account_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApplicationError(f"endpoint {request.endpoint_id} not found", non_retryable=True)
+    return row
+
+
+def _not_now(item: Any, endpoint: Any) -> str | None:
+    """Why nothing may be sent, or None."""
+    if item.state != "open":
+        return f"not sent: the item is {item.state}"
+    if endpoint.deleted_at is not None:
+        return "not sent: the endpoint is deleted"
+    if not endpoint.enabled:
+        return f"not sent: the endpoint is disabled ({endpoint.disabled_reason or 'no reason'})"
+    return None
+
+
+async def _suppress(
+    session: AsyncSession, row: Row[Any], reason: str, **values: Any
+) -> WebhookOutcome:
+    await _set(session, row, status="suppressed", last_error=reason, **values)
+    metrics.delivered(CHANNEL, "suppressed")
+    return WebhookOutcome(
+        status="suppressed", error=reason, attempts=values.get("attempts", row.attempts)
+    )
+
+
+def _final(row: Row[Any]) -> WebhookOutcome:
+    return WebhookOutcome(
+        status=row.status,
+        response_code=row.response_code,
+        sent_at=row.sent_at,
+        error=None if row.status == "sent" else row.last_error,
+        attempts=row.attempts,
+    )
+
+
+async def _set(session: AsyncSession, row: Row[Any], **values: Any) -> None:
+    await session.execute(
+        update(DELIVERY).where(DELIVERY.c.id == row.id).values(updated_at=func.now(), **values)
+    )
+
+
+async def _audit_failure(
+    session: AsyncSession, row: Row[Any], tier: int | None, name: str, error: str
+) -> None:
+    await audit.delivery_failed(
+        session, row, tier, endpoint_id=str(row.endpoint_id), endpoint_name=name, error=error
+    )

@@ -1,0 +1,144 @@
+"""Webhook endpoints (Standard Webhooks): admins and owners only, since they hold secrets.
+
+A rung whose policy lists the `webhook` channel posts to every enabled endpoint of the
+account whose `event_filter` matches its event key, signed with the endpoint's secret
+(`webhook-id`, `webhook-timestamp`, `webhook-signature`). The secret is shown once, in the
+answer to the create or to a rotation. An endpoint that answers 410, or fails too many
+times in a row, is disabled (with the reason, audited); `PATCH {"enabled": true}` turns it
+back on. A deleted endpoint is 404 and receives nothing more.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.auth import Admin
+from api.deps import UnitOfWork, UowDep
+from api.errors import ErrorResponse
+from api.webhook_schemas import (
+    WebhookCreate,
+    WebhookDeliveryOut,
+    WebhookOut,
+    WebhookPatch,
+    WebhookSecretOut,
+)
+from domain import webhooks
+from domain.clock import utcnow
+from domain.models import WebhookEndpoint
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+_ERROR = {"model": ErrorResponse}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _ERROR}
+WRITE: dict[int | str, dict[str, Any]] = {400: _ERROR, 403: _ERROR, 404: _ERROR}
+
+
+async def _out(uow: UnitOfWork, endpoint: WebhookEndpoint) -> WebhookOut:
+    last = await webhooks.last_deliveries(uow.session, uow.principal.account_id, [endpoint.id])
+    return WebhookOut.of(endpoint, last.get(endpoint.id), utcnow())
+
+
+@router.get("", response_model=list[WebhookOut], summary="Webhook endpoints")
+async def list_webhooks(uow: UowDep, principal: Admin) -> list[WebhookOut]:
+    """Deleted endpoints are left out. No secrets."""
+    found = await webhooks.list_endpoints(uow.session, principal.account_id)
+    last = await webhooks.last_deliveries(uow.session, principal.account_id, [e.id for e in found])
+    now = utcnow()
+    return [WebhookOut.of(e, last.get(e.id), now) for e in found]
+
+
+@router.post(
+    "",
+    response_model=WebhookSecretOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=WRITE,
+    summary="Create a webhook endpoint",
+)
+async def create_webhook(body: WebhookCreate, uow: UowDep, principal: Admin) -> WebhookSecretOut:
+    """The answer holds the signing secret; it is never shown again (rotate to get a new
+    one). The URL must be http(s) with a host."""
+    endpoint = await webhooks.create_endpoint(
+        uow.session, principal.account_id, actor_id=principal.user_id, values=body.model_dump()
+    )
+    return WebhookSecretOut.with_secret(endpoint, utcnow())
+
+
+@router.get(
+    "/{webhook_id}", response_model=WebhookOut, responses=NOT_FOUND, summary="A webhook endpoint"
+)
+async def get_webhook(webhook_id: uuid.UUID, uow: UowDep, principal: Admin) -> WebhookOut:
+    endpoint = await webhooks.get_endpoint(uow.session, principal.account_id, webhook_id)
+    return await _out(uow, endpoint)
+
+
+@router.patch(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    responses=WRITE,
+    summary="Change a webhook endpoint",
+)
+async def patch_webhook(
+    webhook_id: uuid.UUID, body: WebhookPatch, uow: UowDep, principal: Admin
+) -> WebhookOut:
+    """Only the fields sent change. `enabled: true` re-enables a disabled endpoint and
+    resets its failure count; `enabled: false` stops it receiving."""
+    endpoint = await webhooks.update_endpoint(
+        uow.session,
+        principal.account_id,
+        webhook_id,
+        actor_id=principal.user_id,
+        changes=body.model_dump(exclude_unset=True),
+        now=utcnow(),
+    )
+    return await _out(uow, endpoint)
+
+
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    response_model=WebhookSecretOut,
+    responses=WRITE,
+    summary="Rotate a webhook endpoint's secret",
+)
+async def rotate_webhook_secret(
+    webhook_id: uuid.UUID, uow: UowDep, principal: Admin
+) -> WebhookSecretOut:
+    """A new secret, shown once. For 24 hours every request is signed with both the old
+    and the new secret, so the receiver can switch without missing a delivery."""
+    now = utcnow()
+    endpoint = await webhooks.rotate_secret(
+        uow.session, principal.account_id, webhook_id, actor_id=principal.user_id, now=now
+    )
+    return WebhookSecretOut.with_secret(endpoint, now)
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=WRITE,
+    summary="Delete a webhook endpoint (soft)",
+)
+async def delete_webhook(webhook_id: uuid.UUID, uow: UowDep, principal: Admin) -> None:
+    """It receives nothing more and is gone from this API (404); the deliveries made to it
+    stay on their items."""
+    await webhooks.delete_endpoint(
+        uow.session, principal.account_id, webhook_id, actor_id=principal.user_id, now=utcnow()
+    )
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=list[WebhookDeliveryOut],
+    responses=NOT_FOUND,
+    summary="An endpoint's latest deliveries, newest first",
+)
+async def webhook_deliveries(
+    webhook_id: uuid.UUID,
+    uow: UowDep,
+    principal: Admin,
+    limit: int = Query(default=50, ge=1, le=200),
+) -> list[WebhookDeliveryOut]:
+    rows = await webhooks.endpoint_deliveries(uow.session, principal.account_id, webhook_id, limit)
+    return [WebhookDeliveryOut.of(row) for row in rows]

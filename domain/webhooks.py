@@ -1,0 +1,280 @@
+"""Webhook endpoints: an account's receivers of Standard Webhooks, and what the sender needs.
+
+Like every service these flush and never commit, scope every query to the caller's account
+(RLS is the second wall), and check everything before writing. A deleted endpoint is gone
+for the API (404, left out of lists) but stays in the table, so the deliveries made to it
+still name it.
+
+Secrets are `whsec_<base64 of 32 random bytes>` (what Standard Webhooks libraries expect),
+shown once on creation and once per rotation. A rotation keeps the old secret signing next
+to the new one for `ROTATION_GRACE`; rotating again inside that window drops the oldest.
+Admin writes are audited as account-level rows (no item), without secrets (nor URL paths).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import audit
+from domain.errors import Invalid, NotFound
+from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
+
+ROTATION_GRACE = timedelta(hours=24)
+MAX_URL = 2000
+# The statuses after which a delivery is never attempted again.
+FINAL = ("sent", "failed", "suppressed")
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL with a host, at most `MAX_URL` characters; else `Invalid`
+    with the reason."""
+    if len(url) > MAX_URL:
+        raise Invalid(f"url is longer than {MAX_URL} characters", field="url")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise Invalid("url must not contain spaces or control characters", field="url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+    except ValueError as error:
+        raise Invalid(f"url is not a valid URL: {error}", field="url") from error
+    if parts.scheme.lower() not in ("http", "https"):
+        raise Invalid("url must start with http:// or https://", field="url")
+    if not parts.hostname:
+        raise Invalid("url must name a host", field="url")
+    return url
+
+
+def matches(event_filter: Sequence[str], event_key: str) -> bool:
+    """Whether an endpoint with this filter receives `event_key`: an empty filter takes
+    every event, otherwise any fnmatch pattern (`task.*`) must match, case-sensitively."""
+    return not event_filter or any(fnmatch.fnmatchcase(event_key, p) for p in event_filter)
+
+
+def signing_secrets(endpoint: Any, now: datetime) -> list[str]:
+    """The secrets that sign a request sent at `now`: the current one, plus the previous
+    one during its grace period (Standard Webhooks sends the signatures space-separated)."""
+    found = [endpoint.secret]
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret and until is not None and now < until:
+        found.append(endpoint.previous_secret)
+    return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class LastDelivery:
+    status: str
+    response_code: int | None
+    at: datetime
+
+
+async def get_endpoint(
+    session: AsyncSession, account_id: uuid.UUID, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    """The endpoint unless it is deleted or another account's (both 404)."""
+    endpoint = await session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.account_id == account_id,
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+    )
+    if endpoint is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+async def list_endpoints(session: AsyncSession, account_id: uuid.UUID) -> list[WebhookEndpoint]:
+    return list(
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.account_id == account_id, WebhookEndpoint.deleted_at.is_(None))
+            .order_by(WebhookEndpoint.name, WebhookEndpoint.id)
+        )
+    )
+
+
+async def last_deliveries(
+    session: AsyncSession, account_id: uuid.UUID, endpoint_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, LastDelivery]:
+    """Each endpoint's most recently changed delivery, in one query (DISTINCT ON)."""
+    if not endpoint_ids:
+        return {}
+    rows = await session.execute(
+        select(Delivery.endpoint_id, Delivery.status, Delivery.response_code, Delivery.updated_at)
+        .where(Delivery.account_id == account_id, Delivery.endpoint_id.in_(endpoint_ids))
+        .order_by(Delivery.endpoint_id, Delivery.updated_at.desc())
+        .ext(distinct_on(Delivery.endpoint_id))
+    )
+    return {
+        r.endpoint_id: LastDelivery(status=r.status, response_code=r.response_code, at=r.updated_at)
+        for r in rows
+    }
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    values: Mapping[str, Any],
+) -> WebhookEndpoint:
+    """`values`: name, url, event_filter, format. The new secret is on the returned row."""
+    endpoint = WebhookEndpoint(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        secret=new_secret(),
+        enabled=True,
+        consecutive_failures=0,
+        event_filter=[],
+        format="standard",
+    )
+    _apply(endpoint, values)
+    session.add(endpoint)
+    await session.flush()
+    await _audit(session, endpoint, actor_id, "webhook_created", _described(endpoint))
+    return endpoint
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> WebhookEndpoint:
+    """`changes`: any of name, url, event_filter, format, enabled. Re-enabling clears the
+    disable (reason, time, failure count); disabling records who did it."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    _apply(endpoint, changes)
+    if "enabled" in changes and changes["enabled"] != endpoint.enabled:
+        endpoint.enabled = bool(changes["enabled"])
+        if endpoint.enabled:
+            endpoint.disabled_at, endpoint.disabled_reason = None, None
+            endpoint.consecutive_failures = 0
+        else:
+            endpoint.disabled_at, endpoint.disabled_reason = now, "disabled by an admin"
+    endpoint.updated_at = now  # set, not left to onupdate: the answer shows it
+    await session.flush()
+    data = {k: v for k, v in changes.items() if k in ("name", "event_filter", "format")}
+    if "url" in changes:
+        data["url"] = _origin(endpoint.url)
+    if "enabled" in changes:
+        data["enabled"] = bool(changes["enabled"])
+    await _audit(session, endpoint, actor_id, "webhook_updated", data)
+    return endpoint
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> WebhookEndpoint:
+    """A new secret; the current one keeps signing beside it until `now + ROTATION_GRACE`."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_until = now + ROTATION_GRACE
+    endpoint.secret = new_secret()
+    endpoint.updated_at = now
+    await session.flush()
+    until = endpoint.previous_secret_until.isoformat()
+    await _audit(session, endpoint, actor_id, "webhook_secret_rotated", {"old_valid_until": until})
+    return endpoint
+
+
+async def delete_endpoint(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """Soft delete: it receives nothing more and is gone from the API; its deliveries stay."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    endpoint.deleted_at = endpoint.updated_at = now
+    await session.flush()
+    await _audit(session, endpoint, actor_id, "webhook_deleted", {})
+
+
+async def endpoint_deliveries(
+    session: AsyncSession, account_id: uuid.UUID, endpoint_id: uuid.UUID, limit: int
+) -> list[Delivery]:
+    """The endpoint's latest deliveries, newest first."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    return list(
+        await session.scalars(
+            select(Delivery)
+            .where(Delivery.account_id == account_id, Delivery.endpoint_id == endpoint.id)
+            .order_by(Delivery.created_at.desc(), Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def _apply(endpoint: WebhookEndpoint, values: Mapping[str, Any]) -> None:
+    if "name" in values:
+        endpoint.name = values["name"]
+    if "url" in values:
+        endpoint.url = check_url(values["url"])
+    if "event_filter" in values:
+        endpoint.event_filter = list(dict.fromkeys(values["event_filter"]))  # no duplicates
+    if "format" in values:
+        if values["format"] not in WEBHOOK_FORMATS:
+            raise Invalid(f"format must be one of {', '.join(WEBHOOK_FORMATS)}", field="format")
+        endpoint.format = values["format"]
+
+
+def _origin(url: str) -> str:
+    """The URL as the audit trail keeps it: scheme and host only. Paths often carry a
+    credential (a Slack incoming-webhook URL is one), and audit rows are forever."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}"
+
+
+def _described(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "name": endpoint.name,
+        "url": _origin(endpoint.url),
+        "event_filter": endpoint.event_filter,
+        "format": endpoint.format,
+    }
+
+
+async def _audit(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    actor_id: uuid.UUID,
+    action: str,
+    data: dict[str, Any],
+) -> None:
+    """An account-level audit row (no item) naming the endpoint; never its secret."""
+    await audit.record(
+        session,
+        account_id=endpoint.account_id,
+        item_id=None,
+        actor_id=actor_id,
+        action=action,
+        key=f"{endpoint.id}:{action}:{uuid.uuid4()}",  # every admin write is its own event
+        data={"endpoint_id": str(endpoint.id), "endpoint_name": endpoint.name, **data},
+    )
