@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
+import structlog
 from fastapi import APIRouter, Query
 from sqlalchemy import select, tuple_
 
@@ -38,6 +39,7 @@ from domain.models import AuditEvent, Delivery, Item, User, WebhookEndpoint
 from domain.recipients import describe
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
+log = structlog.get_logger()
 router = APIRouter(prefix="/v1/items", tags=["items"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -192,6 +194,7 @@ def _lifecycle_route(verb: str, doc: str) -> None:
                 uow.session, principal.account_id, item_id, principal.user_id, now, verb
             )
             signal = AtSignal(at=now)
+        log.info("item.transition", verb=verb, changed=done.changed)
         if done.changed:
             uow.after_commit(lambda: _signal(temporal, item_id, verb, signal))
             if verb == "claim":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -77,6 +78,7 @@ async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without
         "key": "quality_manager",
         "item_type": "CAPA",
         "session_ref": "acme-vpn",
+        "webhook_id": str(uuid.uuid4()),  # 503 before it is ever looked up
     }
     schema = create_app(ours).openapi()
     # The link endpoints' credential is a signed link, which no example can hold.

@@ -168,7 +168,9 @@ async def test_rungs_and_a_claim_move_the_metrics_the_dashboard_charts(
 
     on_api = await scrape("/metrics", api.client)
     claimed = value(on_api, "escalator_time_to_claim_seconds_count", item_type="CAPA")
-    assert claimed == value(api_before, "escalator_time_to_claim_seconds_count") + 1
+    assert (
+        claimed == value(api_before, "escalator_time_to_claim_seconds_count", item_type="CAPA") + 1
+    )
     assert value(on_api, "escalator_open_items", state="claimed", tier="1") >= 1
     # The rungs' push events reached this process's hub through the outbox.
     assert value(on_api, "escalator_outbox_lag_seconds_count") > value(
