@@ -23,7 +23,7 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -31,18 +31,14 @@ from temporalio.exceptions import ApplicationError
 
 import metrics
 from activities import webhook_http as http
+from activities import webhook_rows as rows
 from config import Settings
 from db import tenant_session
-from domain import audit, send_guard, webhooks
+from domain import audit, webhooks
 from domain.clock import Clock, SystemClock
-from domain.models import BusinessCalendarVersion, Delivery, Item, WebhookEndpoint
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
 
-DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
-ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
-ITEM: Table = Item.__table__  # type: ignore[assignment]
-CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
-CHANNEL = "webhook"
+DELIVERY, ENDPOINT, ITEM, CHANNEL = rows.DELIVERY, rows.ENDPOINT, rows.ITEM, rows.CHANNEL
 FINAL = webhooks.FINAL
 UNKNOWN_OUTCOME = (
     "the previous attempt's outcome is unknown (its worker stopped mid-send); sent again "
@@ -103,7 +99,7 @@ class WebhookActivities:
                 )
             )
             keys = [
-                {**_key(request, account_id), "endpoint_id": e.id}
+                {**rows.key(request, account_id), "endpoint_id": e.id}
                 for e in endpoints
                 if webhooks.matches(e.event_filter, request.event_key)
             ]
@@ -117,7 +113,7 @@ class WebhookActivities:
                 )
             live = await session.scalars(
                 select(DELIVERY.c.endpoint_id).where(
-                    *_row_of(request, account_id), DELIVERY.c.status.not_in(FINAL)
+                    *rows.row_of(request, account_id), DELIVERY.c.status.not_in(FINAL)
                 )
             )
             return sorted(str(endpoint_id) for endpoint_id in live)
@@ -154,14 +150,14 @@ class WebhookActivities:
         is, and the audit key is `<delivery>:failed`."""
         account_id = uuid.UUID(request.account_id)
         async with tenant_session(self._sessionmaker, account_id) as session:
-            row = await _locked_row(session, request, account_id)
+            row = await rows.locked_row(session, request, account_id)
             if row is None or row.status in FINAL:
                 return
-            await _set(session, row, status="failed", last_error=request.error)
+            await rows.set_row(session, row, status="failed", last_error=request.error)
             name = await session.scalar(
                 select(ENDPOINT.c.name).where(ENDPOINT.c.id == row.endpoint_id)
             )
-            await _audit_failure(session, row, request.tier, name or "", request.error)
+            await rows.audit_failure(session, row, request.tier, name or "", request.error)
         metrics.delivered(CHANNEL, "failed")
 
     async def _attempt(
@@ -169,20 +165,22 @@ class WebhookActivities:
     ) -> WebhookOutcome | None:
         """Step 1: the outcome if there is nothing to send, else None with `sending` and
         attempts + 1 on the row (committed by the caller)."""
-        item = await _item_for_share(session, request, account_id)
-        endpoint = await _endpoint(session, request, account_id)
+        item = await rows.item_for_share(session, request, account_id)
+        endpoint = await rows.endpoint_of(session, request, account_id)
         await session.execute(  # normally `plan_webhooks` made it
-            insert(DELIVERY).values(**_key(request, account_id)).on_conflict_do_nothing()
+            insert(DELIVERY).values(**rows.key(request, account_id)).on_conflict_do_nothing()
         )
-        row = await _locked_row(session, request, account_id)
+        row = await rows.locked_row(session, request, account_id)
         assert row is not None  # inserted above if it was missing
         if row.status in FINAL:
-            return _final(row)
-        reason = _not_now(item, endpoint)
+            return rows.final(row)
+        reason = rows.not_now(item, endpoint)
         if reason is not None:
-            return await _suppress(session, row, reason)
+            return await rows.suppress(session, row, reason)
         note = UNKNOWN_OUTCOME if row.status == "sending" else None
-        await _set(session, row, status="sending", attempts=row.attempts + 1, last_error=note)
+        await rows.set_row(
+            session, row, status="sending", attempts=row.attempts + 1, last_error=note
+        )
         return None
 
     async def _deliver(
@@ -190,21 +188,23 @@ class WebhookActivities:
     ) -> tuple[WebhookOutcome, http.Answer | None]:
         """Step 2: the POST under the send guard and the row's lock, and its record. The
         answer is returned too when it is to be retried."""
-        item = await _item_for_share(session, request, account_id, guarded=True)
-        row = await _locked_row(session, request, account_id)
+        item = await rows.item_for_share(session, request, account_id, guarded=True)
+        row = await rows.locked_row(session, request, account_id)
         assert row is not None  # step 1 committed it
         if row.status in FINAL:  # a concurrent attempt finished it meanwhile
-            return _final(row), None
-        endpoint = await _endpoint(session, request, account_id)
-        reason = _not_now(item, endpoint)
+            return rows.final(row), None
+        endpoint = await rows.endpoint_of(session, request, account_id)
+        reason = rows.not_now(item, endpoint)
         if reason is not None:  # closed between the steps: step 1's attempt never went out
-            return await _suppress(session, row, reason, attempts=max(row.attempts - 1, 0)), None
+            return await rows.suppress(
+                session, row, reason, attempts=max(row.attempts - 1, 0)
+            ), None
         answer = await self._post(request, item, endpoint, row.id)
         code = answer.code
         if answer.ok:
             note = row.last_error if row.last_error == UNKNOWN_OUTCOME else None  # sent twice
             sent_at = self._clock.now()
-            await _set(
+            await rows.set_row(
                 session, row, status="sent", response_code=code, sent_at=sent_at, last_error=note
             )
             await session.execute(
@@ -232,11 +232,11 @@ class WebhookActivities:
             session, request, row, endpoint, disable
         )
         if answer.transient and disable is None:
-            await _set(session, row, status="pending", response_code=code, last_error=error)
+            await rows.set_row(session, row, status="pending", response_code=code, last_error=error)
             retry = WebhookOutcome(status="pending", response_code=code, error=error)
             return retry, answer
-        await _set(session, row, status="failed", response_code=code, last_error=error)
-        await _audit_failure(session, row, request.tier, endpoint.name, error)
+        await rows.set_row(session, row, status="failed", response_code=code, last_error=error)
+        await rows.audit_failure(session, row, request.tier, endpoint.name, error)
         outcome = WebhookOutcome(
             status="failed",
             response_code=code,
@@ -310,121 +310,3 @@ def _measure(outcome: WebhookOutcome) -> None:
     if outcome.endpoint_disabled:
         reason = "gone" if outcome.response_code == 410 else "failing"
         metrics.WEBHOOK_ENDPOINTS_DISABLED.labels(reason=reason).inc()
-
-
-def _key(request: PlanWebhooks | SendWebhook, account_id: uuid.UUID) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "account_id": account_id,
-        "item_id": uuid.UUID(request.item_id),
-        "event_key": request.event_key,
-        "channel": CHANNEL,
-    }
-    if isinstance(request, SendWebhook):
-        values["endpoint_id"] = uuid.UUID(request.endpoint_id)
-    return values
-
-
-def _row_of(request: PlanWebhooks | SendWebhook | WebhookFailure, account_id: uuid.UUID) -> Any:
-    """The WHERE clause of the request's webhook rows (its endpoint's, when it names one)."""
-    clauses = [
-        DELIVERY.c.account_id == account_id,
-        DELIVERY.c.item_id == uuid.UUID(request.item_id),
-        DELIVERY.c.event_key == request.event_key,
-        DELIVERY.c.channel == CHANNEL,
-        DELIVERY.c.endpoint_id.is_not(None),
-    ]
-    if not isinstance(request, PlanWebhooks):
-        clauses.append(DELIVERY.c.endpoint_id == uuid.UUID(request.endpoint_id))
-    return clauses
-
-
-async def _locked_row(
-    session: AsyncSession, request: SendWebhook | WebhookFailure, account_id: uuid.UUID
-) -> Row[Any] | None:
-    query = select(DELIVERY).where(*_row_of(request, account_id)).with_for_update()
-    row: Row[Any] | None = (await session.execute(query)).one_or_none()
-    return row
-
-
-async def _item_for_share(
-    session: AsyncSession, request: SendWebhook, account_id: uuid.UUID, *, guarded: bool = False
-) -> Any:
-    """The item with its pinned calendar's zone, FOR SHARE (a claim's UPDATE waits for
-    this short transaction); or, `guarded`, read after taking the send guard (held across
-    the POST: a claim waits for it, a rung's stamp does not; see `domain.send_guard`). A
-    missing item is a non-retryable error."""
-    item_id = uuid.UUID(request.item_id)
-    columns = ("id", "state", "kind", "item_type", "title", "due_at")
-    query = (
-        select(*(ITEM.c[name] for name in columns), CALENDAR.c.tz)
-        .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
-        .where(ITEM.c.id == item_id, ITEM.c.account_id == account_id)
-    )
-    if guarded:
-        await send_guard.sending(session, item_id)
-    else:
-        query = query.with_for_update(read=True, of=ITEM)
-    row: Any = (await session.execute(query)).one_or_none()
-    if row is None:
-        raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
-    return row
-
-
-async def _endpoint(session: AsyncSession, request: SendWebhook, account_id: uuid.UUID) -> Any:
-    """The endpoint (deleted or not); one this account does not have is non-retryable."""
-    row = (
-        await session.execute(
-            select(ENDPOINT).where(
-                ENDPOINT.c.id == uuid.UUID(request.endpoint_id),
-                ENDPOINT.c.account_id == account_id,
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        raise ApplicationError(f"endpoint {request.endpoint_id} not found", non_retryable=True)
-    return row
-
-
-def _not_now(item: Any, endpoint: Any) -> str | None:
-    """Why nothing may be sent, or None."""
-    if item.state != "open":
-        return f"not sent: the item is {item.state}"
-    if endpoint.deleted_at is not None:
-        return "not sent: the endpoint is deleted"
-    if not endpoint.enabled:
-        return f"not sent: the endpoint is disabled ({endpoint.disabled_reason or 'no reason'})"
-    return None
-
-
-async def _suppress(
-    session: AsyncSession, row: Row[Any], reason: str, **values: Any
-) -> WebhookOutcome:
-    await _set(session, row, status="suppressed", last_error=reason, **values)
-    metrics.delivered(CHANNEL, "suppressed")
-    return WebhookOutcome(
-        status="suppressed", error=reason, attempts=values.get("attempts", row.attempts)
-    )
-
-
-def _final(row: Row[Any]) -> WebhookOutcome:
-    return WebhookOutcome(
-        status=row.status,
-        response_code=row.response_code,
-        sent_at=row.sent_at,
-        error=None if row.status == "sent" else row.last_error,
-        attempts=row.attempts,
-    )
-
-
-async def _set(session: AsyncSession, row: Row[Any], **values: Any) -> None:
-    await session.execute(
-        update(DELIVERY).where(DELIVERY.c.id == row.id).values(updated_at=func.now(), **values)
-    )
-
-
-async def _audit_failure(
-    session: AsyncSession, row: Row[Any], tier: int | None, name: str, error: str
-) -> None:
-    await audit.delivery_failed(
-        session, row, tier, endpoint_id=str(row.endpoint_id), endpoint_name=name, error=error
-    )

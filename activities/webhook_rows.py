@@ -1,0 +1,141 @@
+"""The delivery rows, items and endpoints that `activities.webhook` reads and writes: the
+row's key and lock, the item read under the send guard, why a send may not go out, and the
+row's settled states."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.exceptions import ApplicationError
+
+import metrics
+from domain import audit, send_guard
+from domain.models import BusinessCalendarVersion, Delivery, Item, WebhookEndpoint
+from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
+ITEM: Table = Item.__table__  # type: ignore[assignment]
+CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
+CHANNEL = "webhook"
+
+
+def key(request: PlanWebhooks | SendWebhook, account_id: uuid.UUID) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "account_id": account_id,
+        "item_id": uuid.UUID(request.item_id),
+        "event_key": request.event_key,
+        "channel": CHANNEL,
+    }
+    if isinstance(request, SendWebhook):
+        values["endpoint_id"] = uuid.UUID(request.endpoint_id)
+    return values
+
+
+def row_of(request: PlanWebhooks | SendWebhook | WebhookFailure, account_id: uuid.UUID) -> Any:
+    """The WHERE clause of the request's webhook rows (its endpoint's, when it names one)."""
+    clauses = [
+        DELIVERY.c.account_id == account_id,
+        DELIVERY.c.item_id == uuid.UUID(request.item_id),
+        DELIVERY.c.event_key == request.event_key,
+        DELIVERY.c.channel == CHANNEL,
+        DELIVERY.c.endpoint_id.is_not(None),
+    ]
+    if not isinstance(request, PlanWebhooks):
+        clauses.append(DELIVERY.c.endpoint_id == uuid.UUID(request.endpoint_id))
+    return clauses
+
+
+async def locked_row(
+    session: AsyncSession, request: SendWebhook | WebhookFailure, account_id: uuid.UUID
+) -> Row[Any] | None:
+    query = select(DELIVERY).where(*row_of(request, account_id)).with_for_update()
+    row: Row[Any] | None = (await session.execute(query)).one_or_none()
+    return row
+
+
+async def item_for_share(
+    session: AsyncSession, request: SendWebhook, account_id: uuid.UUID, *, guarded: bool = False
+) -> Any:
+    """The item with its pinned calendar's zone, FOR SHARE (a claim's UPDATE waits for
+    this short transaction); or, `guarded`, read after taking the send guard (held across
+    the POST: a claim waits for it, a rung's stamp does not; see `domain.send_guard`). A
+    missing item is a non-retryable error."""
+    item_id = uuid.UUID(request.item_id)
+    columns = ("id", "state", "kind", "item_type", "title", "due_at")
+    query = (
+        select(*(ITEM.c[name] for name in columns), CALENDAR.c.tz)
+        .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
+        .where(ITEM.c.id == item_id, ITEM.c.account_id == account_id)
+    )
+    if guarded:
+        await send_guard.sending(session, item_id)
+    else:
+        query = query.with_for_update(read=True, of=ITEM)
+    row: Any = (await session.execute(query)).one_or_none()
+    if row is None:
+        raise ApplicationError(f"item {request.item_id} not found", non_retryable=True)
+    return row
+
+
+async def endpoint_of(session: AsyncSession, request: SendWebhook, account_id: uuid.UUID) -> Any:
+    """The endpoint (deleted or not); one this account does not have is non-retryable."""
+    row = (
+        await session.execute(
+            select(ENDPOINT).where(
+                ENDPOINT.c.id == uuid.UUID(request.endpoint_id),
+                ENDPOINT.c.account_id == account_id,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise ApplicationError(f"endpoint {request.endpoint_id} not found", non_retryable=True)
+    return row
+
+
+def not_now(item: Any, endpoint: Any) -> str | None:
+    """Why nothing may be sent, or None."""
+    if item.state != "open":
+        return f"not sent: the item is {item.state}"
+    if endpoint.deleted_at is not None:
+        return "not sent: the endpoint is deleted"
+    if not endpoint.enabled:
+        return f"not sent: the endpoint is disabled ({endpoint.disabled_reason or 'no reason'})"
+    return None
+
+
+async def suppress(
+    session: AsyncSession, row: Row[Any], reason: str, **values: Any
+) -> WebhookOutcome:
+    await set_row(session, row, status="suppressed", last_error=reason, **values)
+    metrics.delivered(CHANNEL, "suppressed")
+    return WebhookOutcome(
+        status="suppressed", error=reason, attempts=values.get("attempts", row.attempts)
+    )
+
+
+def final(row: Row[Any]) -> WebhookOutcome:
+    return WebhookOutcome(
+        status=row.status,
+        response_code=row.response_code,
+        sent_at=row.sent_at,
+        error=None if row.status == "sent" else row.last_error,
+        attempts=row.attempts,
+    )
+
+
+async def set_row(session: AsyncSession, row: Row[Any], **values: Any) -> None:
+    await session.execute(
+        update(DELIVERY).where(DELIVERY.c.id == row.id).values(updated_at=func.now(), **values)
+    )
+
+
+async def audit_failure(
+    session: AsyncSession, row: Row[Any], tier: int | None, name: str, error: str
+) -> None:
+    await audit.delivery_failed(
+        session, row, tier, endpoint_id=str(row.endpoint_id), endpoint_name=name, error=error
+    )
