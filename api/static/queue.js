@@ -95,7 +95,37 @@ const refresh = coalesced(async () => {
   state.items = result.body;
   render();
   state.fresh = null; // slides in once, not on every later refresh
+  await webhookAlerts();
 });
+
+// Admins see the webhook endpoints that were switched off (a 410, or failing too often),
+// with why and since when, and can switch one back on here.
+async function webhookAlerts() {
+  const box = $("#webhook-alerts");
+  if (rank(state.me?.role) < rank("admin")) { box.hidden = true; return; }
+  const result = await api("/v1/webhooks");
+  if (!result.ok) return;
+  const off = result.body.filter((hook) => !hook.enabled);
+  box.replaceChildren(...off.map((hook) => {
+    const again = el("button", { type: "button", class: "small" }, "Enable again");
+    again.addEventListener("click", () => enableWebhook(hook, again));
+    return el("p", { class: "notice error", "data-webhook": hook.id },
+      "Webhook ", el("strong", {}, hook.name), " is off since ",
+      el("time", { datetime: hook.disabled_at || "" }, formatInstant(hook.disabled_at)),
+      `: ${hook.disabled_reason || "disabled"}. Nothing is posted to it. `, again);
+  }));
+  box.hidden = off.length === 0;
+}
+
+async function enableWebhook(hook, button) {
+  button.disabled = true;
+  const result = await api(`/v1/webhooks/${encodeURIComponent(hook.id)}`, {
+    method: "PATCH", body: { enabled: true },
+  });
+  if (!result.ok) { button.disabled = false; return notify($("#notice"), errorText(result)); }
+  notify($("#notice"), `Webhook ${hook.name} is on again.`, "ok", 5000);
+  await webhookAlerts();
+}
 
 async function act(item, verb, button) {
   button.disabled = true;
