@@ -42,6 +42,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import RungPolicy, offsets, parse_rungs
     from workflows import search_attributes as sa
+
+    # The webhook activities' messages are decoded here too: a dataclass whose module the
+    # sandbox has not imported passed-through cannot resolve its `datetime` hints.
+    from workflows import webhook_types  # noqa: F401
     from workflows.escalation_steps import LOCAL_SEND_TIMEOUT, Notification, Notifier, db_step
     from workflows.types import (
         AppliedVersion,

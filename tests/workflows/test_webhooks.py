@@ -100,7 +100,7 @@ async def test_a_5xx_is_retried_by_temporal_until_the_receiver_takes_it(
     }
     now = await runner.now()
     item_id = await tenant.add_item(due_at=now + timedelta(days=3))
-    await runner.start(tenant, item_id)
+    handle = await runner.start(tenant, item_id)
     await runner.skip_to(now + timedelta(days=2, minutes=5))  # remind fired; retries skipped
 
     async def sent() -> bool:
@@ -114,6 +114,7 @@ async def test_a_5xx_is_retried_by_temporal_until_the_receiver_takes_it(
     assert {r.headers["webhook-id"] for r in receiver.requests} == {str(row.id)}
     assert all(r.verified_with == receiver.secrets for r in receiver.requests)
     assert receiver.requests[-1].json["data"]["rung"] == "remind"
+    await runner.save_history(handle, "webhooks_retried")
     # The worker runs in this process: its counters moved by what happened.
     assert _sample("escalator_deliveries_total", status="sent", **labels) == before["sent"] + 1
     assert (
