@@ -124,3 +124,7 @@ def configure_logging(fmt: Format = "console") -> None:
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    if fmt == "json":  # uvicorn's own lines (access, errors) become JSON lines too
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers = []
+            logging.getLogger(name).propagate = True
