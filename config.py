@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    # Webhooks to loopback or private addresses (domain/destinations.py): unset, allowed
+    # outside `prod` (development and tests post to 127.0.0.1) and refused in it.
+    webhook_allow_private: bool | None = None
 
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60
@@ -108,6 +111,12 @@ class Settings(BaseSettings):
         if self.environment == "prod" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("ESCALATOR_JWT_SECRET must be set to a real secret in prod")
         return self
+
+    @property
+    def webhooks_reach_private(self) -> bool:
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.environment != "prod"
 
     @property
     def base_url(self) -> str:

@@ -78,6 +78,17 @@ def _trace_ids(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
+class _Stdout:
+    """Whatever `sys.stdout` is when a record is written, not when logging was configured
+    (a test runner swaps it, and closes the one it swapped in)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(fmt: Format = "console") -> None:
     """structlog's events and the standard library's records, one format. The console
     renderer prints plain tracebacks: its default renders exceptions with rich and every
@@ -107,7 +118,7 @@ def configure_logging(fmt: Format = "console") -> None:
         structlog.stdlib.ExtraAdder(),
         _without_formatted_copy,
     ]
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(_Stdout())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*pre, *shared],

@@ -34,8 +34,9 @@ from activities import webhook_http as http
 from activities import webhook_rows as rows
 from config import Settings
 from db import tenant_session
-from domain import audit, webhooks
+from domain import audit, destinations, webhooks
 from domain.clock import Clock, SystemClock
+from domain.errors import Invalid
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
 
 DELIVERY, ENDPOINT, ITEM, CHANNEL = rows.DELIVERY, rows.ENDPOINT, rows.ITEM, rows.CHANNEL
@@ -56,6 +57,7 @@ class WebhookActivities:
         disable_after: int = 10,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_private: bool = True,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._base_url = base_url.rstrip("/")
@@ -63,6 +65,7 @@ class WebhookActivities:
         self._disable_after = disable_after
         self._clock = clock or SystemClock()
         self._transport = transport
+        self._allow_private = allow_private
 
     @classmethod
     def from_settings(
@@ -73,6 +76,7 @@ class WebhookActivities:
             base_url=settings.base_url,
             timeout_seconds=settings.webhook_timeout_seconds,
             disable_after=settings.webhook_disable_after_failures,
+            allow_private=settings.webhooks_reach_private,
         )
 
     @activity.defn
@@ -249,7 +253,14 @@ class WebhookActivities:
     async def _post(
         self, request: SendWebhook, item: Any, endpoint: Any, msg_id: uuid.UUID
     ) -> http.Answer:
-        """The signed POST of the endpoint's format, to the endpoint's URL."""
+        """The signed POST of the endpoint's format, to the endpoint's URL; not sent at all
+        to a host that is not public when private ones are not allowed (checked now: DNS
+        may have changed since the endpoint was saved)."""
+        if not self._allow_private:
+            try:
+                await destinations.refuse_private(endpoint.url)
+            except Invalid as refused:
+                return http.Answer(code=None, error=f"not sent: {refused.message}", refused=True)
         hook = http.HookItem(
             id=str(item.id),
             kind=item.kind,

@@ -115,6 +115,7 @@ class Answer:
     code: int | None
     error: str
     retry_after: timedelta | None = None  # a 429/503's Retry-After, for the next retry
+    refused: bool = False  # never sent: the destination is not allowed (no retry)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +124,8 @@ class Answer:
     @property
     def transient(self) -> bool:
         """Worth retrying: no answer at all, a 5xx, 408 or 429."""
+        if self.refused:
+            return False
         return self.code is None or self.code >= 500 or self.code in TRANSIENT
 
 

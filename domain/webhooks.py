@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, destinations
 from domain.errors import Invalid, NotFound
 from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
 
@@ -133,8 +133,11 @@ async def create_endpoint(
     *,
     actor_id: uuid.UUID,
     values: Mapping[str, Any],
+    allow_private: bool = True,
 ) -> WebhookEndpoint:
-    """`values`: name, url, event_filter, format. The new secret is on the returned row."""
+    """`values`: name, url, event_filter, format. The new secret is on the returned row.
+    Without `allow_private`, a URL whose host is not public is refused."""
+    await _check_destination(values, allow_private)
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(),
         account_id=account_id,
@@ -159,10 +162,12 @@ async def update_endpoint(
     actor_id: uuid.UUID,
     changes: Mapping[str, Any],
     now: datetime,
+    allow_private: bool = True,
 ) -> WebhookEndpoint:
     """`changes`: any of name, url, event_filter, format, enabled. Re-enabling clears the
     disable (reason, time, failure count); disabling records who did it."""
     endpoint = await get_endpoint(session, account_id, endpoint_id)
+    await _check_destination(changes, allow_private)
     _apply(endpoint, changes)
     if "enabled" in changes and changes["enabled"] != endpoint.enabled:
         endpoint.enabled = bool(changes["enabled"])
@@ -230,6 +235,11 @@ async def endpoint_deliveries(
             .limit(limit)
         )
     )
+
+
+async def _check_destination(values: Mapping[str, Any], allow_private: bool) -> None:
+    if "url" in values and not allow_private:
+        await destinations.refuse_private(check_url(values["url"]))
 
 
 def _apply(endpoint: WebhookEndpoint, values: Mapping[str, Any]) -> None:

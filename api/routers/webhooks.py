@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.auth import Admin
-from api.deps import UnitOfWork, UowDep
+from api.deps import SettingsDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.webhook_schemas import (
     WebhookCreate,
@@ -56,11 +56,17 @@ async def list_webhooks(uow: UowDep, principal: Admin) -> list[WebhookOut]:
     responses=WRITE,
     summary="Create a webhook endpoint",
 )
-async def create_webhook(body: WebhookCreate, uow: UowDep, principal: Admin) -> WebhookSecretOut:
+async def create_webhook(
+    body: WebhookCreate, uow: UowDep, principal: Admin, settings: SettingsDep
+) -> WebhookSecretOut:
     """The answer holds the signing secret; it is never shown again (rotate to get a new
-    one). The URL must be http(s) with a host."""
+    one). The URL must be http(s) with a host, and in `prod` a public one."""
     endpoint = await webhooks.create_endpoint(
-        uow.session, principal.account_id, actor_id=principal.user_id, values=body.model_dump()
+        uow.session,
+        principal.account_id,
+        actor_id=principal.user_id,
+        values=body.model_dump(),
+        allow_private=settings.webhooks_reach_private,
     )
     return WebhookSecretOut.with_secret(endpoint, utcnow())
 
@@ -80,7 +86,11 @@ async def get_webhook(webhook_id: uuid.UUID, uow: UowDep, principal: Admin) -> W
     summary="Change a webhook endpoint",
 )
 async def patch_webhook(
-    webhook_id: uuid.UUID, body: WebhookPatch, uow: UowDep, principal: Admin
+    webhook_id: uuid.UUID,
+    body: WebhookPatch,
+    uow: UowDep,
+    principal: Admin,
+    settings: SettingsDep,
 ) -> WebhookOut:
     """Only the fields sent change. `enabled: true` re-enables a disabled endpoint and
     resets its failure count; `enabled: false` stops it receiving."""
@@ -91,6 +101,7 @@ async def patch_webhook(
         actor_id=principal.user_id,
         changes=body.model_dump(exclude_unset=True),
         now=utcnow(),
+        allow_private=settings.webhooks_reach_private,
     )
     return await _out(uow, endpoint)
 
