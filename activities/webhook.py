@@ -34,7 +34,7 @@ from activities import webhook_http as http
 from activities import webhook_rows as rows
 from config import Settings
 from db import tenant_session
-from domain import audit, destinations, webhooks
+from domain import audit, destinations, push, webhooks
 from domain.clock import Clock, SystemClock
 from domain.errors import Invalid
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
@@ -241,6 +241,20 @@ class WebhookActivities:
             return retry, answer
         await rows.set_row(session, row, status="failed", response_code=code, last_error=error)
         await rows.audit_failure(session, row, request.tier, endpoint.name, error)
+        if disabled:  # last: the push's ordering lock is held until commit
+            await push.publish(
+                session,
+                account_id=row.account_id,
+                item=None,
+                kind="webhook.disabled",
+                dedup_key=f"{row.id}:endpoint_disabled",
+                data={
+                    "endpoint_id": str(endpoint.id),
+                    "endpoint_name": endpoint.name,
+                    "reason": disable or "",
+                    "item_id": str(row.item_id),
+                },
+            )
         outcome = WebhookOutcome(
             status="failed",
             response_code=code,

@@ -9,6 +9,7 @@ export const PRIORITY_RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
 export const EVENT_KINDS = [
   "item.created", "handoff.escalated", "rung.fired", "item.claimed", "item.released",
   "item.resolved", "item.cancelled", "item.paused", "item.resumed", "delivery.failed",
+  "webhook.disabled",
 ];
 
 export const $ = (selector, root = document) => root.querySelector(selector);

@@ -1,5 +1,6 @@
 """The queue page shows admins the webhook endpoints that were switched off, why and since
-when, and switches one back on; engineers see none of it. Headless Chromium against the real
+when, live (the `webhook.disabled` push event), and switches one back on; engineers see
+none of it. Headless Chromium against the real
 app over HTTP and real Postgres."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from playwright.async_api import expect
 from sqlalchemy import update
 
 from config import Settings
+from domain import push
 from domain.clock import utcnow
 from domain.models import WebhookEndpoint
 from tests.e2e.test_pages import Pages, signed_in
@@ -28,15 +30,26 @@ async def test_admins_see_a_disabled_webhook_and_enable_it_again(
         )
         assert made.status_code == 201, made.text
         hook_id = made.json()["id"]
-        # What the worker does on a 410 (activities/webhook.py), written directly.
+        page = await signed_in(pages, site, ada)
+        await expect(page.locator("#webhook-alerts")).to_be_hidden()
+
+        # What the worker does on a 410 (activities/webhook.py), written directly: the page,
+        # already open, hears of it live.
         async with tenant.owner() as session, session.begin():
             await session.execute(
                 update(WebhookEndpoint)
                 .where(WebhookEndpoint.id == hook_id)
                 .values(enabled=False, disabled_at=utcnow(), disabled_reason="410 Gone")
             )
+            await push.publish(
+                session,
+                account_id=tenant.account_id,
+                item=None,
+                kind="webhook.disabled",
+                dedup_key=f"{hook_id}:test-disabled",
+                data={"endpoint_id": hook_id, "endpoint_name": "PSA bridge", "reason": "410 Gone"},
+            )
 
-        page = await signed_in(pages, site, ada)
         alert = page.locator(f'[data-webhook="{hook_id}"]')
         await expect(alert).to_contain_text("PSA bridge")
         await expect(alert).to_contain_text("410 Gone")

@@ -22,7 +22,7 @@ from db import tenant_session
 from domain import webhooks
 from domain.clock import utcnow
 from domain.demo import rung
-from domain.models import AuditEvent, Delivery, WebhookEndpoint
+from domain.models import AuditEvent, Delivery, PushEvent, WebhookEndpoint
 from mailsink import MailSink
 from tests.support.tenants import Tenant
 from tests.support.webhook_receiver import WebhookReceiver
@@ -142,6 +142,11 @@ async def test_a_410_disables_the_endpoint_for_every_later_rung(
             select(AuditEvent.action).where(AuditEvent.action == "webhook_endpoint_disabled")
         )
         assert list(audited) == ["webhook_endpoint_disabled"]
+        # Announced live, so an admin's open queue page shows it at once.
+        [pushed] = await session.scalars(
+            select(PushEvent.payload).where(PushEvent.kind == "webhook.disabled")
+        )
+        assert (pushed["endpoint_name"], pushed["reason"]) == ("PSA", "410 Gone")
     assert len(receiver.requests) == 1  # escalate_1 found the endpoint disabled
     assert _sample("escalator_webhook_endpoints_disabled_total", reason="gone") == (
         disabled_before + 1
