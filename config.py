@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )
     otel_service_name: str | None = Field(default=None, validation_alias="OTEL_SERVICE_NAME")
+    # Spans waiting for export: the SDK's default (2,048) is 500 rungs at 4 spans each, and
+    # a 09:00 peak makes more within seconds; beyond the queue, spans are dropped.
+    otel_bsp_max_queue_size: int = Field(
+        default=32768, ge=512, validation_alias="OTEL_BSP_MAX_QUEUE_SIZE"
+    )
     # Webhooks to loopback or private addresses (domain/destinations.py): unset, allowed
     # outside `prod` (development and tests post to 127.0.0.1) and refused in it.
     webhook_allow_private: bool | None = None

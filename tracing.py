@@ -35,7 +35,9 @@ def provider(settings: Settings, service: str) -> TracerProvider | None:
     made = TracerProvider(
         resource=Resource.create({"service.name": settings.otel_service_name or service})
     )
-    made.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    made.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(), max_queue_size=settings.otel_bsp_max_queue_size)
+    )
     return made
 
 
