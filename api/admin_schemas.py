@@ -43,7 +43,13 @@ Name = Annotated[
         min_length=1, max_length=200, pattern=rf"^{_EDGE}([^\n\r\u2028\u2029]*{_EDGE})?$"
     ),
 ]
-Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+_ADDRESS_PART = r"[^@\s\x85\uFEFF]+"  # the same exclusions, for the same reason
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=320, pattern=rf"^{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}$"
+    ),
+]
 UserRole = Literal["viewer", "engineer", "admin", "owner"]
 Timezone = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
 QuietTime = Annotated[str, Field(pattern=HHMM, description='local wall time, "HH:MM"')]
