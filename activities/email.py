@@ -35,7 +35,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from email.header import Header
@@ -361,6 +361,8 @@ class EmailActivities:
     ) -> dict[str, MailOutcome]:
         """The sends, under the item's share lock, and each one's record."""
         outcomes: dict[str, MailOutcome] = {}
+        fresh: list[MailOutcome] = []  # what this call sent or failed (for the metrics)
+        held: MailItem | None = None
         try:
             async with tenant_session(self._sessionmaker, account_id) as session:
                 held = await _open_item(session, request, account_id)
@@ -377,6 +379,7 @@ class EmailActivities:
                 for row, result in zip(live, sent, strict=True):
                     outcome = _outcome(row, result, request)
                     outcomes[outcome.user_id] = outcome
+                    fresh.append(outcome)
                     changes.append(_recorded(row, outcome))
                     if outcome.status == "failed":
                         await _audit_failure(session, row, request.tier, outcome.error or "")
@@ -387,6 +390,7 @@ class EmailActivities:
             # SMTP has some of the mails; only their record is missing. Never send them
             # again for that: the workflow records what this could not.
             activity.logger.warning("email.sent_unrecorded", extra={"error": str(error)})
+            _measure(request, held, fresh)  # accepted by SMTP all the same
             return {k: replace(o, recorded=False) for k, o in outcomes.items()}
         activity.logger.info(
             "email.sent",
@@ -395,7 +399,7 @@ class EmailActivities:
                 "rung": request.rung,
             },
         )
-        _measure(request, held, outcomes.values())
+        _measure(request, held, fresh)
         return outcomes
 
     async def _send_one(
@@ -641,14 +645,15 @@ async def _suppress(session: AsyncSession, rows: Sequence[Any]) -> dict[str, Mai
     }
 
 
-def _measure(request: SendEmails, item: MailItem, outcomes: Iterable[MailOutcome]) -> None:
-    """Metrics of the mails just sent and recorded: each outcome (a transient error counts
-    as pending: it is sent again), and the rung's lateness to the last accept."""
+def _measure(request: SendEmails, item: MailItem | None, outcomes: Sequence[MailOutcome]) -> None:
+    """Metrics of the mails this attempt sent or failed (rows found final are someone
+    else's): each outcome (a transient error counts as pending: it is sent again), and the
+    rung's lateness to the last accept."""
     statuses = Counter("pending" if o.status == "retry" else o.status for o in outcomes)
     for status in ("sent", "failed", "pending"):
         metrics.delivered("email", status, statuses[status])
     accepted = [o.sent_at for o in outcomes if o.status == "sent" and o.sent_at is not None]
-    if request.planned_at is not None and accepted:
+    if item is not None and request.planned_at is not None and accepted:
         metrics.rung_sent(request.tier, item.item_type, request.planned_at, max(accepted))
 
 
