@@ -121,6 +121,9 @@ def tier_label(tier: int | None) -> str:
     return "none" if tier is None or tier < 0 else str(tier)
 
 
+_open_series: set[tuple[str, str]] = set()  # every (state, tier) the gauge has shown
+
+
 def set_open_items(counts: list[tuple[str, int | None, int]]) -> None:
     """The gauge from a fresh count: (state, tier, items). Series that fell to zero are
     kept at zero rather than dropped, so a panel shows the drop."""
@@ -131,9 +134,6 @@ def set_open_items(counts: list[tuple[str, int | None, int]]) -> None:
     for labels, n in seen.items():
         _open_series.add(labels)
         OPEN_ITEMS.labels(*labels).set(n)
-
-
-_open_series: set[tuple[str, str]] = set()
 
 
 __all__ = ["CONTENT_TYPE_LATEST"]

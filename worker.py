@@ -98,11 +98,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
 
 # Pure modules the workflow code imports: passed through, so the sandbox neither re-imports
 # nor proxies them per workflow run (they hold no state a workflow could leak).
-PASSTHROUGH = (
-    *("domain", "workflows.types", "workflows.webhook_types", "workflows.search_attributes"),
-    *("activities", "db"),
-    "metrics",
-)
+PASSTHROUGH = ("domain", "workflows.types", "workflows.search_attributes", "activities", "db")
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:

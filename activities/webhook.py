@@ -169,7 +169,7 @@ class WebhookActivities:
     ) -> WebhookOutcome | None:
         """Step 1: the outcome if there is nothing to send, else None with `sending` and
         attempts + 1 on the row (committed by the caller)."""
-        item = await rows.item_for_share(session, request, account_id)
+        item = await rows.item_row(session, request, account_id)
         endpoint = await rows.endpoint_of(session, request, account_id)
         await session.execute(  # normally `plan_webhooks` made it
             insert(DELIVERY).values(**rows.key(request, account_id)).on_conflict_do_nothing()
@@ -192,7 +192,7 @@ class WebhookActivities:
     ) -> tuple[WebhookOutcome, http.Answer | None]:
         """Step 2: the POST under the send guard and the row's lock, and its record. The
         answer is returned too when it is to be retried."""
-        item = await rows.item_for_share(session, request, account_id, guarded=True)
+        item = await rows.item_row(session, request, account_id, guarded=True)
         row = await rows.locked_row(session, request, account_id)
         assert row is not None  # step 1 committed it
         if row.status in FINAL:  # a concurrent attempt finished it meanwhile

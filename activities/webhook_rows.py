@@ -57,7 +57,7 @@ async def locked_row(
     return row
 
 
-async def item_for_share(
+async def item_row(
     session: AsyncSession, request: SendWebhook, account_id: uuid.UUID, *, guarded: bool = False
 ) -> Any:
     """The item with its pinned calendar's zone, FOR SHARE (a claim's UPDATE waits for
