@@ -18,9 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,13 +144,18 @@ def temporal_argv(settings: Settings) -> list[str | Path]:
     ]
 
 
-async def seed(settings: Settings) -> None:
+async def seed(settings: Settings) -> datetime:
+    """The demo account, seeded if missing; returns when it was first seeded, the anchor of
+    the standing demo items' due dates."""
     from domain.demo import seed_demo
+    from domain.models import Account
 
     engine = create_engine(settings, owner=True)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            await seed_demo(session)
+            account = await session.get(Account, await seed_demo(session))
+            assert account is not None
+            return account.created_at
     finally:
         await engine.dispose()
 
@@ -201,18 +207,21 @@ def demo_token(settings: Settings) -> str:
     return mint(principal, settings.jwt_secret, ttl=timedelta(days=7), now=utcnow())
 
 
-def demo_items(api: str, token: str) -> None:
+def demo_items(api: str, token: str, seeded_at: datetime) -> None:
     """A few items through the real API, so the queue page and the Temporal UI have
-    something to show. Idempotency keys make a second `make run` create nothing new."""
+    something to show. The standing items are the same requests on every start (their due
+    dates count from when the account was first seeded), so their idempotency keys make a
+    later `make run` create nothing new, any day; the moving item is new on every start."""
     from domain.clock import utcnow
     from domain.demo import DEMO_DUE_IN_SECONDS, stable_id
 
     erin = str(stable_id("demo", "user:erin"))
-    now = utcnow()
+    now = utcnow().replace(microsecond=0)
+    anchor = seeded_at.replace(microsecond=0)
     requests = [
-        (  # a new one each run (its key has the minute): it is at tier 2 in ~2.25 minutes
+        (  # its key and its due date are of this second: it is at tier 2 in ~2.25 minutes
             "/v1/tasks",
-            f"demo-moving-{now:%Y%m%dT%H%M}",
+            f"demo-moving-{now:%Y%m%dT%H%M%S}",
             {
                 "type": "DEMO",
                 "title": "Demo: cold room C-2 above 8 °C",
@@ -227,7 +236,7 @@ def demo_items(api: str, token: str) -> None:
                 "type": "CAPA",
                 "title": "Pump P-101 leaks",
                 "assignee_id": erin,
-                "due_at": (now - timedelta(days=2)).isoformat(),
+                "due_at": (anchor - timedelta(days=2)).isoformat(),
             },
         ),
         (
@@ -237,7 +246,7 @@ def demo_items(api: str, token: str) -> None:
                 "type": "DOC_ACK",
                 "title": "Acknowledge SOP-12 rev 4",
                 "assignee_id": erin,
-                "due_at": (now + timedelta(days=3)).isoformat(),
+                "due_at": (anchor + timedelta(days=3)).isoformat(),
             },
         ),
         (
@@ -267,8 +276,11 @@ def demo_items(api: str, token: str) -> None:
                 "Idempotency-Key": key,
             },
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            raise SystemExit(f"demo item {key!r}: {error.code} {error.read().decode()}") from None
 
 
 def run(settings: Settings) -> None:
@@ -288,7 +300,7 @@ def run(settings: Settings) -> None:
         children.start("temporal", *temporal_argv(settings))
         print("• migrating", flush=True)
         migrate(database_url)
-        asyncio.run(seed(settings))
+        seeded_at = asyncio.run(seed(settings))
         print("• demo account seeded", flush=True)
         py = BIN / "python"
         sink = ("mailsink.py", "--port", str(settings.smtp_port), "--dir", state / "mail")
@@ -305,7 +317,7 @@ def run(settings: Settings) -> None:
         wait_http(f"{api}/health/ready", children)
         wait_http(ui, children)
         token = demo_token(settings)
-        demo_items(api, token)
+        demo_items(api, token, seeded_at)
         write_down(settings, state)
         worker_metrics = (
             f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
