@@ -66,8 +66,13 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "escalator@localhost"
-    smtp_timeout_seconds: float = 10.0
+    # The longest one mail may take, connection included; a batch starts no mail it has
+    # less time left for, so a slow but working server is never cut off mid-mail.
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     smtp_concurrency: int = 8
+    # Whether the SMTP server offers SMTPUTF8 (RFC 6531): only then may an address's part
+    # before @ be non-ASCII; without it such a user is refused (400 undeliverable_address).
+    smtp_utf8: bool = False
     # Webhooks: each POST waits this long for an answer; an endpoint that fails this many
     # deliveries in a row (5xx, timeouts, refused connections, 4xx) is disabled.
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

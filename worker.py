@@ -1,9 +1,10 @@
-"""The worker process: builds dependencies, connects to Temporal and runs the Worker on the
-one task queue until interrupted."""
+"""The worker process: builds dependencies, connects to Temporal and runs the Workers (the
+task queue, and its webhook queue) until interrupted."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from datetime import timedelta
 from typing import Any
@@ -16,8 +17,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import metrics
 import tracing
-from activities.email import EmailActivities, MailLinks
+from activities.email import EmailActivities
 from activities.items import ItemActivities
+from activities.mail import MailLinks
 from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
@@ -31,6 +33,7 @@ from logs import configure_logging
 from metrics import MetricsServer
 from temporal_connection import connection
 from workflows.escalation import EscalationWorkflow
+from workflows.notifier import WEBHOOK_QUEUE_SUFFIX
 from workflows.reconcile import ReconcileWorkflow
 from workflows.schedules import ensure_reconciler
 
@@ -52,8 +55,25 @@ async def connect(settings: Settings, *, attempts: int = 60, **extra: Any) -> Cl
     raise AssertionError("unreachable")
 
 
-def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Worker:
-    """The one Worker: the escalation workflow and every activity, dependencies injected."""
+class Workers:
+    """The worker's two Workers, entered and left together: the item workflows with their
+    database steps and mails on the task queue, and the webhook POSTs on a queue of their
+    own (`<task queue>-webhooks`), so a slow receiver never takes a mail's activity slot."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+
+def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Workers:
     sessionmaker = create_sessionmaker(engine)
     items = ItemActivities(sessionmaker)
     recipients = RecipientActivities(sessionmaker)
@@ -67,7 +87,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     hooks = WebhookActivities.from_settings(sessionmaker, settings)
     rungs = RungActivities(sessionmaker)
     reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
-    return Worker(
+    options = worker_options(settings)
+    items_worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[EscalationWorkflow, ReconcileWorkflow],
@@ -79,21 +100,25 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             items.record_applied_version,
             items.record_audit,
             recipients.resolve_recipients,
-            email.send_email,
             email.send_emails,
             email.fire_and_send,
-            email.record_sent,
-            email.record_delivery_failure,
+            email.record_outcomes,
             email.record_failures,
             push.publish_event,
             hooks.plan_webhooks,
-            hooks.send_webhook,
             hooks.record_webhook_failure,
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,
         ],
-        **worker_options(settings),
+        **options,
     )
+    webhooks_worker = Worker(
+        client,
+        task_queue=settings.task_queue + WEBHOOK_QUEUE_SUFFIX,
+        activities=[hooks.send_webhook],
+        max_concurrent_activities=settings.worker_activity_slots,
+    )
+    return Workers(items_worker, webhooks_worker)
 
 
 # Pure modules the workflow code imports: passed through, so the sandbox neither re-imports
@@ -141,7 +166,7 @@ async def main(settings: Settings) -> None:
         options["runtime"] = runtime
         server = serve_metrics(settings, temporal_metrics)
     client = await connect(settings, **options)
-    worker = build_worker(client, settings, engine)
+    workers = build_worker(client, settings, engine)
     await ensure_reconciler(
         client, settings.task_queue, timedelta(seconds=settings.reconcile_every_seconds)
     )
@@ -149,7 +174,7 @@ async def main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with worker:
+    async with workers:
         log.info("worker.ready", task_queue=settings.task_queue, temporal=settings.temporal_address)
         await stop.wait()
     await engine.dispose()

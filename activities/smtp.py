@@ -33,6 +33,7 @@ class Smtp:
     password: str | None = None
     starttls: bool = False
     timeout: float = 10.0
+    smtputf8: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Smtp:
@@ -44,6 +45,7 @@ class Smtp:
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
             timeout=settings.smtp_timeout_seconds,
+            smtputf8=settings.smtp_utf8,
         )
 
 
@@ -64,16 +66,24 @@ class SmtpPool:
         """Send over a pooled connection; a callable `message` is built only once a
         connection is free for it. Raises what aiosmtplib raises; the connection it used is
         then closed, so a half-spoken session is never reused."""
-        async with self._slots:
+        async with self.slot():
             if callable(message):
                 message = message()
-            client = await self._take()
-            try:
-                await client.send_message(message, sender=sender, recipients=recipients)
-            except BaseException:
-                client.close()
-                raise
-            self._idle.append((client, time.monotonic()))
+            await self.send_now(message, sender=sender, recipients=recipients)
+
+    def slot(self) -> asyncio.Semaphore:
+        """One of the pool's `size` turns: hold it around `send_now`."""
+        return self._slots
+
+    async def send_now(self, message: Message, *, sender: str, recipients: list[str]) -> None:
+        """`send` for a caller that holds a `slot()` already."""
+        client = await self._take()
+        try:
+            await client.send_message(message, sender=sender, recipients=recipients)
+        except BaseException:
+            client.close()
+            raise
+        self._idle.append((client, time.monotonic()))
 
     async def _take(self) -> aiosmtplib.SMTP:
         while self._idle:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, push, send_guard
+from domain import audit, deliveries, push, send_guard
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
 from domain.models import Item, User
 
@@ -72,13 +72,19 @@ async def _transition(
     condition &= Item.state.in_(allowed_from)
     if extra_condition is not None:
         condition &= extra_condition
-    return await session.scalar(
+    item = await session.scalar(
         update(Item)
         .where(condition)
         .values(**values, version=Item.version + 1)
         .returning(Item)
         .execution_options(populate_existing=True)
     )
+    if item is not None and item.state != "open":
+        # Nothing waits to go out about an item nobody needs to be told of any more.
+        await deliveries.suppress_item(
+            session, account_id, item_id, f"not sent: the item is {item.state}"
+        )
+    return item
 
 
 async def claim(

@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
+
+
+class Quiet(Protocol):
+    """A recipient's quiet window ("HH:MM" local, either None: none) and zone."""
+
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def quiet_start(self) -> str | None: ...
+    @property
+    def quiet_end(self) -> str | None: ...
+
+
+def quiet_until_of(recipient: Quiet, at: datetime) -> datetime | None:
+    """`quiet_until` for a recipient as the workflow carries one."""
+    start = time.fromisoformat(recipient.quiet_start) if recipient.quiet_start else None
+    end = time.fromisoformat(recipient.quiet_end) if recipient.quiet_end else None
+    return quiet_until(at, recipient.timezone, start, end)
 
 
 def quiet_until(at: datetime, tz: str, start: time | None, end: time | None) -> datetime | None:

@@ -29,7 +29,6 @@ from temporalio.common import SearchAttributeUpdate
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from activities.items import ItemActivities
-    from activities.rungs import RungActivities
     from domain.calendar import BusinessCalendar
     from domain.planning import (
         RUNG_TIERS,
@@ -46,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
     # The webhook activities' messages are decoded here too: a dataclass whose module the
     # sandbox has not imported passed-through cannot resolve its `datetime` hints.
     from workflows import webhook_types  # noqa: F401
-    from workflows.escalation_steps import LOCAL_SEND_TIMEOUT, Notification, Notifier, db_step
+    from workflows.notifier import Notifier
+    from workflows.retries import LOCAL_SEND_TIMEOUT, db_step
     from workflows.types import (
         AppliedVersion,
         AtSignal,
@@ -58,7 +58,9 @@ with workflow.unsafe.imports_passed_through():
         FireRung,
         ItemRef,
         ItemSnapshot,
+        Notification,
         PauseSpan,
+        PendingSend,
         RecordPlan,
         RecordRung,
         RungMark,
@@ -67,23 +69,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TERMINAL = ("resolved", "cancelled")
-DB_TRUTH = "signals-are-nudges"  # workflow.patched: histories before it applied signal args
-# workflow.patched: a rung fires in one transaction (`fire_rung`); before it, record_rung,
-# resolve_recipients, record_audit and publish_event were four.
-ONE_TRANSACTION = "rung-in-one-transaction"
-# workflow.patched: a rung that emails fires and sends its mails in one local activity
-# (`fire_and_send`); before it, `fire_rung` and then a `send_emails` activity.
-LOCAL_SEND = "rung-sends-locally"
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
-# workflow.patched: a rung further off than PRE_WAKE is waited for in two timers, the second
-# armed PRE_WAKE before the instant by a task that does nothing else. A timer runs from the
-# moment its task completes, but its length was computed at the task's start: a slow task
-# (the first one, at a start burst) made every rung after it that much late.
-PRE_WAKE_PATCH = "rung-pre-wake"
+# A rung further off than PRE_WAKE is waited for in two timers, the second armed PRE_WAKE
+# before the instant by a task that does nothing else. A timer runs from the moment its
+# task completes, but its length was computed at the task's start: a slow task (the first
+# one, at a start burst) would make every rung after it that much late.
 PRE_WAKE = timedelta(seconds=10)
-# workflow.patched: a rung whose channels name `webhook` posts to the account's endpoints
-# (no history before it could: policies refused the channel).
-WEBHOOKS = "rung-webhooks"
 
 
 @workflow.defn
@@ -107,7 +98,6 @@ class EscalationWorkflow:
         # change): one upsert command only when one of these did.
         self._shown: tuple[object, ...] = ()
         self._sync_wanted = False
-        self._db_truth = False  # set at start: whether this history has the patch
 
     def _nudged(self) -> None:
         self._sync_wanted = self._dirty = True
@@ -193,24 +183,21 @@ class EscalationWorkflow:
     async def run(self, input: EscalationInput) -> EscalationResult:
         ref = ItemRef(item_id=input.item_id, account_id=input.account_id)
         await self._load(ref, first=input.carry is None)
+        notifier = Notifier(ref)
         if input.carry is not None:
             self._restore(input.carry)
-        self._db_truth = workflow.patched(DB_TRUTH)
-        if self._db_truth:
-            await self._record_applied(ref)
-        notifier = Notifier(ref, self._snapshot_or_fail())
+            notifier.resume(input.carry.sends)
+        await self._record_applied(ref)
         if self._needs_handoff_fan_out():
             self._handoff_notified = True
             await self._notify_handoff(notifier)
         while self._state not in TERMINAL:
             if workflow.info().is_continue_as_new_suggested():
-                await notifier.drain()
+                carry = self._carry(await notifier.carry())
                 workflow.continue_as_new(
-                    EscalationInput(
-                        item_id=input.item_id, account_id=input.account_id, carry=self._carry()
-                    )
+                    EscalationInput(item_id=input.item_id, account_id=input.account_id, carry=carry)
                 )
-            if self._sync_wanted and self._db_truth:
+            if self._sync_wanted:
                 self._sync_wanted = self._reload = False
                 await self._sync(ref)
                 continue  # the database may have ended it
@@ -224,7 +211,7 @@ class EscalationWorkflow:
                 await workflow.wait_condition(lambda: self._dirty)
                 continue
             wait = max(upcoming.fire_at - workflow.now(), timedelta(0))
-            pre_wake = wait > 2 * PRE_WAKE and workflow.patched(PRE_WAKE_PATCH)
+            pre_wake = wait > 2 * PRE_WAKE
             try:
                 await workflow.wait_condition(
                     lambda: self._dirty,
@@ -236,7 +223,7 @@ class EscalationWorkflow:
                 if pre_wake:
                     continue  # the last stretch, armed afresh
             await self._fire(ref, upcoming, notifier)
-        if self._sync_wanted and self._db_truth:
+        if self._sync_wanted:
             await self._sync(ref)  # record the version that ended it
         notifier.cancel_pending()
         await self._publish_state(ref)
@@ -279,7 +266,7 @@ class EscalationWorkflow:
         self._pauses, self._done = list(carry.pauses), {m.name: m for m in carry.done}
         self._handoff_notified, self._tier = carry.handoff_notified, carry.tier
 
-    def _carry(self) -> Carry:
+    def _carry(self, sends: list[PendingSend]) -> Carry:
         return Carry(
             state=self._state,
             claimed_by=self._claimed_by,
@@ -288,6 +275,7 @@ class EscalationWorkflow:
             done=list(self._done.values()),
             handoff_notified=self._handoff_notified,
             tier=self._tier,
+            sends=sends,
         )
 
     def _fired_tier(self) -> int:
@@ -358,6 +346,8 @@ class EscalationWorkflow:
         return result.recorded
 
     async def _fire(self, ref: ItemRef, rung: PlannedRung, notifier: Notifier) -> None:
+        """The rung's one transaction (stamp, audit, recipients, delivery rows, push) with
+        its first mails, then whatever follows up on them."""
         policy = self._rungs.get(rung.name)
         if policy is None:
             return
@@ -371,11 +361,6 @@ class EscalationWorkflow:
             push_kind="rung.fired",
             planned_at=rung.fire_at,
         )
-        if not workflow.patched(ONE_TRANSACTION):
-            if await self._record(ref, rung, "fired"):
-                self._tier = max(self._tier, RUNG_TIERS[rung.name])  # carried; see _fired_tier
-                await notifier.notify(note)
-            return
         at = workflow.now()
         request = FireRung(
             item_id=ref.item_id,
@@ -389,23 +374,15 @@ class EscalationWorkflow:
             channels=note.channels,
             critical=note.critical,
         )
-        if "email" in note.channels and workflow.patched(LOCAL_SEND):
-            fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
-        else:
-            fired = await db_step(RungActivities.fire_rung, request)
+        fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
         if not fired.recorded:  # a claim won the race: nothing was written, nothing is sent
             self._follow(fired.state, fired.claimed_by)
             return
         self._done[rung.name] = RungMark(name=rung.name, status="fired", at=at)
         self._tier = max(self._tier, RUNG_TIERS[rung.name])
-        if self._recorded_plan is not None:  # fire_rung stamped `<rung>_at` too
+        if self._recorded_plan is not None:  # the fire stamped `<rung>_at` too
             self._recorded_plan[rung.name] = at
-        if fired.outcomes is not None:  # fire_and_send mailed them too
-            notifier.sent(note, fired.recipients, fired.outcomes)
-        else:
-            notifier.send(note, fired.recipients)
-        if "webhook" in note.channels and workflow.patched(WEBHOOKS):
-            notifier.hook(note)
+        notifier.fired(note, fired)
 
     def _follow(self, state: str, claimed_by: str | None) -> None:
         """The database moved on (a claim committed; its signal is on the way). Follow it
@@ -458,7 +435,7 @@ class EscalationWorkflow:
             due,
             upcoming and upcoming.fire_at,
         )
-        if shown != self._shown or not workflow.patched(ONE_TRANSACTION):
+        if shown != self._shown:
             self._shown = shown
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details(upcoming))

@@ -17,9 +17,10 @@ class ReconcileWorkflow:
     @workflow.run
     async def run(self) -> int:
         done = 0
-        steps = [ReconcileActivities.start_missing_workflows]
-        if workflow.patched("nudge-lagging"):
-            steps.append(ReconcileActivities.nudge_lagging_workflows)
+        steps = (
+            ReconcileActivities.start_missing_workflows,
+            ReconcileActivities.nudge_lagging_workflows,
+        )
         for step in steps:
             done += await workflow.execute_activity_method(
                 step,

@@ -35,6 +35,35 @@ class PauseSpan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Notification:
+    """One notification of an item: a rung's, or a handoff's fan-out."""
+
+    event_key: str
+    rung: str
+    tier: int
+    chain: list[str]
+    channels: list[str]
+    critical: bool
+    push_kind: str
+    actor_id: str | None = None
+    planned_at: datetime | None = None  # the rung's instant: the lateness metric's start
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingSend:
+    """A send still to make when the workflow continues as new: mails to `recipients`
+    (not before `not_before`: a backoff or quiet hours), or a webhook to `endpoint_id`
+    (its event stamped `at`), carried into the next run instead of drained."""
+
+    note: Notification
+    recipients: list[Recipient] = field(default_factory=list)
+    not_before: datetime | None = None
+    attempt: int = 0  # SMTP attempts made so far (the retry budget continues)
+    endpoint_id: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Carry:
     """What a continued-as-new run takes over from its predecessor."""
 
@@ -45,6 +74,7 @@ class Carry:
     done: list[RungMark] = field(default_factory=list)
     handoff_notified: bool = False
     tier: int = -1
+    sends: list[PendingSend] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +256,8 @@ class MailOutcome:
     """What became of one recipient's mail in one `send_emails` attempt."""
 
     user_id: str
-    # sent | suppressed | deferred | failed | retry (a transient SMTP error: send again)
+    # sent | suppressed | deferred | failed | retry (a transient error: send again after a
+    # backoff) | later (not tried: its batch ran out of time; send at once)
     status: str
     deferred_until: datetime | None = None
     message_id: str | None = None
@@ -243,7 +274,7 @@ class SendEmailsResult:
 
 @dataclass(frozen=True, kw_only=True)
 class RecordFailures:
-    """Recipients whose mail ran out of attempts: marked `failed` unless already sent."""
+    """Recipients whose mail ran out of attempts: marked `failed` if still pending."""
 
     item_id: str
     account_id: str
@@ -251,6 +282,15 @@ class RecordFailures:
     tier: int
     recipient_ids: list[str]
     error: str
+    emails: dict[str, str] = field(default_factory=dict)  # user id -> address, for the push
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordOutcomes:
+    """What a `send_emails` did but could not record (Postgres failed after SMTP answered)."""
+
+    batch: SendEmails
+    outcomes: list[MailOutcome]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,40 +1,50 @@
 """Delivery records tell the truth, and an SMTP accept is never forgotten: the attempt is
 committed before SMTP, `sent_at` is the accept time, a database failure after the accept
-still reports `sent` (and the workflow records it), retries never send it again, and an
-attempt cut off mid-send shows as such."""
+still reports `sent` (and the workflow records it), retries never send it again, an attempt
+cut off mid-send shows as such, and giving up marks only what really failed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.testing import ActivityEnvironment
 
-from activities.email import UNKNOWN_OUTCOME, EmailActivities
+from activities.email import EmailActivities
 from activities.smtp import Smtp
 from domain.clock import utcnow
+from domain.deliveries import UNKNOWN_OUTCOME
 from mailsink import MailSink, free_port
-from tests.activities.test_email import AT, request
+from tests.activities.test_email import AT, person, quiet_recipient, request, send
+from tests.support.activity import run
 from tests.support.tenants import Tenant
-from workflows.types import DeliveryOutcome, SendEmail, SendEmailResult
+from workflows.types import RecordFailures, RecordOutcomes
+
+APP_ROLE = "escalator_app"
 
 
-def in_flight(email: EmailActivities, send: SendEmail) -> asyncio.Task[SendEmailResult]:
-    return asyncio.create_task(ActivityEnvironment().run(email.send_email, send))
-
-
-def outcome(send: SendEmail, **what: object) -> DeliveryOutcome:
-    return DeliveryOutcome(
-        item_id=send.item_id,
-        account_id=send.account_id,
-        recipient_id=send.recipient.user_id,
-        event_key=send.event_key,
-        tier=send.tier,
-        **what,  # type: ignore[arg-type]
-    )
+@asynccontextmanager
+async def app_role_locked_out(
+    owner_sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[None]:
+    """Postgres refuses the app role: every connection of it is ended and no new one is
+    let in, until the block ends (what a Postgres outage looks like to the worker)."""
+    async with owner_sessionmaker() as session, session.begin():
+        await session.execute(text(f"ALTER ROLE {APP_ROLE} CONNECTION LIMIT 0"))
+        await session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE usename = '{APP_ROLE}' AND datname = current_database()"
+            )
+        )
+    try:
+        yield
+    finally:
+        async with owner_sessionmaker() as session, session.begin():
+            await session.execute(text(f"ALTER ROLE {APP_ROLE} CONNECTION LIMIT -1"))
 
 
 async def test_the_attempt_is_committed_before_smtp_and_sent_at_is_the_accept_time(
@@ -44,14 +54,12 @@ async def test_the_attempt_is_committed_before_smtp_and_sent_at_is_the_accept_ti
 ) -> None:
     item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
     mail_sink.delay = 1.0
-    send = asyncio.create_task(
-        ActivityEnvironment().run(email.send_email, request(tenant, item_id))
-    )
+    sending = asyncio.create_task(send(email, request(tenant, item_id)))
     await asyncio.sleep(0.5)  # inside the SMTP call
     [during] = await tenant.deliveries(item_id)
     assert (during.status, during.attempts) == ("sending", 1)
     before_accept = utcnow()
-    result = await send
+    result = await sending
     [after] = await tenant.deliveries(item_id)
     assert (result.status, after.status, after.attempts) == ("sent", "sent", 1)
     assert after.sent_at is not None
@@ -59,43 +67,47 @@ async def test_the_attempt_is_committed_before_smtp_and_sent_at_is_the_accept_ti
     assert result.sent_at == after.sent_at
 
 
-async def test_a_database_failure_after_the_accept_still_reports_sent_and_never_resends(
+async def test_postgres_failing_while_a_batch_is_recorded_never_resends(
     tenant: Tenant,
     email: EmailActivities,
     mail_sink: MailSink,
     owner_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    """Three recipients, one answering 550; Postgres goes away while the mails are in
+    flight: the result says what SMTP did (`recorded=False`), the workflow's
+    `record_outcomes` puts it on the record once Postgres is back, and a retry of the whole
+    send mails nobody again."""
     item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
-    send_request = request(tenant, item_id)
-    mail_sink.delay = 1.0
-    send = in_flight(email, send_request)
-    await asyncio.sleep(0.5)  # the send's transaction holds the item lock inside SMTP
-    async with owner_sessionmaker() as session:
-        killed = await session.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND state = 'idle in transaction' "
-                "AND usename = 'escalator_app'"
-            )
-        )
-    assert killed == 1
-    result = await send
-    assert (result.status, result.recorded) == ("sent", False)
-    assert len(mail_sink.mails) == 1
-    [row] = await tenant.deliveries(item_id)
-    assert (row.status, row.attempts) == ("sending", 1)  # the committed attempt, no outcome
-
-    # What the workflow does next, retried until Postgres answers: record the accept.
-    await ActivityEnvironment().run(
-        email.record_sent,
-        outcome(send_request, sent_at=result.sent_at, message_id=result.message_id),
+    mail_sink.reject(tenant.email("ada"))
+    batch = request(
+        tenant, item_id, recipients=[person(tenant, k) for k in ("erin", "emil", "ada")]
     )
-    [row] = await tenant.deliveries(item_id)
-    assert (row.status, row.sent_at) == ("sent", result.sent_at)
+    mail_sink.delay = 1.0
+    sending = asyncio.create_task(run(email.send_emails, batch))
+    await asyncio.sleep(0.5)  # every mail is inside its SMTP call
+    async with app_role_locked_out(owner_sessionmaker):
+        outcomes = (await sending).outcomes
+        assert sorted((o.status, o.recorded) for o in outcomes) == [
+            ("failed", False),
+            ("sent", False),
+            ("sent", False),
+        ]
+        assert len(mail_sink.mails) == 2
+    rows = sorted((d.status, d.attempts) for d in await tenant.deliveries(item_id))
+    assert rows == [("sending", 1)] * 3  # the committed attempt, no outcome yet
+
+    # What the workflow does next, retried until Postgres answers: record the outcomes.
+    await run(email.record_outcomes, RecordOutcomes(batch=batch, outcomes=outcomes))
+    await run(email.record_outcomes, RecordOutcomes(batch=batch, outcomes=outcomes))  # again
+    rows = sorted((d.status, d.attempts) for d in await tenant.deliveries(item_id))
+    assert rows == [("failed", 1), ("sent", 1), ("sent", 1)]
+    assert [a for a in await tenant.audit(item_id) if a[0] == "delivery_failed"] == [
+        ("delivery_failed", 0)
+    ]
     mail_sink.delay = 0
-    again = await ActivityEnvironment().run(email.send_email, send_request)
-    assert again.status == "sent"
-    assert len(mail_sink.mails) == 1
+    again = (await run(email.send_emails, batch)).outcomes
+    assert sorted(o.status for o in again) == ["failed", "sent", "sent"]
+    assert len(mail_sink.mails) == 2
 
 
 async def test_an_attempt_cut_off_mid_send_is_on_the_record(
@@ -107,46 +119,50 @@ async def test_an_attempt_cut_off_mid_send_is_on_the_record(
     two attempts, the first with an unknown outcome."""
     item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
     mail_sink.delay = 1.0
-    send = asyncio.create_task(
-        ActivityEnvironment().run(email.send_email, request(tenant, item_id))
-    )
+    sending = asyncio.create_task(send(email, request(tenant, item_id)))
     await asyncio.sleep(0.5)
-    send.cancel()  # the worker is gone: its transaction rolls back, the attempt stays
-    await asyncio.gather(send, return_exceptions=True)
+    sending.cancel()  # the worker is gone: its transaction rolls back, the attempt stays
+    await asyncio.gather(sending, return_exceptions=True)
     [cut] = await tenant.deliveries(item_id)
     assert (cut.status, cut.attempts) == ("sending", 1)
     mail_sink.delay = 0
-    result = await ActivityEnvironment().run(email.send_email, request(tenant, item_id))
+    result = await send(email, request(tenant, item_id))
     [row] = await tenant.deliveries(item_id)
     assert (result.status, row.status, row.attempts) == ("sent", "sent", 2)
     assert row.last_error == UNKNOWN_OUTCOME
 
 
-async def test_exhausted_retries_are_failed_and_audited_but_a_sent_row_stays_sent(
+async def test_giving_up_fails_only_what_is_still_pending(
     tenant: Tenant,
     email: EmailActivities,
     app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    failing = await tenant.add_item(due_at=AT + timedelta(days=1))
-    delivered = await tenant.add_item(due_at=AT + timedelta(days=1))
+    """Out of attempts: the recipient whose mail kept failing is `failed` and audited; one
+    whose mail went out stays `sent`, one in quiet hours stays `deferred`."""
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
     down = EmailActivities(
         app_sessionmaker, Smtp(host="127.0.0.1", port=free_port(), mail_from="e@test", timeout=2)
     )
-    with pytest.raises(RuntimeError, match="will retry"):
-        await ActivityEnvironment().run(down.send_email, request(tenant, failing))
-    [attempted] = await tenant.deliveries(failing)
-    assert (attempted.status, attempted.attempts) == ("pending", 1)
-    assert attempted.last_error
-    await ActivityEnvironment().run(email.send_email, request(tenant, delivered))
-    # The workflow, once SMTP_RETRY is exhausted, puts the failure on the record:
-    for item_id in (failing, delivered):
-        await ActivityEnvironment().run(
-            email.record_delivery_failure,
-            outcome(request(tenant, item_id), error="retries exhausted: connection refused"),
-        )
-    [failed] = await tenant.deliveries(failing)
-    assert (failed.status, failed.attempts) == ("failed", 1)
-    assert failed.last_error == "retries exhausted: connection refused"
-    assert ("delivery_failed", 0) in await tenant.audit(failing)
-    assert [d.status for d in await tenant.deliveries(delivered)] == ["sent"]
-    assert ("delivery_failed", 0) not in await tenant.audit(delivered)
+    assert (await send(down, request(tenant, item_id))).status == "retry"
+    assert (await send(email, request(tenant, item_id, key="emil"))).status == "sent"
+    quiet = request(tenant, item_id, recipients=[quiet_recipient(tenant, "ada")])
+    assert (await send(email, quiet)).status == "deferred"
+    marked = await run(
+        email.record_failures,
+        RecordFailures(
+            item_id=str(item_id),
+            account_id=str(tenant.account_id),
+            event_key="task.reminder",
+            tier=0,
+            recipient_ids=[str(tenant.user(k)) for k in ("erin", "emil", "ada")],
+            error="retries exhausted: connection refused",
+        ),
+    )
+    assert marked == [str(tenant.user("erin"))]
+    rows = {d.recipient_id: (d.status, d.last_error) for d in await tenant.deliveries(item_id)}
+    assert rows[tenant.user("erin")] == ("failed", "retries exhausted: connection refused")
+    assert rows[tenant.user("emil")][0] == "sent"
+    assert rows[tenant.user("ada")][0] == "deferred"
+    assert [a for a in await tenant.audit(item_id) if a[0] == "delivery_failed"] == [
+        ("delivery_failed", 0)
+    ]

@@ -9,15 +9,17 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.testing import ActivityEnvironment
 
-from activities.email import LOCAL_SENDS, EmailActivities, MailItem, render
+from activities.email import LOCAL_SENDS, RECORD_MARGIN, EmailActivities
+from activities.mail import MailItem, render
+from activities.smtp import Smtp
 from db import tenant_session
 from domain import lifecycle
 from domain.recipients import Recipient
 from mailsink import MailSink
 from tests.activities.test_email import AT, quiet_recipient
 from tests.activities.test_rungs import escalate_1
+from tests.support.activity import run
 from tests.support.tenants import Tenant
 from workflows.types import SendEmails
 
@@ -59,7 +61,7 @@ async def test_each_recipient_has_its_own_outcome_and_a_retry_sends_only_the_fai
     mail_sink.reject(tenant.email("otto"))  # 550: permanent
     everyone = batch(tenant, item_id, [recipient(tenant, k) for k in WHO])
 
-    first = await ActivityEnvironment().run(email.send_emails, everyone)
+    first = await run(email.send_emails, everyone)
 
     assert [(o.status, o.recorded) for o in first.outcomes] == [
         ("sent", True),
@@ -77,7 +79,7 @@ async def test_each_recipient_has_its_own_outcome_and_a_retry_sends_only_the_fai
 
     # The whole batch again (a dead worker's retry): only ada's mail is still to send.
     mail_sink.accept(tenant.email("ada"))
-    again = await ActivityEnvironment().run(email.send_emails, everyone)
+    again = await run(email.send_emails, everyone)
 
     assert [o.status for o in again.outcomes] == ["sent", "sent", "failed"]
     assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(
@@ -101,7 +103,7 @@ async def test_no_mail_of_the_batch_once_a_claim_has_committed(
     async with tenant_session(app_sessionmaker, tenant.account_id) as session:
         await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
 
-    result = await ActivityEnvironment().run(
+    result = await run(
         email.send_emails, batch(tenant, item_id, [recipient(tenant, k) for k in WHO])
     )
 
@@ -115,7 +117,7 @@ async def test_quiet_hours_defer_one_recipient_and_the_others_are_sent(
 ) -> None:
     item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
     quiet = quiet_recipient(tenant, "ada")
-    result = await ActivityEnvironment().run(
+    result = await run(
         email.send_emails, batch(tenant, item_id, [recipient(tenant, "erin"), quiet])
     )
 
@@ -134,7 +136,7 @@ async def test_five_hundred_recipients_get_one_mail_each(
         Recipient(user_id=str(u), email=f"u{n}@bulk.test", name=f"U{n}", timezone="UTC")
         for n, u in enumerate(users)
     ]
-    result = await ActivityEnvironment().run(email.send_emails, batch(tenant, item_id, many))
+    result = await run(email.send_emails, batch(tenant, item_id, many))
 
     assert {o.status for o in result.outcomes} == {"sent"}
     assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(r.email for r in many)
@@ -177,8 +179,8 @@ async def test_fire_and_send_fires_and_mails_once_however_often_it_is_retried(
     item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
     request = escalate_1(tenant, item_id, chain=["role:quality_manager"])
 
-    first = await ActivityEnvironment().run(email.fire_and_send, request)
-    retry = await ActivityEnvironment().run(email.fire_and_send, request)
+    first = await run(email.fire_and_send, request)
+    retry = await run(email.fire_and_send, request)
 
     assert first.recorded
     assert first.outcomes is not None
@@ -198,7 +200,7 @@ async def test_fire_and_send_leaves_a_big_fan_out_to_send_emails(
     item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
     request = escalate_1(tenant, item_id, chain=["account_roles:engineer"])
 
-    fired = await ActivityEnvironment().run(email.fire_and_send, request)
+    fired = await run(email.fire_and_send, request)
 
     assert fired.recorded
     assert fired.outcomes is None
@@ -217,8 +219,63 @@ async def test_fire_and_send_after_a_claim_writes_and_sends_nothing(
     async with tenant_session(app_sessionmaker, tenant.account_id) as session:
         await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
 
-    fired = await ActivityEnvironment().run(email.fire_and_send, escalate_1(tenant, item_id))
+    fired = await run(email.fire_and_send, escalate_1(tenant, item_id))
 
     assert (fired.recorded, fired.state, fired.outcomes) == (False, "claimed", None)
     assert mail_sink.mails == []
     assert await tenant.deliveries(item_id) == []
+
+
+async def test_an_address_that_cannot_be_encoded_fails_alone(
+    tenant: Tenant, email: EmailActivities, mail_sink: MailSink
+) -> None:
+    """A non-ASCII local part (no SMTPUTF8) is that recipient's `failed`, with the reason;
+    everyone else in the batch gets exactly one mail, and a retry sends nobody anything."""
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    bad = Recipient(
+        user_id=str(tenant.user("emil")),
+        email="jürgen@example.com",
+        name="Jürgen",
+        timezone="Europe/Berlin",
+    )
+    everyone = batch(tenant, item_id, [recipient(tenant, "erin"), bad, recipient(tenant, "ada")])
+    first = {o.user_id: o for o in (await run(email.send_emails, everyone)).outcomes}
+    again = await run(email.send_emails, everyone)
+
+    assert first[bad.user_id].status == "failed"
+    assert "jürgen@example.com" in (first[bad.user_id].error or "")
+    assert sorted(o.status for o in again.outcomes) == ["failed", "sent", "sent"]
+    assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(
+        [tenant.email("erin"), tenant.email("ada")]
+    )
+    rows = {d.recipient_id: d for d in await tenant.deliveries(item_id)}
+    assert (rows[tenant.user("emil")].status, rows[tenant.user("emil")].attempts) == ("failed", 1)
+    assert ("delivery_failed", 1) in await tenant.audit(item_id)
+
+
+async def test_a_batch_starts_no_mail_it_has_no_time_left_for(
+    tenant: Tenant,
+    mail_sink: MailSink,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A slow but working server (1 s a mail, one connection), 3.5 s of sending time and a
+    2 s mail budget: two mails go out whole, the rest come back `later`, untried (their
+    rows `pending`, attempts 0), and the next attempt sends each of them once."""
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    smtp = Smtp(host=mail_sink.host, port=mail_sink.port, mail_from="escalator@test", timeout=2)
+    slow = EmailActivities(app_sessionmaker, smtp, pool_size=1)
+    five = [recipient(tenant, k) for k in ("erin", "emil", "ada", "otto", "vera")]
+    mail_sink.delay = 1.0
+    allowed = RECORD_MARGIN + timedelta(seconds=3.5)
+    first = (await run(slow.send_emails, batch(tenant, item_id, five), allowed)).outcomes
+
+    statuses = sorted(o.status for o in first)
+    assert statuses == ["later", "later", "later", "sent", "sent"]
+    rows = sorted((d.status, d.attempts) for d in await tenant.deliveries(item_id))
+    assert rows == [("pending", 0)] * 3 + [("sent", 1)] * 2
+    mail_sink.delay = 0
+    second = (await run(slow.send_emails, batch(tenant, item_id, five))).outcomes
+    assert [o.status for o in second] == ["sent"] * 5
+    assert sorted(m.rcpt_tos[0] for m in mail_sink.mails) == sorted(r.email for r in five)
+    rows = sorted((d.status, d.attempts) for d in await tenant.deliveries(item_id))
+    assert rows == [("sent", 1)] * 5

@@ -103,6 +103,7 @@ class Tenant:
         kind: str = "task",
         assignee: str | None = "erin",
         creator: str = "ada",
+        calendar: str = "berlin",  # or "always", the 24x7 one
         **values: Any,
     ) -> uuid.UUID:
         async with self.owner() as session, session.begin():
@@ -115,7 +116,7 @@ class Tenant:
                 creator_id=self.user(creator),
                 due_at=due_at,
                 policy_id=stable_id(self.slug, f"policy:{item_type}:1"),
-                calendar_version_id=demo_calendar_version(self.slug),
+                calendar_version_id=stable_id(self.slug, f"calendar:{calendar}:1"),
                 **values,
             )
             session.add(item)

@@ -38,9 +38,9 @@ from workflows.types import (
     workflow_id,
 )
 
+# One generation until the first release (see test_replay.py); a scenario's history is
+# saved as `<scenario>.json`.
 HISTORIES = Path(__file__).with_name("histories")
-# Histories saved by today's code carry this suffix; older generations stay, and must replay.
-GENERATION = "_pre_wake"
 
 Handle = WorkflowHandle[Any, EscalationResult]
 
@@ -155,11 +155,15 @@ class Runner:
         return None if payload is None else json.loads(payload.data)
 
     async def save_history(self, handle: Handle, name: str) -> None:
-        """With ESCALATOR_SAVE_HISTORIES=1, keep this run as a replay fixture."""
-        if os.environ.get("ESCALATOR_SAVE_HISTORIES"):
-            HISTORIES.mkdir(exist_ok=True)
-            history = await handle.fetch_history()
-            (HISTORIES / f"{name}{GENERATION}.json").write_text(history.to_json())
+        await save_history(handle, name)
+
+
+async def save_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With ESCALATOR_SAVE_HISTORIES=1, keep this run as a replay fixture."""
+    if os.environ.get("ESCALATOR_SAVE_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 @pytest.fixture

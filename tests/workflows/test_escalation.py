@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Runner
 from workflows import search_attributes as sa
-from workflows.escalation import PRE_WAKE
+from workflows.escalation import PRE_WAKE, EscalationWorkflow
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MINUTE = timedelta(minutes=1)
@@ -141,6 +141,9 @@ async def test_release_resumes_at_the_rung_matching_now(runner: Runner, tenant: 
     statuses = {r.name: r.status for r in state.rungs}
     assert statuses == {"remind": "skipped", "escalate_1": "fired", "escalate_2": "pending"}
     assert ("rung_skipped", 0) in await tenant.audit(item_id)
+    await runner.act(tenant, handle, item_id, "resolve", who="emil")
+    assert (await handle.result()).state == "resolved"
+    await runner.save_history(handle, "released_resolved")
 
 
 async def test_pause_and_resume_shift_the_rungs_by_the_paused_business_time(
@@ -178,6 +181,9 @@ async def test_change_due_re_arms_every_rung(runner: Runner, tenant: Tenant) -> 
     assert plan["remind"] == weekday(later, -1)
     await runner.skip_to(weekday(later, -1) + MINUTE)
     await runner.sink.wait_for(1)
+    planned = {r.name: r.fire_at for r in (await runner.state(handle)).rungs}
+    await handle.signal(EscalationWorkflow.replan)  # the policy re-read: the same plan
+    assert {r.name: r.fire_at for r in (await runner.state(handle)).rungs} == planned
     await runner.save_history(handle, "due_changed")
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Handle, Runner
 from tests.workflows.test_escalation import MINUTE, berlin, friday_after, weekday
+from workflows.retries import SMTP_RETRY
 
 
 async def _handoff(runner: Runner, tenant: Tenant, intent: str) -> tuple[uuid.UUID, Handle]:
@@ -32,7 +33,7 @@ async def test_escalate_fans_out_to_seniors_except_escalator_viewers_and_soft_de
     runner: Runner, tenant: Tenant
 ) -> None:
     await tenant.update_user("emil", deleted_at=datetime(2026, 1, 1, tzinfo=UTC))
-    item_id, _ = await _handoff(runner, tenant, "escalate")
+    item_id, handle = await _handoff(runner, tenant, "escalate")
 
     mails = await runner.sink.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("ada"), tenant.email("otto")]
@@ -40,6 +41,9 @@ async def test_escalate_fans_out_to_seniors_except_escalator_viewers_and_soft_de
     [event] = await tenant.push_events(item_id)
     assert event.kind == "handoff.escalated"
     assert event.payload["item"]["kind"] == "handoff"
+    await runner.act(tenant, handle, item_id, "cancel")
+    assert (await handle.result()).state == "cancelled"
+    await runner.save_history(handle, "handoff_fanned_out_cancelled")
 
 
 async def test_park_notifies_nobody_and_stops_the_clock(runner: Runner, tenant: Tenant) -> None:
@@ -56,7 +60,7 @@ async def test_one_recipients_5xx_does_not_stop_the_others_and_is_recorded(
     runner: Runner, tenant: Tenant
 ) -> None:
     runner.sink.reject(tenant.email("ada"))
-    item_id, _ = await _handoff(runner, tenant, "escalate")
+    item_id, handle = await _handoff(runner, tenant, "escalate")
 
     mails = await runner.sink.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("emil"), tenant.email("otto")]
@@ -73,6 +77,7 @@ async def test_one_recipients_5xx_does_not_stop_the_others_and_is_recorded(
         tenant.user("otto"): "sent",
     }
     assert ("delivery_failed", 0) in await tenant.audit(item_id)
+    await runner.save_history(handle, "delivery_failed")
 
 
 async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
@@ -82,7 +87,7 @@ async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
         await tenant.update_user(key, quiet_start=time(8), quiet_end=time(12))
     due = friday_after(await runner.now())
     item_id = await tenant.add_item(due_at=due)
-    await runner.start(tenant, item_id)
+    handle = await runner.start(tenant, item_id)
 
     remind = weekday(due, -1)
     await runner.skip_to(remind + MINUTE)
@@ -97,13 +102,14 @@ async def test_quiet_hours_defer_normal_mail_and_critical_mail_pierces(
     await runner.skip_to(weekday(due, 5) + MINUTE)  # escalate_2 (critical) at 10:00
     mails = await runner.sink.wait_for(3)
     assert mails[-1].rcpt_tos == (tenant.email("otto"),)
+    await runner.save_history(handle, "quiet_hours")
 
 
 async def test_a_transient_error_is_sent_again_to_that_recipient_alone(
     runner: Runner, tenant: Tenant
 ) -> None:
     runner.sink.reject(tenant.email("ada"), "451 4.3.0 try again later")
-    item_id, _ = await _handoff(runner, tenant, "escalate")
+    item_id, handle = await _handoff(runner, tenant, "escalate")
     await runner.sink.wait_for(2)
     runner.sink.accept(tenant.email("ada"))
 
@@ -119,3 +125,26 @@ async def test_a_transient_error_is_sent_again_to_that_recipient_alone(
         tenant.user("emil"): ("sent", 1),
         tenant.user("otto"): ("sent", 1),
     }
+    await runner.save_history(handle, "smtp_retried")
+
+
+async def test_out_of_attempts_the_mail_is_failed_and_the_others_are_untouched(
+    runner: Runner, tenant: Tenant
+) -> None:
+    """A server that answers 451 to one recipient for ever: after `SMTP_RETRY`'s attempts
+    that recipient's row is `failed`, audited and announced once; the others were sent."""
+    runner.sink.reject(tenant.email("ada"), "451 4.3.0 try again later")
+    item_id, handle = await _handoff(runner, tenant, "escalate")
+    await runner.sink.wait_for(2)
+    for _ in range(200):
+        await runner.skip_to(await runner.now() + timedelta(minutes=10))
+        rows = {d.recipient_id: d for d in await tenant.deliveries(item_id)}
+        if rows[tenant.user("ada")].status == "failed":
+            break
+    ada = rows[tenant.user("ada")]
+    assert (ada.status, ada.attempts) == ("failed", SMTP_RETRY.maximum_attempts)
+    assert "451" in (ada.last_error or "")
+    assert len(runner.sink.mails) == 2
+    kinds = [e.kind for e in await tenant.push_events(item_id)]
+    assert kinds == ["handoff.escalated", "delivery.failed"]
+    await runner.save_history(handle, "smtp_gave_up")

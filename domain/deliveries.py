@@ -1,0 +1,273 @@
+"""A delivery row's state machine: every transition of `delivery.status`, named as a verb.
+
+    pending ──attempt──▶ sending ──record──▶ sent | failed | pending (a transient error)
+    pending ──attempt──▶ deferred (quiet hours) ──attempt, after them──▶ sending
+    sending ──record(later)──▶ pending (not tried: its batch ran out of time)
+    pending | sending ──give_up──▶ failed (out of attempts)
+    pending | deferred | sending ──suppress_item──▶ suppressed (the item stopped being open)
+
+`sent` and `failed` are final. A mail that SMTP accepted is `sent` whatever the row says by
+the time it is recorded (a claim may have suppressed the row while the mail was in flight:
+the mail went out before the claim committed, and the record says so). Every other outcome
+changes a row only while it is still `sending`, so a late record never undoes a suppression
+or a concurrent attempt's result.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
+
+from domain import audit
+from domain.models import Delivery
+
+DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+FINAL = ("sent", "failed")
+LIVE = ("pending", "deferred", "sending")  # what `suppress_item` ends
+UNKNOWN_OUTCOME = (
+    "the previous attempt's outcome is unknown (its worker stopped mid-send); sent again "
+    "with the same Message-ID"
+)
+NOT_TRIED = "not tried yet: its batch ran out of time before this mail; sent next"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Key:
+    """Which rows: one item's notification (`event_key`) by email to these recipients."""
+
+    account_id: uuid.UUID
+    item_id: uuid.UUID
+    event_key: str
+
+    def where(self, recipient_ids: Sequence[uuid.UUID]) -> tuple[Any, ...]:
+        return (
+            DELIVERY.c.account_id == self.account_id,
+            DELIVERY.c.item_id == self.item_id,
+            DELIVERY.c.event_key == self.event_key,
+            DELIVERY.c.channel == "email",
+            DELIVERY.c.recipient_id.in_(recipient_ids),
+        )
+
+    def row(self, recipient_id: uuid.UUID) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "item_id": self.item_id,
+            "recipient_id": recipient_id,
+            "event_key": self.event_key,
+            "channel": "email",
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What one send did for one recipient, as `record` applies it."""
+
+    recipient_id: uuid.UUID
+    status: str  # sent | failed | retry | later | suppressed
+    sent_at: datetime | None = None
+    message_id: str | None = None
+    error: str | None = None
+
+
+async def attempt(
+    session: AsyncSession, key: Key, wanted: Sequence[tuple[uuid.UUID, datetime | None]]
+) -> Sequence[Any]:
+    """Each recipient's row into its attempt state (created if missing), in one upsert that
+    locks the rows it meets, in recipient order (two attempts never deadlock). `wanted`:
+    (recipient, the end of their quiet hours or None). A final row stays as it is; a
+    recipient in quiet hours is `deferred` to their end; anyone else is `sending` with
+    attempts + 1, and a row that was already `sending` notes the unknown outcome of the
+    attempt before (RFC 1047). Returns every row as it now is."""
+    proposals = [
+        {
+            **key.row(recipient_id),
+            "status": "deferred" if until else "sending",
+            "attempts": 0 if until else 1,
+            "deferred_until": until,
+        }
+        for recipient_id, until in sorted(wanted, key=lambda w: w[0])
+    ]
+    if not proposals:
+        return []
+    rows: Sequence[Any] = (await session.execute(_upsert(), proposals)).all()
+    return rows
+
+
+@functools.cache
+def _upsert() -> ReturningInsert[Any]:
+    """`attempt`'s statement, built once; executemany (cached by SQLAlchemy)."""
+    upsert = insert(DELIVERY)
+    row, new = DELIVERY.c, upsert.excluded
+    final = or_(*(row.status == status for status in FINAL))  # no IN: executemany
+    return upsert.on_conflict_do_update(
+        index_elements=["recipient_id", "item_id", "event_key", "channel"],
+        set_={
+            "status": case((final, row.status), else_=new.status),
+            "attempts": case(
+                (final, row.attempts),
+                (new.status == "sending", row.attempts + 1),
+                else_=row.attempts,
+            ),
+            "last_error": case(
+                (and_(row.status == "sending", new.status == "sending"), literal(UNKNOWN_OUTCOME)),
+                else_=row.last_error,
+            ),
+            "deferred_until": case(
+                (and_(~final, new.status == "deferred"), new.deferred_until),
+                else_=row.deferred_until,
+            ),
+            "updated_at": func.now(),
+        },
+    ).returning(*DELIVERY.c)
+
+
+async def ensure(session: AsyncSession, key: Key, recipient_ids: Sequence[uuid.UUID]) -> None:
+    """The recipients' rows, created `pending` if missing (so the record shows whom a
+    notification was for, even when it is suppressed before any attempt)."""
+    if recipient_ids:
+        await session.execute(
+            insert(DELIVERY).on_conflict_do_nothing(),
+            [key.row(r) for r in sorted(recipient_ids)],
+        )
+
+
+async def rows(
+    session: AsyncSession, key: Key, recipient_ids: Sequence[uuid.UUID]
+) -> Sequence[Any]:
+    """The recipients' rows as they are, locked, in recipient order."""
+    return await _locked(session, key, recipient_ids)
+
+
+async def record(
+    session: AsyncSession, key: Key, results: Sequence[Result], tier: int
+) -> list[Any]:
+    """A batch's outcomes, together, in one executemany UPDATE: `sent` on any row not sent
+    yet; the rest only on rows still `sending` (see the module's docstring). A `failed` row
+    gets its `delivery_failed` audit row. Returns the rows this made `failed`."""
+    by_id = {r.recipient_id: r for r in results}
+    rows = await _locked(session, key, list(by_id))
+    changes, failed = [], []
+    for row in rows:
+        result = by_id[row.recipient_id]
+        if result.status == "sent" and row.status != "sent":
+            # keep the RFC 1047 note: this row was sent twice
+            note = row.last_error if row.last_error == UNKNOWN_OUTCOME else None
+            changes.append(
+                _change(
+                    row,
+                    status="sent",
+                    sent_at=result.sent_at,
+                    message_id=result.message_id,
+                    last_error=note,
+                )
+            )
+        elif row.status == "sending" and result.status != "sent":
+            status, error, attempts = {
+                "failed": ("failed", result.error, row.attempts),
+                "retry": ("pending", result.error, row.attempts),
+                "later": ("pending", NOT_TRIED, max(row.attempts - 1, 0)),
+                "suppressed": ("suppressed", result.error, row.attempts),
+            }[result.status]
+            changes.append(_change(row, status=status, last_error=error, attempts=attempts))
+            if status == "failed":
+                failed.append(row)
+    await _apply(session, changes)
+    for row in failed:
+        error = by_id[row.recipient_id].error or ""
+        await audit.delivery_failed(
+            session, row, tier, recipient_id=str(row.recipient_id), error=error
+        )
+    return failed
+
+
+async def give_up(
+    session: AsyncSession, key: Key, recipient_ids: Sequence[uuid.UUID], error: str, tier: int
+) -> list[Any]:
+    """Out of attempts: each named row still `pending` or `sending` becomes `failed` with
+    the error and its `delivery_failed` audit row (key `<delivery>:failed`, so once). A row
+    sent, suppressed, deferred or failed already is left alone. Returns the rows marked."""
+    rows = [
+        row
+        for row in await _locked(session, key, recipient_ids)
+        if row.status in ("pending", "sending")
+    ]
+    await _apply(session, [_change(row, status="failed", last_error=error) for row in rows])
+    for row in rows:
+        await audit.delivery_failed(
+            session, row, tier, recipient_id=str(row.recipient_id), error=error
+        )
+    return rows
+
+
+async def suppress_item(
+    session: AsyncSession, account_id: uuid.UUID, item_id: uuid.UUID, reason: str
+) -> int:
+    """The item stopped being open: every row of it, on every channel, still waiting
+    (`pending`, `deferred`) or in flight (`sending`) becomes `suppressed` with `reason`, at
+    once. Returns how many."""
+    changed = await session.execute(
+        update(DELIVERY)
+        .where(
+            DELIVERY.c.account_id == account_id,
+            DELIVERY.c.item_id == item_id,
+            DELIVERY.c.status.in_(LIVE),
+        )
+        .values(status="suppressed", last_error=reason, updated_at=func.now())
+    )
+    return int(changed.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _locked(
+    session: AsyncSession, key: Key, recipient_ids: Sequence[uuid.UUID]
+) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(DELIVERY)
+            .where(*key.where(recipient_ids))
+            .order_by(DELIVERY.c.recipient_id)
+            .with_for_update()
+        )
+    ).all()
+
+
+def _change(row: Any, **values: Any) -> dict[str, Any]:
+    """One row's new values, for `_apply`: every column it sets, the rest as they are."""
+    return {
+        "row_id": row.id,
+        "status": values.get("status", row.status),
+        "attempts": values.get("attempts", row.attempts),
+        "last_error": values.get("last_error", row.last_error),
+        "message_id": values.get("message_id", row.message_id),
+        "sent_at": values.get("sent_at", row.sent_at),
+        "deferred_until": values.get("deferred_until", row.deferred_until),
+    }
+
+
+_APPLY = (
+    update(DELIVERY)
+    .where(DELIVERY.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        last_error=bindparam("last_error"),
+        message_id=bindparam("message_id"),
+        sent_at=bindparam("sent_at"),
+        deferred_until=bindparam("deferred_until"),
+        updated_at=func.now(),
+    )
+)
+
+
+async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
+    """Every row's change in one executemany UPDATE."""
+    if changes:
+        await session.execute(_APPLY, changes)
