@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Handle, Runner
@@ -14,7 +15,7 @@ from workflows.retries import SMTP_RETRY
 
 async def _handoff(runner: Runner, tenant: Tenant, intent: str) -> tuple[uuid.UUID, Handle]:
     now = await runner.now()
-    values: dict[str, object] = {"state": "paused", "paused_at": now} if intent == "park" else {}
+    values: dict[str, Any] = {"state": "paused", "paused_at": now} if intent == "park" else {}
     item_id = await tenant.add_item(
         due_at=now + timedelta(days=2),
         item_type="handoff",
