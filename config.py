@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # Set on the app role by the migrations when given (ALTER ROLE ... PASSWORD).
     db_app_password: SecretStr | None = None
     db_pool_size: int = 10
+    # The app role's waits (API and worker): a lock held longer than this (a claim behind a
+    # mail in flight waits at most one SMTP timeout), or a statement slower than that, ends
+    # the request in the error shape (503 database_busy) instead of hanging on.
+    db_lock_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

@@ -51,6 +51,13 @@ def create_engine(settings: Settings, *, owner: bool = False, **options: Any) ->
     # off (its steps retry, and a disconnect invalidates the whole pool at once).
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_recycle", 1800)
+    if not owner:  # migrations may lock and run as long as they need
+        timeouts = {
+            "lock_timeout": f"{int(settings.db_lock_timeout_seconds * 1000)}ms",
+            "statement_timeout": f"{int(settings.db_statement_timeout_seconds * 1000)}ms",
+        }
+        connect_args = options.setdefault("connect_args", {})
+        connect_args["server_settings"] = {**connect_args.get("server_settings", {}), **timeouts}
     return create_async_engine(url, **options)
 
 

@@ -27,6 +27,7 @@ from domain.errors import DomainError
 # Set by `api.middleware.RequestContext` for the whole of each request.
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 RETRY_AFTER_SECONDS = 5
+LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"  # SQLSTATEs of the two timeouts
 
 
 class ErrorBody(BaseModel):
@@ -144,6 +145,16 @@ def install(app: FastAPI) -> None:
         # NUL character in text or JSON. That is bad input, not a server fault.
         cause = getattr(error.orig, "__cause__", None) or error.orig
         sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if sqlstate in (LOCK_NOT_AVAILABLE, QUERY_CANCELED):  # lock_timeout, statement_timeout
+            response = error_response(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "database_busy",
+                "the database did not answer in time (a lock or a statement took too long); "
+                "nothing was changed, try again",
+                {"sqlstate": sqlstate},
+            )
+            response.headers["Retry-After"] = "1"
+            return response
         if sqlstate.startswith("22"):
             reason = str(getattr(cause, "message", None) or cause).splitlines()[0]
             return error_response(

@@ -22,8 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import addresses
 from domain.clock import utcnow
-from domain.errors import Conflict, DomainError, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Invalid, NotFound, UndeliverableAddress
 from domain.lifecycle import ACTIVE
 from domain.models import USER_ROLES, Item, Role, RoleMember, SlaPolicy, User
 
@@ -60,11 +61,13 @@ async def create_user(
     *,
     actor_role: str,
     values: Mapping[str, Any],
+    smtputf8: bool = False,
 ) -> User:
-    """`values`: email, name, role, manager_id, timezone, quiet_start, quiet_end ("HH:MM")."""
+    """`values`: email, name, role, manager_id, timezone, quiet_start, quiet_end ("HH:MM").
+    `smtputf8`: whether the SMTP server takes a non-ASCII part before @."""
     _may_grant(actor_role, values["role"])
     user = User(id=uuid.uuid4(), account_id=account_id, is_active=True)
-    await _apply(session, user, values)
+    await _apply(session, user, values, smtputf8=smtputf8)
     session.add(user)
     await session.flush()
     return user
@@ -77,6 +80,7 @@ async def update_user(
     *,
     actor_role: str,
     changes: Mapping[str, Any],
+    smtputf8: bool = False,
 ) -> User:
     """`changes`: any of create's fields plus is_active; a null clears manager/quiet hours."""
     user = await _changeable(session, account_id, user_id, actor_role)
@@ -86,7 +90,7 @@ async def update_user(
         changes.get("role", "owner") != "owner" or changes.get("is_active") is False
     ):
         await _keep_an_owner(session, user)
-    await _apply(session, user, changes)
+    await _apply(session, user, changes, smtputf8=smtputf8)
     await session.flush()
     return user
 
@@ -149,10 +153,16 @@ async def _keep_an_owner(session: AsyncSession, leaving: User) -> None:
         raise Conflict("the account needs an active owner: make someone else owner first")
 
 
-async def _apply(session: AsyncSession, user: User, values: Mapping[str, Any]) -> None:
+async def _apply(
+    session: AsyncSession, user: User, values: Mapping[str, Any], *, smtputf8: bool
+) -> None:
     """Check the fields in `values` against the rest of the user, then set them."""
     if "email" in values:
         email = values["email"].strip().lower()
+        try:
+            addresses.for_smtp(email, smtputf8=smtputf8)
+        except addresses.Undeliverable as error:
+            raise UndeliverableAddress(str(error), field="email") from None
         taken = await session.scalar(
             select(User).where(
                 User.account_id == user.account_id,

@@ -38,6 +38,10 @@ class Invalid(DomainError):
     code = "invalid"
 
 
+class UndeliverableAddress(Invalid):
+    code = "undeliverable_address"
+
+
 class IdempotencyKeyReused(DomainError):
     """Stripe's rule: a key names one request. Sent again with a different body (or by
     someone else), it is refused rather than answered with the first request's result."""

@@ -26,7 +26,7 @@ from api.admin_schemas import (
     UserPatch,
 )
 from api.auth import Admin, Viewer
-from api.deps import UowDep
+from api.deps import SettingsDep, UowDep
 from api.errors import ErrorResponse
 from domain import admin
 from domain import admin_policies as policies
@@ -76,11 +76,19 @@ async def list_users(uow: UowDep, _: Viewer, include_deleted: bool = False) -> l
     responses=WRITE,
     summary="Create a user",
 )
-async def create_user(body: UserCreate, uow: UowDep, principal: Admin) -> UserOut:
-    """The email is unique in the account (case-insensitive; deleted users keep theirs). The
-    manager must be a user of this account; nobody grants a role above their own."""
+async def create_user(
+    body: UserCreate, uow: UowDep, principal: Admin, settings: SettingsDep
+) -> UserOut:
+    """The email is unique in the account (case-insensitive; deleted users keep theirs) and
+    deliverable by the configured SMTP server (400 `undeliverable_address`: a non-ASCII part
+    before @ needs `ESCALATOR_SMTP_UTF8`). The manager must be a user of this account;
+    nobody grants a role above their own."""
     user = await admin.create_user(
-        uow.session, principal.account_id, actor_role=principal.role, values=body.model_dump()
+        uow.session,
+        principal.account_id,
+        actor_role=principal.role,
+        values=body.model_dump(),
+        smtputf8=settings.smtp_utf8,
     )
     return UserOut.of(user)
 
@@ -92,15 +100,18 @@ async def get_user(user_id: uuid.UUID, uow: UowDep, _: Viewer) -> UserOut:
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=WRITE, summary="Change a user")
-async def patch_user(user_id: uuid.UUID, body: UserPatch, uow: UowDep, principal: Admin) -> UserOut:
+async def patch_user(
+    user_id: uuid.UUID, body: UserPatch, uow: UowDep, principal: Admin, settings: SettingsDep
+) -> UserOut:
     """Only the fields sent change. The last active owner cannot be demoted or deactivated;
-    a deleted user cannot be changed (409)."""
+    a deleted user cannot be changed (409); a new email must be deliverable (400)."""
     user = await admin.update_user(
         uow.session,
         principal.account_id,
         user_id,
         actor_role=principal.role,
         changes=body.model_dump(exclude_unset=True),
+        smtputf8=settings.smtp_utf8,
     )
     return UserOut.of(user)
 

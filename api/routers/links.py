@@ -41,7 +41,7 @@ from api.tokens import mint as mint_token
 from api.workflows import signal_item
 from config import Settings
 from db import get_in_account, tenant_session
-from domain import lifecycle, links
+from domain import addresses, lifecycle, links
 from domain.clock import utcnow
 from domain.errors import BadLink, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
@@ -348,7 +348,13 @@ async def _mail_sign_in(
     message = MIMEMultipart("alternative")
     message["Subject"] = f"[escalator] Your sign-in link for {account}"
     message["From"] = settings.mail_from
-    message["To"] = formataddr((name, email))
+    try:
+        wire = addresses.for_smtp(email, smtputf8=settings.smtp_utf8)
+        message["To"] = formataddr((" ".join(name.split()), wire), "utf-8")
+    except (addresses.Undeliverable, UnicodeError, ValueError) as error:
+        # Said the same way as success: the answer never tells who has an account.
+        log.error("sign_in.undeliverable", error=str(error))
+        return
     message.attach(
         MIMEText(
             f"Hello {name},\n\nSign in to escalator ({account}) with this link. It works once, "

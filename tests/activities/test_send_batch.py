@@ -10,8 +10,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.email import LOCAL_SENDS, RECORD_MARGIN, EmailActivities
+from activities.email import LOCAL_SENDS, EmailActivities
 from activities.mail import MailItem, render
+from activities.mail_outcomes import RECORD_MARGIN
 from activities.smtp import Smtp
 from db import tenant_session
 from domain import lifecycle

@@ -145,6 +145,12 @@ class Tenant:
                 await session.execute(insert(Item).values(rows[chunk : chunk + 1000]))
         return ids
 
+    async def user_row(self, key: str) -> User:
+        async with self.owner() as session:
+            user = await session.get(User, self.user(key))
+            assert user is not None
+            return user
+
     async def item(self, item_id: uuid.UUID) -> Item:
         async with self.owner() as session:
             item = await session.get(Item, item_id)
