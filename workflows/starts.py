@@ -1,0 +1,88 @@
+"""Starting and signalling item workflows from outside them (the API after its commit, the
+reconciler), by the workflow's name: nothing here imports workflow code, so the API does
+not load the workflow's activities (SMTP, templates, HTTP).
+
+Temporal being slow or down never fails a request: the item is already committed. A start
+that did not happen (or whose workflow never ran) leaves `workflow_started_at` empty, and the
+reconciler starts it (a repeat is a no-op); a
+signal that did not arrive is harmless because the workflow reads the item's state from the
+database when it starts and whenever a rung would fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from workflows.types import ESCALATION_WORKFLOW, EscalationInput, workflow_id
+
+log = structlog.get_logger()
+TIMEOUT_SECONDS = 3.0
+
+
+async def start_item(
+    client: Client | None,
+    task_queue: str,
+    item_id: uuid.UUID,
+    account_id: uuid.UUID,
+    summary: str | None = None,
+) -> bool:
+    """Start the item's workflow (idempotent by its id); True if Temporal took it. The
+    workflow's first step stamps `workflow_started_at`. `summary` ("CAPA: Pump P-101
+    leaks") is what the Temporal UI lists it by."""
+    if client is None:
+        log.warning("workflow.start_deferred", item_id=str(item_id), reason="temporal connecting")
+        return False
+    try:
+        await asyncio.wait_for(
+            client.start_workflow(
+                ESCALATION_WORKFLOW,
+                EscalationInput(item_id=str(item_id), account_id=str(account_id)),
+                id=workflow_id(str(item_id)),
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=summary,
+            ),
+            TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # any failure: the reconciler starts it later
+        log.warning("workflow.start_deferred", item_id=str(item_id), error=str(error))
+        return False
+    return True
+
+
+async def signal_item(client: Client | None, item_id: uuid.UUID, signal: str, arg: Any) -> bool:
+    if client is None:
+        return False
+    handle = client.get_workflow_handle(workflow_id(str(item_id)))
+    try:
+        if arg is None:
+            await asyncio.wait_for(handle.signal(signal), TIMEOUT_SECONDS)
+        else:
+            await asyncio.wait_for(handle.signal(signal, arg), TIMEOUT_SECONDS)
+    except Exception as error:  # the workflow re-reads the database; nothing is lost
+        log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=str(error))
+        return False
+    return True
+
+
+SIGNALS_AT_ONCE = 16
+
+
+async def signal_items(
+    client: Client | None, item_ids: list[uuid.UUID], signal: str, arg: Any = None
+) -> int:
+    """Signal many workflows, a bounded number at a time; how many arrived. The rest heal
+    at the next reconcile (their items' versions are ahead)."""
+    slots = asyncio.Semaphore(SIGNALS_AT_ONCE)
+
+    async def one(item_id: uuid.UUID) -> bool:
+        async with slots:
+            return await signal_item(client, item_id, signal, arg)
+
+    return sum(await asyncio.gather(*(one(i) for i in item_ids)))
