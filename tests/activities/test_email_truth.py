@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.email import EmailActivities
 from activities.smtp import Smtp
+from db import tenant_session
+from domain import lifecycle
 from domain.clock import utcnow
 from domain.deliveries import UNKNOWN_OUTCOME
 from mailsink import MailSink, free_port
@@ -166,3 +168,24 @@ async def test_giving_up_fails_only_what_is_still_pending(
     assert [a for a in await tenant.audit(item_id) if a[0] == "delivery_failed"] == [
         ("delivery_failed", 0)
     ]
+
+
+async def test_a_failure_is_not_announced_once_the_item_is_claimed(
+    tenant: Tenant,
+    email: EmailActivities,
+    mail_sink: MailSink,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A 550 whose answer comes while Emil claims: the row is `failed` (it did fail), but
+    nobody is told about an item someone already holds."""
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    mail_sink.reject(tenant.email("erin"))
+    mail_sink.delay = 1.0
+    sending = asyncio.create_task(send(email, request(tenant, item_id)))
+    await asyncio.sleep(0.4)
+    async with tenant_session(app_sessionmaker, tenant.account_id) as session:
+        await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
+    assert (await sending).status == "failed"
+    [row] = await tenant.deliveries(item_id)
+    assert row.status == "failed"
+    assert "delivery.failed" not in [e.kind for e in await tenant.push_events(item_id)]
