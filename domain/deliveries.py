@@ -6,11 +6,11 @@
     pending | sending ──give_up──▶ failed (out of attempts)
     pending | deferred | sending ──suppress_item──▶ suppressed (the item stopped being open)
 
-`sent` and `failed` are final. A mail that SMTP accepted is `sent` whatever the row says by
-the time it is recorded (a claim may have suppressed the row while the mail was in flight:
-the mail went out before the claim committed, and the record says so). Every other outcome
-changes a row only while it is still `sending`, so a late record never undoes a suppression
-or a concurrent attempt's result.
+`sent` and `failed` are final. What SMTP answered is the truth whatever the row says by the
+time it is recorded: a claim may have suppressed the row while the mail was in flight (it
+went out, or was refused, before the claim committed), and the record says so. Every other
+outcome changes a row only while it is still `sending`, so a late record never undoes a
+suppression or a concurrent attempt's result.
 """
 
 from __future__ import annotations
@@ -151,8 +151,10 @@ async def record(
     session: AsyncSession, key: Key, results: Sequence[Result], tier: int
 ) -> list[Any]:
     """A batch's outcomes, together, in one executemany UPDATE: `sent` on any row not sent
-    yet; the rest only on rows still `sending` (see the module's docstring). A `failed` row
-    gets its `delivery_failed` audit row. Returns the rows this made `failed`."""
+    yet, `failed` on a row in flight or suppressed meanwhile (SMTP answered before the item
+    stopped being open), the rest only on rows still `sending` (see the module's
+    docstring). A `failed` row gets its `delivery_failed` audit row. Returns the rows this
+    made `failed`."""
     by_id = {r.recipient_id: r for r in results}
     rows = await _locked(session, key, list(by_id))
     changes, failed = [], []
@@ -170,16 +172,17 @@ async def record(
                     last_error=note,
                 )
             )
+        elif result.status == "failed" and row.status in ("sending", "suppressed"):
+            # What SMTP answered before the item stopped being open is the truth.
+            changes.append(_change(row, status="failed", last_error=result.error))
+            failed.append(row)
         elif row.status == "sending" and result.status != "sent":
             status, error, attempts = {
-                "failed": ("failed", result.error, row.attempts),
                 "retry": ("pending", result.error, row.attempts),
                 "later": ("pending", NOT_TRIED, max(row.attempts - 1, 0)),
                 "suppressed": ("suppressed", result.error, row.attempts),
             }[result.status]
             changes.append(_change(row, status=status, last_error=error, attempts=attempts))
-            if status == "failed":
-                failed.append(row)
     await _apply(session, changes)
     for row in failed:
         error = by_id[row.recipient_id].error or ""
