@@ -149,3 +149,22 @@ async def test_out_of_attempts_the_mail_is_failed_and_the_others_are_untouched(
     kinds = [e.kind for e in await tenant.push_events(item_id)]
     assert kinds == ["handoff.escalated", "delivery.failed"]
     await runner.save_history(handle, "smtp_gave_up")
+
+
+async def test_a_retry_never_waits_for_another_recipients_quiet_hours(
+    runner: Runner, tenant: Tenant
+) -> None:
+    """Ada is in quiet hours until 23:59; Otto's server answers 451 once. Otto's mail goes
+    out after its backoff, not after Ada's night."""
+    await tenant.update_user("ada", quiet_start=time(0, 0), quiet_end=time(23, 59))
+    runner.sink.reject(tenant.email("otto"), "451 4.3.0 try again later")
+    item_id, handle = await _handoff(runner, tenant, "escalate")
+    [first] = await runner.sink.wait_for(1)
+    assert first.rcpt_tos == (tenant.email("emil"),)
+    runner.sink.accept(tenant.email("otto"))
+
+    await runner.skip_to(await runner.now() + timedelta(minutes=1))  # past the backoff only
+    mails = await runner.sink.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in mails) == sorted(tenant.email(k) for k in ("emil", "otto"))
+    statuses = {d.recipient_id: d.status for d in await tenant.deliveries(item_id)}
+    assert statuses[tenant.user("ada")] == "deferred"
