@@ -158,7 +158,7 @@ async def test_a_retry_never_waits_for_another_recipients_quiet_hours(
     out after its backoff, not after Ada's night."""
     await tenant.update_user("ada", quiet_start=time(0, 0), quiet_end=time(23, 59))
     runner.sink.reject(tenant.email("otto"), "451 4.3.0 try again later")
-    item_id, handle = await _handoff(runner, tenant, "escalate")
+    item_id, _ = await _handoff(runner, tenant, "escalate")
     [first] = await runner.sink.wait_for(1)
     assert first.rcpt_tos == (tenant.email("emil"),)
     runner.sink.accept(tenant.email("otto"))
