@@ -229,3 +229,63 @@ async def test_a_slow_receiver_never_delays_the_mails(
     assert first.answered_at is not None
     assert escalated.received_at < first.answered_at, "the escalation waited for a webhook"
     assert escalated.received_wall - (due + timedelta(seconds=1)).timestamp() < 2.0
+
+
+async def test_slow_receivers_never_take_the_mails_activity_slots(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    mail_sink: MailSink,
+    engine: AsyncEngine,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant: Tenant,
+    receiver: WebhookReceiver,
+) -> None:
+    """Two activity slots a queue. The reminder posts to three endpoints that take 8 s each
+    (two of them fill the slots); the escalation 2 s later mails 30 people, more than the
+    fire mails itself, so through a `send_emails` activity: every mail is out within
+    seconds, because webhooks run on a task queue of their own."""
+    task_queue = f"hooks-{uuid.uuid4()}"
+    on_queue = settings.model_copy(
+        update={"task_queue": task_queue, "smtp_port": mail_sink.port, "worker_activity_slots": 2}
+    )
+    runner = Runner(dev_env, task_queue, mail_sink, app_sessionmaker)
+    crowd = await tenant.add_engineers(30)
+    await _endpoint(
+        runner,
+        tenant,
+        receiver,
+        {
+            "remind": {
+                **rung({"business_seconds": 2}, ["assignee"], "task.reminder"),
+                "channels": ["webhook"],
+            },
+            "escalate_1": rung(
+                {"business_seconds": 2}, ["account_roles:engineer"], "task.escalated"
+            ),
+            "escalate_2": None,
+        },
+    )
+    for name in ("ticketing", "chat"):
+        async with tenant_session(runner.app, tenant.account_id) as session:
+            made = await webhooks.create_endpoint(
+                session,
+                tenant.account_id,
+                actor_id=tenant.user("ada"),
+                values={"name": name, "url": receiver.url},
+            )
+        receiver.secrets.append(made.secret)
+    receiver.delay = 8.0
+    due = utcnow() + timedelta(seconds=5)
+    escalates_at = due + timedelta(seconds=2)
+    item_id = await tenant.add_item(due_at=due)
+    async with build_worker(dev_env.client, on_queue, engine):
+        await runner.start(tenant, item_id)
+        try:
+            mails = await mail_sink.wait_for(len(crowd) + 2, within=40)  # + Erin and Emil
+        finally:
+            await runner.stop_all()
+    late = max(m.received_wall for m in mails) - escalates_at.timestamp()
+    answered = [r.answered_at for r in receiver.requests if r.answered_at is not None]
+    assert len(receiver.requests) >= 2
+    assert late < 4.0, f"the last mail went out {late:.1f} s after its rung"
+    assert not answered or min(answered) > max(m.received_at for m in mails)
