@@ -240,13 +240,18 @@ async def test_slow_receivers_never_take_the_mails_activity_slots(
     tenant: Tenant,
     receiver: WebhookReceiver,
 ) -> None:
-    """Two activity slots a queue. The reminder posts to three endpoints that take 8 s each
-    (two of them fill the slots); the escalation 2 s later mails 30 people, more than the
+    """Two activity slots a queue. The reminder posts to three endpoints that take 12 s each
+    (two of them fill the slots); the escalation 4 s later mails 30 people, more than the
     fire mails itself, so through a `send_emails` activity: every mail is out within
     seconds, because webhooks run on a task queue of their own."""
     task_queue = f"hooks-{uuid.uuid4()}"
     on_queue = settings.model_copy(
-        update={"task_queue": task_queue, "smtp_port": mail_sink.port, "worker_activity_slots": 2}
+        update={
+            "task_queue": task_queue,
+            "smtp_port": mail_sink.port,
+            "worker_activity_slots": 2,
+            "webhook_timeout_seconds": 15.0,
+        }
     )
     runner = Runner(dev_env, task_queue, mail_sink, app_sessionmaker)
     crowd = await tenant.add_engineers(30)
@@ -274,7 +279,7 @@ async def test_slow_receivers_never_take_the_mails_activity_slots(
                 values={"name": name, "url": receiver.url},
             )
         receiver.secrets.append(made.secret)
-    receiver.delay = 8.0
+    receiver.delay = 12.0
     due = utcnow() + timedelta(seconds=5)
     escalates_at = due + timedelta(seconds=2)
     item_id = await tenant.add_item(due_at=due)
