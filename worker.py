@@ -24,6 +24,7 @@ from activities.push import PushActivities
 from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
 from activities.rungs import RungActivities
+from activities.sign_in import SignInActivities
 from activities.smtp import Smtp
 from activities.webhook import WebhookActivities
 from config import Settings
@@ -36,6 +37,7 @@ from workflows.escalation import EscalationWorkflow
 from workflows.notifier import WEBHOOK_QUEUE_SUFFIX
 from workflows.reconcile import ReconcileWorkflow
 from workflows.schedules import ensure_reconciler
+from workflows.sign_in import SignInMailWorkflow
 
 log = structlog.get_logger()
 
@@ -84,6 +86,9 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
         links=MailLinks.from_settings(settings),
     )
     push = PushActivities(sessionmaker)
+    sign_in = SignInActivities(
+        sessionmaker, email.pool, MailLinks.from_settings(settings), smtputf8=settings.smtp_utf8
+    )
     hooks = WebhookActivities.from_settings(sessionmaker, settings)
     rungs = RungActivities(sessionmaker)
     reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
@@ -91,7 +96,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     items_worker = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[EscalationWorkflow, ReconcileWorkflow],
+        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow],
         activities=[
             items.load_item,
             items.record_rung,
@@ -104,6 +109,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             email.fire_and_send,
             email.record_outcomes,
             email.record_failures,
+            sign_in.send_sign_in,
+            sign_in.record_sign_in,
             push.publish_event,
             hooks.plan_webhooks,
             hooks.record_webhook_failure,

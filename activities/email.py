@@ -91,6 +91,11 @@ class EmailActivities:
         self._pool = SmtpPool(smtp, pool_size)
         self._links = links or MailLinks.from_settings(Settings())
 
+    @property
+    def pool(self) -> SmtpPool:
+        """The worker's SMTP connections, shared with the sign-in mail."""
+        return self._pool
+
     @activity.defn
     async def send_emails(self, request: SendEmails) -> SendEmailsResult:
         """Side effect: one email per recipient over SMTP. Idempotency key: each delivery

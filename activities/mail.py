@@ -25,8 +25,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFo
 from config import Settings
 from domain import links
 from domain.addresses import for_smtp
+from domain.people import Recipient
 from domain.policy import parse_rungs
-from domain.recipients import Recipient
 from workflows.types import SendEmails
 
 TEMPLATES = Environment(
@@ -179,3 +179,21 @@ def _described(rungs: str) -> dict[str, str]:
 def _offsets(rungs: dict[str, Any]) -> dict[str, str]:
     """Each rung's offset in words; a policy version never changes, so this is cached."""
     return _described(json.dumps(rungs, sort_keys=True))
+
+
+def sign_in_message(
+    *, name: str, address: str, account: str, url: str, at: datetime, message_id: str
+) -> Message:
+    """The sign-in mail: its link works once, for 15 minutes. `address` as on the wire."""
+    message = MIMEMultipart("alternative")
+    subject = Header(f"[escalator] Your sign-in link for {_one_line(account)}", "utf-8")
+    message["Subject"] = subject.encode()
+    message["To"] = to_header(name, address)
+    message["Message-ID"] = message_id
+    message["Date"] = format_datetime(at)
+    message["X-Escalator-Event"] = "auth.sign_in"
+    variables = {"name": name, "account": account, "url": url}
+    for env, part in ((TEMPLATES, "plain"), (HTML, "html")):
+        text = env.get_template("auth.sign_in.j2").render(variables, part=part)
+        message.attach(MIMEText(text, part, "utf-8"))
+    return message

@@ -23,8 +23,8 @@ from activities.mail import MailItem, mail_item
 from db import get_in_account
 from domain import deliveries, push, send_guard
 from domain.models import BusinessCalendarVersion, Item, SlaPolicy
+from domain.people import Recipient
 from domain.quiet_hours import quiet_until_of
-from domain.recipients import Recipient
 from workflows.types import FireRung, MailOutcome, SendEmails
 
 # Time kept back from an activity's timeout for the outcomes' record.

@@ -12,8 +12,8 @@ from temporalio import activity
 from temporalio.client import Client
 
 import metrics
-from api.workflows import signal_item, start_item
 from domain.clock import Clock
+from workflows.starts import signal_item, start_item
 
 # Younger items are probably being started by the API right now.
 GRACE = timedelta(seconds=30)

@@ -274,3 +274,67 @@ async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
     """Every row's change in one executemany UPDATE."""
     if changes:
         await session.execute(_APPLY, changes)
+
+
+# ---- a sign-in mail: a row of its own, keyed by its id, about no item ----------------------
+SIGN_IN = "auth.sign_in"
+
+
+async def attempt_sign_in(
+    session: AsyncSession, delivery_id: uuid.UUID, account_id: uuid.UUID, user_id: uuid.UUID
+) -> Any:
+    """The sign-in mail's row into `sending` (created if missing, attempts + 1; an attempt
+    after one cut off mid-send notes the unknown outcome); a final row as it is."""
+    upsert = insert(DELIVERY).values(
+        id=delivery_id,
+        account_id=account_id,
+        item_id=None,
+        recipient_id=user_id,
+        event_key=SIGN_IN,
+        channel="email",
+        status="sending",
+        attempts=1,
+    )
+    row = DELIVERY.c
+    final = row.status.in_(FINAL)
+    return (
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    "status": case((final, row.status), else_=literal("sending")),
+                    "attempts": case((final, row.attempts), else_=row.attempts + 1),
+                    "last_error": case(
+                        (row.status == "sending", literal(UNKNOWN_OUTCOME)), else_=row.last_error
+                    ),
+                    "updated_at": func.now(),
+                },
+            ).returning(*DELIVERY.c)
+        )
+    ).one()
+
+
+async def record_sign_in(
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    *,
+    status: str,
+    error: str | None = None,
+    sent_at: datetime | None = None,
+    message_id: str | None = None,
+) -> None:
+    """The sign-in mail's outcome: `sent` on any row not sent yet; `failed`, `suppressed`
+    or `pending` (a transient error) only on a row still pending or in flight."""
+    live = DELIVERY.c.status.in_(("pending", "sending"))
+    condition = DELIVERY.c.status != "sent" if status == "sent" else live
+    await session.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.id == delivery_id, condition)
+        .values(
+            status=status,
+            last_error=error,
+            sent_at=sent_at,
+            message_id=message_id,
+            updated_at=func.now(),
+        )
+    )

@@ -343,7 +343,8 @@ class Delivery(Base):
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     account_id: Mapped[uuid.UUID] = _account_fk()
-    item_id: Mapped[uuid.UUID] = mapped_column(
+    # None for a sign-in mail (`auth.sign_in`), the one delivery that is about no item.
+    item_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("item.id", ondelete="CASCADE"), index=True
     )
     recipient_id: Mapped[uuid.UUID | None] = mapped_column(

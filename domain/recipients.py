@@ -27,16 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from domain.models import Role, RoleMember, User
+from domain.people import Recipient
 
-
-@dataclass(frozen=True, kw_only=True)
-class Recipient:
-    user_id: str
-    email: str
-    name: str
-    timezone: str
-    quiet_start: str | None = None  # "HH:MM" local; None = no quiet hours
-    quiet_end: str | None = None
+__all__ = ["Recipient"]  # re-exported: the resolvers return it
 
 
 @dataclass(frozen=True, kw_only=True)

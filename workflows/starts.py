@@ -19,7 +19,13 @@ import structlog
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from workflows.types import ESCALATION_WORKFLOW, EscalationInput, workflow_id
+from workflows.types import (
+    ESCALATION_WORKFLOW,
+    SIGN_IN_WORKFLOW,
+    EscalationInput,
+    SignInMail,
+    workflow_id,
+)
 
 log = structlog.get_logger()
 TIMEOUT_SECONDS = 3.0
@@ -52,6 +58,29 @@ async def start_item(
         )
     except Exception as error:  # any failure: the reconciler starts it later
         log.warning("workflow.start_deferred", item_id=str(item_id), error=str(error))
+        return False
+    return True
+
+
+async def start_sign_in_mail(client: Client | None, task_queue: str, mail: SignInMail) -> bool:
+    """Start the workflow that sends one sign-in mail; False (logged) if Temporal did not
+    take it: the person asks again."""
+    if client is None:
+        log.error("sign_in.not_started", reason="temporal connecting")
+        return False
+    try:
+        await asyncio.wait_for(
+            client.start_workflow(
+                SIGN_IN_WORKFLOW,
+                mail,
+                id=f"sign-in-{mail.delivery_id}",
+                task_queue=task_queue,
+                static_summary="sign-in mail",
+            ),
+            TIMEOUT_SECONDS,
+        )
+    except Exception as error:
+        log.error("sign_in.not_started", error=str(error))
         return False
     return True
 

@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from domain.recipients import Recipient
+from domain.people import Recipient
 
 __all__ = ["Recipient"]
+
+
+# The item workflow's registered name: the API and the reconciler start it by this name, so
+# they never import workflow code (tests/workflows/test_starts.py checks the two agree).
+ESCALATION_WORKFLOW = "EscalationWorkflow"
+SIGN_IN_WORKFLOW = "SignInMailWorkflow"
 
 
 def workflow_id(item_id: str) -> str:
@@ -351,3 +357,32 @@ class StateView:
     effective_due_at: datetime | None
     tier: int
     rungs: list[RungView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInMail:
+    """One sign-in mail, asked for at `requested_at` (its link is valid from then). The
+    delivery row's id is the request's: a retry never makes a second row or mail."""
+
+    delivery_id: str
+    account_id: str
+    user_id: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInOutcome:
+    """What became of a sign-in mail: sent | failed | suppressed (the user is gone)."""
+
+    status: str
+    sent_at: datetime | None = None
+    message_id: str | None = None
+    error: str | None = None
+    # False when Postgres failed after SMTP accepted: the workflow records it.
+    recorded: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordSignIn:
+    mail: SignInMail
+    outcome: SignInOutcome

@@ -14,11 +14,11 @@ from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.routers.items import item_view
 from api.schemas import HandoffCreate, ItemOut, PreviewOut, PreviewRequest, RungOut, TaskCreate
-from api.workflows import start_item
 from domain import items
 from domain.clock import utcnow
 from domain.models import Item
 from logs import bind_item
+from workflows.starts import start_item
 
 router = APIRouter(prefix="/v1", tags=["intake"])
 IdempotencyKey = Annotated[

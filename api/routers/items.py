@@ -30,13 +30,13 @@ from api.schemas import (
     RungOut,
     Why,
 )
-from api.workflows import signal_item
 from domain import items, lifecycle, limits
 from domain import replan as domain_replan
 from domain.clock import utcnow
 from domain.errors import Invalid
 from domain.models import AuditEvent, Delivery, Item, User, WebhookEndpoint
 from domain.recipients import describe
+from workflows.starts import signal_item
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
 log = structlog.get_logger()

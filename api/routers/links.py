@@ -17,35 +17,29 @@ import collections
 import time
 import uuid
 from datetime import datetime, timedelta
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import formataddr
-from html import escape
 from typing import Annotated, Any, Literal
 
-import aiosmtplib
 import structlog
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import metrics
-from activities.smtp import Smtp
 from api.auth import Viewer
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
 from api.schemas import AccountOut, MeOut
 from api.tokens import Principal
 from api.tokens import mint as mint_token
-from api.workflows import signal_item
 from config import Settings
 from db import get_in_account, tenant_session
-from domain import addresses, lifecycle, links
+from domain import lifecycle, links
 from domain.clock import utcnow
 from domain.errors import BadLink, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
-from workflows.types import ClaimSignal
+from workflows.starts import signal_item, start_sign_in_mail
+from workflows.types import ClaimSignal, SignInMail
 
 log = structlog.get_logger()
 router = APIRouter(tags=["sign-in and mail links"])
@@ -169,8 +163,15 @@ async def me(uow: UowDep, principal: Viewer) -> MeOut:
     summary="Mail a sign-in link (single use, 15 minutes)",
 )
 async def request_sign_in(
-    body: SignInRequest, settings: SettingsDep, sessionmaker: SessionmakerDep
+    body: SignInRequest,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    temporal: TemporalDep,
+    after: BackgroundTasks,
 ) -> SignInRequested:
+    """The mails go out after the answer, through the worker's delivery engine (one
+    `SignInMailWorkflow` each): a known and an unknown address take the same time to
+    answer."""
     email = body.email.strip().lower()
     if not _WINDOW.admit(email, settings.sign_in_requests_per_window):
         raise TooManyRequests(
@@ -182,15 +183,15 @@ async def request_sign_in(
                 text("SELECT * FROM escalator_sign_in_candidates(:email)"), {"email": email}
             )
         ).all()
+    now = utcnow()
     for user in found:
-        token = links.mint(
-            "sign_in",
-            settings.jwt_secret,
-            user_id=user.user_id,
-            account_id=user.account_id,
-            now=utcnow(),
+        mail = SignInMail(
+            delivery_id=str(uuid.uuid4()),
+            account_id=str(user.account_id),
+            user_id=str(user.user_id),
+            requested_at=now,
         )
-        await _mail_sign_in(settings, user.name, user.email, user.account_name, token)
+        after.add_task(start_sign_in_mail, temporal, settings.task_queue, mail)
     log.info("sign_in.requested", matched=len(found))
     return SignInRequested(message=f"If {email} belongs to an active user, a link is on its way.")
 
@@ -339,51 +340,3 @@ async def _claim_view(session: AsyncSession, read: links.Link) -> ClaimLinkOut:
         used_at=await links.used_at(session, read),
         expires_at=read.expires_at,
     )
-
-
-async def _mail_sign_in(
-    settings: Settings, name: str, email: str, account: str, token: str
-) -> None:
-    url = links.url(settings.base_url, "sign_in", token)
-    message = MIMEMultipart("alternative")
-    message["Subject"] = f"[escalator] Your sign-in link for {account}"
-    message["From"] = settings.mail_from
-    try:
-        wire = addresses.for_smtp(email, smtputf8=settings.smtp_utf8)
-        message["To"] = formataddr((" ".join(name.split()), wire), "utf-8")
-    except (addresses.Undeliverable, UnicodeError, ValueError) as error:
-        # Said the same way as success: the answer never tells who has an account.
-        log.error("sign_in.undeliverable", error=str(error))
-        return
-    message.attach(
-        MIMEText(
-            f"Hello {name},\n\nSign in to escalator ({account}) with this link. It works once, "
-            f"for 15 minutes:\n\n{url}\n\nIf you did not ask for it, ignore this mail.\n"
-            "-- escalator\n",
-            "plain",
-            "utf-8",
-        )
-    )
-    message.attach(
-        MIMEText(
-            f'<p>Hello {escape(name)},</p><p><a href="{escape(url)}">Sign in to escalator '
-            f"({escape(account)})</a>. The link works once, for 15 minutes.</p>"
-            "<p>If you did not ask for it, ignore this mail.</p>",
-            "html",
-            "utf-8",
-        )
-    )
-    try:
-        smtp = Smtp.from_settings(settings)
-        await aiosmtplib.send(
-            message,
-            hostname=smtp.host,
-            port=smtp.port,
-            username=smtp.username,
-            password=smtp.password,
-            start_tls=smtp.starttls,
-            timeout=smtp.timeout,
-        )
-    except (aiosmtplib.SMTPException, OSError) as error:
-        # Said the same way as success: the answer never tells who has an account.
-        log.error("sign_in.mail_failed", error=str(error))

@@ -11,10 +11,10 @@ from api.auth import Admin
 from api.deps import TemporalDep, UowDep
 from api.errors import ErrorResponse
 from api.schemas import REPLAN_LISTED, ReplanIn, ReplannedItem, ReplanOut, VersionMove
-from api.workflows import signal_items
 from domain import admin_policies, replan
 from domain.clock import utcnow
 from domain.replan import Report
+from workflows.starts import signal_items
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 _ERROR = {"model": ErrorResponse}

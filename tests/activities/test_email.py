@@ -15,7 +15,7 @@ from activities.mail import message_id
 from activities.smtp import Smtp
 from db import tenant_session
 from domain import lifecycle
-from domain.recipients import Recipient
+from domain.people import Recipient
 from mailsink import MailSink, free_port
 from tests.support.activity import run
 from tests.support.tenants import Tenant

@@ -16,7 +16,7 @@ from activities.mail_outcomes import RECORD_MARGIN
 from activities.smtp import Smtp
 from db import tenant_session
 from domain import lifecycle
-from domain.recipients import Recipient
+from domain.people import Recipient
 from mailsink import MailSink
 from tests.activities.test_email import AT, quiet_recipient
 from tests.activities.test_rungs import escalate_1

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -20,6 +21,7 @@ from config import Settings
 from db import tenant_session
 from domain import lifecycle
 from domain.clock import utcnow
+from domain.send_guard import GUARD_CLASS
 from mailsink import MailSink
 from tests.activities.test_email_truth import app_role_locked_out
 from tests.api.test_reconcile import Later
@@ -68,11 +70,19 @@ async def test_postgres_failing_while_a_rung_is_recorded_mails_nobody_twice(
     handle = await runner.start(tenant, item_id)
     runner.sink.delay = 1.5
     skipping = asyncio.create_task(runner.skip_to(weekday(due, -1) + MINUTE))
-    for _ in range(200):  # until the remind's mail is inside its SMTP call
-        rows = await tenant.deliveries(item_id)
-        if rows and rows[0].status == "sending":
+    for _ in range(400):  # until the remind's mail is inside its SMTP call, under the guard
+        async with owner_sessionmaker() as session:
+            guarded = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = :guard AND granted"
+                ),
+                {"guard": GUARD_CLASS},
+            )
+        if guarded:
             break
         await asyncio.sleep(0.02)
+    assert guarded, "the mail never went out"
     async with app_role_locked_out(owner_sessionmaker):
         await asyncio.sleep(3)  # the record fails; the workflow's record keeps retrying
         [row] = await tenant.deliveries(item_id)

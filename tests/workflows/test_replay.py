@@ -25,6 +25,7 @@ from temporalio.worker import Replayer
 
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.sign_in import SignInMailWorkflow
 
 HISTORIES = {
     path.stem: path.read_text()
@@ -135,6 +136,8 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
         )
     },
     "the reconciler's workflow": lambda s: s.workflow == "ReconcileWorkflow",
+    "a sign-in mail": _activity("send_sign_in"),
+    "a sign-in mail given up, on the record": _activity("record_sign_in"),
 }
 
 
@@ -146,4 +149,6 @@ def test_every_workflow_path_has_a_saved_history(path: str) -> None:
 @pytest.mark.parametrize("name", HISTORIES)
 async def test_history_replays_deterministically(name: str) -> None:
     history = WorkflowHistory.from_json(f"wf-{name}", HISTORIES[name])
-    await Replayer(workflows=[EscalationWorkflow, ReconcileWorkflow]).replay_workflow(history)
+    await Replayer(
+        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow]
+    ).replay_workflow(history)

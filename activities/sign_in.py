@@ -1,0 +1,129 @@
+"""`send_sign_in` and `record_sign_in`: the sign-in mail through the delivery engine, over
+the worker's SMTP pool, with its own delivery row (`auth.sign_in`, about no item), a `Date`
+and a deterministic `Message-ID`, retried by Temporal (`workflows.sign_in`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+import aiosmtplib
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.mail import MailLinks, sign_in_message
+from activities.mail_outcomes import is_permanent
+from activities.smtp import SmtpPool
+from db import tenant_session
+from domain import deliveries, links
+from domain.addresses import Undeliverable, for_smtp
+from domain.clock import utcnow
+from domain.models import Account, User
+from workflows.types import RecordSignIn, SignInMail, SignInOutcome
+
+
+class SignInActivities:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        pool: SmtpPool,
+        links: MailLinks,
+        *,
+        smtputf8: bool = False,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._pool = pool
+        self._links = links
+        self._smtputf8 = smtputf8
+
+    @activity.defn
+    async def send_sign_in(self, mail: SignInMail) -> SignInOutcome:
+        """Side effect: the sign-in mail over SMTP. Idempotency key: the delivery row's id
+        (the request's); a row already `sent` or `failed` is not sent again. A transient
+        SMTP error is raised for Temporal to retry; a 5xx or an address that cannot be sent
+        to is `failed`; a user gone or deactivated since is `suppressed`."""
+        delivery_id, account_id = uuid.UUID(mail.delivery_id), uuid.UUID(mail.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            row = await deliveries.attempt_sign_in(
+                session, delivery_id, account_id, uuid.UUID(mail.user_id)
+            )
+            if row.status in deliveries.FINAL:
+                return SignInOutcome(status=row.status, sent_at=row.sent_at)
+            found = (
+                await session.execute(
+                    select(User.name, User.email, Account.name.label("account"))
+                    .join(Account, Account.id == User.account_id)
+                    .where(
+                        User.id == uuid.UUID(mail.user_id),
+                        User.account_id == account_id,
+                        User.is_active,
+                        User.deleted_at.is_(None),
+                    )
+                )
+            ).one_or_none()
+        if found is None:
+            return await self._record(mail, SignInOutcome(status="suppressed", error="user gone"))
+        try:
+            address = for_smtp(found.email, smtputf8=self._smtputf8)
+        except Undeliverable as error:
+            return await self._record(mail, SignInOutcome(status="failed", error=str(error)))
+        message_id = f"<{hashlib.sha256(mail.delivery_id.encode()).hexdigest()[:32]}@escalator>"
+        token = links.mint(
+            "sign_in",
+            self._links.secret,
+            user_id=uuid.UUID(mail.user_id),
+            account_id=account_id,
+            now=mail.requested_at,
+        )
+        message = sign_in_message(
+            name=found.name,
+            address=address,
+            account=found.account,
+            url=links.url(self._links.base_url, "sign_in", token),
+            at=utcnow(),
+            message_id=message_id,
+        )
+        message["From"] = self._pool.smtp.mail_from
+        try:
+            async with self._pool.slot(), asyncio.timeout(self._pool.smtp.timeout):
+                await self._pool.send_now(
+                    message, sender=self._pool.smtp.mail_from, recipients=[address]
+                )
+        except aiosmtplib.SMTPException as error:
+            if is_permanent(error):
+                return await self._record(mail, SignInOutcome(status="failed", error=str(error)))
+            await self._record(mail, SignInOutcome(status="pending", error=str(error)))
+            raise ApplicationError(f"SMTP will be tried again: {error}") from None
+        except (OSError, TimeoutError) as error:
+            await self._record(mail, SignInOutcome(status="pending", error=repr(error)))
+            raise ApplicationError(f"SMTP will be tried again: {error!r}") from None
+        sent = SignInOutcome(status="sent", sent_at=utcnow(), message_id=message_id)
+        try:
+            return await self._record(mail, sent)
+        except Exception as error:  # accepted: never sent again for a failure to record it
+            activity.logger.warning("sign_in.unrecorded", extra={"error": str(error)})
+            return SignInOutcome(
+                status="sent", sent_at=sent.sent_at, message_id=message_id, recorded=False
+            )
+
+    @activity.defn
+    async def record_sign_in(self, request: RecordSignIn) -> None:
+        """Side effect: the outcome on the sign-in mail's row (see
+        `domain.deliveries.record_sign_in`); idempotent."""
+        await self._record(request.mail, request.outcome)
+
+    async def _record(self, mail: SignInMail, outcome: SignInOutcome) -> SignInOutcome:
+        account_id = uuid.UUID(mail.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            await deliveries.record_sign_in(
+                session,
+                uuid.UUID(mail.delivery_id),
+                status=outcome.status,
+                error=outcome.error,
+                sent_at=outcome.sent_at,
+                message_id=outcome.message_id,
+            )
+        return outcome

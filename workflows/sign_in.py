@@ -1,0 +1,43 @@
+"""`SignInMailWorkflow`: one per sign-in mail (`sign-in-<delivery id>`). No signals, no
+queries; its only timers are Temporal's retry backoffs. It sends the mail through the
+delivery engine (`send_sign_in`), retried for up to 10 minutes (the link is valid for 15),
+and puts what the activity could not on the record (`record_sign_in`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sign_in import SignInActivities
+    from workflows.retries import db_step
+    from workflows.types import RecordSignIn, SignInMail, SignInOutcome
+
+SIGN_IN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30)
+)
+
+
+@workflow.defn
+class SignInMailWorkflow:
+    @workflow.run
+    async def run(self, mail: SignInMail) -> str:
+        try:
+            outcome = await workflow.execute_activity_method(
+                SignInActivities.send_sign_in,
+                mail,
+                start_to_close_timeout=timedelta(minutes=1),
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=SIGN_IN_RETRY,
+                summary="sign-in mail",
+            )
+        except ActivityError as error:  # out of time: on the record as failed
+            outcome = SignInOutcome(status="failed", error=str(error.cause or error))
+            await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+            return outcome.status
+        if not outcome.recorded:
+            await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+        return outcome.status
