@@ -25,7 +25,7 @@ from config import Settings
 from domain.clock import utcnow
 from domain.demo import rung
 from domain.models import AuditEvent, Delivery, Item
-from mailsink import MailSink, ReceivedMail, free_port
+from mailsink import MailSink, ReceivedMail
 from tests.e2e.test_queue_page import ARTIFACTS, token
 from tests.support.live import serve
 from tests.support.tenants import Tenant
@@ -386,25 +386,15 @@ def link_path(mail: ReceivedMail) -> str:
     return found[1]
 
 
-@pytest.fixture
-def mailing_site(settings: Settings, mail_sink: MailSink) -> Iterator[str]:
-    """The app mailing into `mail_sink`, Temporal unreachable (sign-in needs no workflow)."""
-    quiet = settings.model_copy(
-        update={"temporal_address": f"127.0.0.1:{free_port()}", "smtp_port": mail_sink.port}
-    )
-    with serve(quiet) as url:
-        yield url
-
-
 async def fresh_page(pages: Pages) -> tuple[BrowserContext, Page]:
     context = await pages.context()
     return context, await context.new_page()
 
 
 async def test_magic_link_sign_in_from_the_mail_sink(
-    pages: Pages, mailing_site: str, settings: Settings, tenant: Tenant, mail_sink: MailSink
+    pages: Pages, working_site: str, settings: Settings, tenant: Tenant, mail_sink: MailSink
 ) -> None:
-    site = mailing_site
+    site = working_site  # the sign-in mail goes out through the worker
     item_id = await tenant.add_item(due_at=utcnow() - timedelta(days=1), title="Leaking valve")
     context, page = await fresh_page(pages)
     await page.goto(site)
