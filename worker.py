@@ -20,8 +20,6 @@ import tracing
 from activities.email import EmailActivities
 from activities.items import ItemActivities
 from activities.mail import MailLinks
-from activities.push import PushActivities
-from activities.recipients import RecipientActivities
 from activities.reconcile import ReconcileActivities
 from activities.rungs import RungActivities
 from activities.sign_in import SignInActivities
@@ -78,14 +76,12 @@ class Workers:
 def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Workers:
     sessionmaker = create_sessionmaker(engine)
     items = ItemActivities(sessionmaker)
-    recipients = RecipientActivities(sessionmaker)
     email = EmailActivities(
         sessionmaker,
         Smtp.from_settings(settings),
         pool_size=settings.smtp_concurrency,
         links=MailLinks.from_settings(settings),
     )
-    push = PushActivities(sessionmaker)
     sign_in = SignInActivities(
         sessionmaker, email.pool, MailLinks.from_settings(settings), smtputf8=settings.smtp_utf8
     )
@@ -103,15 +99,12 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             rungs.fire_rung,
             items.record_plan,
             items.record_applied_version,
-            items.record_audit,
-            recipients.resolve_recipients,
             email.send_emails,
             email.fire_and_send,
             email.record_outcomes,
             email.record_failures,
             sign_in.send_sign_in,
             sign_in.record_sign_in,
-            push.publish_event,
             hooks.plan_webhooks,
             hooks.record_webhook_failure,
             reconcile.start_missing_workflows,

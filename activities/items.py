@@ -22,7 +22,6 @@ from workflows.types import (
     ItemRef,
     ItemSnapshot,
     PauseSpan,
-    RecordAudit,
     RecordPlan,
     RecordRung,
     RungMark,
@@ -147,20 +146,6 @@ class ItemActivities:
                 update(Item)
                 .where(Item.id == uuid.UUID(request.item_id), Item.account_id == account_id)
                 .values({f"{rung}_at": request.instants.get(rung) for rung in RUNG_NAMES})
-            )
-
-    @activity.defn
-    async def record_audit(self, request: RecordAudit) -> bool:
-        """Side effect: one audit row. Idempotency key: `request.key`."""
-        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
-            return await audit.record(
-                session,
-                account_id=uuid.UUID(request.account_id),
-                item_id=uuid.UUID(request.item_id),
-                action=request.action,
-                tier=request.tier,
-                data=request.data,
-                key=request.key,
             )
 
 

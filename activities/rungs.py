@@ -1,12 +1,14 @@
-"""`fire_rung`: a rung fires in one transaction, under the item's row lock.
+"""`fire`: every rung, and a handoff's fan-out, fires in one transaction under the item's
+row lock (`fire_rung`, and the first half of `activities.email.fire_and_send`).
 
 The item is locked FOR UPDATE and re-checked open; then, in the same transaction: the
-rung's fired stamp (and its planned instant, now the stamp) and its audit row, the
-recipients resolved, `escalation_undeliverable` audited if the chain came up empty, a
+rung's fired stamp (and its planned instant, now the stamp) and its audit row (a handoff's
+fan-out has neither: it only locks the item), the recipients resolved (the handoff's
+escalator left out), `escalation_undeliverable` audited if the chain came up empty, a
 `pending` delivery row per email recipient, and the push outbox row with its NOTIFY. A
 claim's UPDATE waits for this lock (or this waits for the claim): the rung and its push
 commit before the claim or not at all, so no channel notifies after a claim commits. The
-emails then go out through `send_email`, which re-checks under its own lock.
+mails then go out under the send guard (`activities.email`), which re-checks the state.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ async def fire(
         item = await _stamped(session, request, account_id)
         if item is None:  # not open: read its state (the UPDATE took no row)
             state, claimer = await _state(session, request, account_id)
-            return RungFired(recorded=False, state=state, claimed_by=claimer), None, None
+            unfired = RungFired(recorded=False, state=state, claimed_by=claimer, rung=request.rung)
+            return unfired, None, None
         found = await _audited_recipients(session, request, item)
         if not found.recipients:  # never silent: an empty chain end is on the record
             await audit.record(
@@ -115,13 +118,15 @@ async def fire(
                 },
             )
         fired = RungFired(
+            rung=request.rung,
             recorded=True,
             state=item.state,
             claimed_by=None,
             recipients=list(found.recipients),
             tried=list(found.tried),
         )
-    metrics.rung_fired(request.tier, item.item_type)  # committed
+    if request.rung != HANDOFF:
+        metrics.rung_fired(request.tier, item.item_type)  # committed
     return fired, item, added
 
 
@@ -151,8 +156,22 @@ async def _stamped(
     the first stamp. The plan's instant of a fired rung is its stamp (what record_plan
     would write next), so the workflow needs no record_plan after a fire."""
     params = {"p_item": uuid.UUID(request.item_id), "p_account": account_id, "p_at": request.at}
-    row: Row[Any] | None = (await session.execute(_stamp(request.rung), params)).one_or_none()
+    statement = _HANDOFF_LOCK if request.rung == HANDOFF else _stamp(request.rung)
+    row: Row[Any] | None = (await session.execute(statement, params)).one_or_none()
     return row
+
+
+# A handoff's fan-out has no rung to stamp: it locks the open item as the stamp would.
+HANDOFF = "handoff"
+_HANDOFF_LOCK = (
+    select(*(ITEM.c[name] for name in COLUMNS))
+    .where(
+        ITEM.c.id == bindparam("p_item", type_=PG_UUID),
+        ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
+        ITEM.c.state == "open",
+    )
+    .with_for_update()
+)
 
 
 async def _state(
@@ -181,7 +200,9 @@ class _Bound:
 
 
 @functools.cache
-def _recipients_statement(chain: tuple[str, ...], email: bool) -> Select[Any]:
+def _recipients_statement(
+    chain: tuple[str, ...], email: bool, audited: bool = True, actor: bool = False
+) -> Select[Any]:
     """One statement, built once per chain: the `rung_fired` audit row, the chain's
     recipients, and (if the rung emails) a `pending` delivery row per recipient, in
     data-modifying CTEs that Postgres runs to completion whether or not the result reads
@@ -201,11 +222,14 @@ def _recipients_statement(chain: tuple[str, ...], email: bool) -> Select[Any]:
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .cte("fired")
     )
+    ctes = [fired] if audited else []
     if not chain:
-        return select(literal(1).label("rank")).where(literal(False)).add_cte(fired)
-    found = recipients.ranked(cast(recipients.Subject, _Bound()), chain, None).cte("found")
+        return select(literal(1).label("rank")).where(literal(False)).add_cte(*ctes)
+    excluded = bindparam("p_actor", type_=PG_UUID) if actor else None
+    subject = cast(recipients.Subject, _Bound())
+    found = recipients.ranked(subject, chain, excluded).cte("found")  # type: ignore[arg-type]
     best = found.c.rank == recipients.best_rank(found)
-    query = select(found).where(best).add_cte(fired)
+    query = select(found).where(best).add_cte(*ctes)
     if email:
         event_key = bindparam("p_event", type_=String)
         rows = select(
@@ -223,8 +247,14 @@ async def _audited_recipients(
 ) -> recipients.Resolution:
     """`_recipients_statement` for this rung and item: the audit row, the recipients, the
     delivery rows, in one round trip."""
-    query = _recipients_statement(tuple(request.chain), "email" in request.channels)
+    query = _recipients_statement(
+        tuple(request.chain),
+        "email" in request.channels,
+        audited=request.rung != HANDOFF,
+        actor=request.actor_id is not None,
+    )
     params = {
+        "p_actor": uuid.UUID(request.actor_id) if request.actor_id else None,
         "p_account": item.account_id,
         "p_assignee": item.assignee_id,
         "p_claimer": item.claimed_by,

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
 
 TERMINAL = ("resolved", "cancelled")
 HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
+HANDOFF = "handoff"  # the fan-out's `rung`: `activities.rungs` locks, not stamps, for it
 # A rung further off than PRE_WAKE is waited for in two timers, the second armed PRE_WAKE
 # before the instant by a task that does nothing else. A timer runs from the moment its
 # task completes, but its length was computed at the task's start: a slow task (the first
@@ -162,7 +163,7 @@ class EscalationWorkflow(EscalationState):
         await self._record_applied(ref)
         if self._needs_handoff_fan_out():
             self._handoff_notified = True
-            await self._notify_handoff(notifier)
+            await self._notify_handoff(ref, notifier)
         while self._state not in TERMINAL:
             if workflow.info().is_continue_as_new_suggested():
                 carry = self._carry(await notifier.carry())
@@ -323,17 +324,35 @@ class EscalationWorkflow(EscalationState):
         if self._state == "open":
             self._state, self._claimed_by = state, claimed_by
 
-    async def _notify_handoff(self, notifier: Notifier) -> None:
+    async def _notify_handoff(self, ref: ItemRef, notifier: Notifier) -> None:
+        """The escalated handoff's fan-out, fired like a rung: one transaction, then its
+        mails (the engineer who escalated is left out)."""
         snapshot = self._snapshot_or_fail()
-        await notifier.notify(
-            Notification(
-                event_key="handoff.escalated",
-                rung="handoff",
-                tier=0,
-                chain=[HANDOFF_FAN_OUT],
-                channels=["email", "push"],
-                critical=False,
-                push_kind="handoff.escalated",
-                actor_id=snapshot.creator_id,
-            )
+        note = Notification(
+            event_key="handoff.escalated",
+            rung=HANDOFF,
+            tier=0,
+            chain=[HANDOFF_FAN_OUT],
+            channels=["email", "push"],
+            critical=False,
+            push_kind="handoff.escalated",
+            actor_id=snapshot.creator_id,
         )
+        request = FireRung(
+            item_id=ref.item_id,
+            account_id=ref.account_id,
+            rung=HANDOFF,
+            tier=0,
+            at=workflow.now(),
+            planned_at=workflow.now(),
+            event_key=note.event_key,
+            chain=note.chain,
+            channels=note.channels,
+            push_kind=note.push_kind,
+            actor_id=note.actor_id,
+        )
+        fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
+        if fired.recorded:
+            notifier.fired(note, fired)
+        else:
+            self._follow(fired.state, fired.claimed_by)

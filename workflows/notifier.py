@@ -32,9 +32,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from activities.email import EmailActivities
-from activities.items import ItemActivities
-from activities.push import PushActivities
-from activities.recipients import RecipientActivities
 from activities.webhook import WebhookActivities
 from workflows.retries import (
     BATCH,
@@ -51,12 +48,9 @@ from workflows.types import (
     MailOutcome,
     Notification,
     PendingSend,
-    PublishEvent,
     Recipient,
-    RecordAudit,
     RecordFailures,
     RecordOutcomes,
-    ResolveRecipients,
     RungFired,
     SendEmails,
 )
@@ -84,49 +78,6 @@ class Notifier:
                 self._send(note, fired.recipients)
         if "webhook" in note.channels:
             self._start(self._hook_all(note))
-
-    async def notify(self, note: Notification) -> None:
-        """A handoff's fan-out: resolve, audit an empty chain, push, then the same sends."""
-        ref = self._ref
-        resolved = await db_step(
-            RecipientActivities.resolve_recipients,
-            ResolveRecipients(
-                item_id=ref.item_id,
-                account_id=ref.account_id,
-                chain=note.chain,
-                actor_id=note.actor_id,
-            ),
-        )
-        if not resolved.recipients:  # never silent: an empty chain end is on the record
-            await db_step(
-                ItemActivities.record_audit,
-                RecordAudit(
-                    item_id=ref.item_id,
-                    account_id=ref.account_id,
-                    action="escalation_undeliverable",
-                    key=f"{ref.item_id}:{note.event_key}:undeliverable",
-                    tier=note.tier,
-                    data={"rung": note.rung, "tried": ",".join(resolved.tried)},
-                ),
-            )
-        if "push" in note.channels:
-            await db_step(
-                PushActivities.publish_event,
-                PublishEvent(
-                    account_id=ref.account_id,
-                    item_id=ref.item_id,
-                    kind=note.push_kind,
-                    dedup_key=f"{ref.item_id}:{note.event_key}",
-                    data={
-                        "tier": note.tier,
-                        "rung": note.rung,
-                        "event_key": note.event_key,
-                        "recipients": [r.name for r in resolved.recipients],
-                    },
-                ),
-            )
-        if "email" in note.channels:
-            self._send(note, resolved.recipients)
 
     def resume(self, carried: list[PendingSend]) -> None:
         """The sends the run before this one carried over."""

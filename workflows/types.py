@@ -171,6 +171,7 @@ class FireRung:
     channels: list[str]
     push_kind: str = "rung.fired"
     critical: bool = False  # `fire_and_send`: a critical rung's mail pierces quiet hours
+    actor_id: str | None = None  # left out of the recipients (a handoff's escalator)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +184,7 @@ class RungFired:
     # `fire_and_send`: each recipient's mail outcome, when it sent them itself (None: the
     # workflow sends them with `send_emails`, as for a chain of more than LOCAL_SENDS).
     outcomes: list[MailOutcome] | None = None
+    rung: str = ""  # what fired: a rung's name, or `handoff` (its fan-out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,31 +192,6 @@ class RecordPlan:
     item_id: str
     account_id: str
     instants: dict[str, datetime | None]  # rung -> planned fire instant
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecordAudit:
-    item_id: str
-    account_id: str
-    action: str
-    key: str
-    tier: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResolveRecipients:
-    item_id: str
-    account_id: str
-    chain: list[str]
-    actor_id: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ResolvedRecipients:
-    recipients: list[Recipient]
-    resolver: str | None
-    tried: list[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,15 +288,6 @@ class DeliveryOutcome:
     sent_at: datetime | None = None
     message_id: str | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class PublishEvent:
-    account_id: str
-    item_id: str
-    kind: str
-    dedup_key: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,17 +13,16 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.testing import ActivityEnvironment
 
-from activities.push import PushActivities
 from api.tokens import Principal, mint
 from config import Settings
+from db import get_in_account, tenant_session
 from domain import push
 from domain.clock import utcnow
+from domain.models import Item
 from mailsink import free_port
 from tests.support.live import Sse, serve, sse_events
 from tests.support.tenants import Tenant
-from workflows.types import PublishEvent
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +60,17 @@ async def subscribe(
 async def publish(
     app_sessionmaker: async_sessionmaker[AsyncSession], tenant: Tenant, item_id: uuid.UUID, n: int
 ) -> None:
-    await ActivityEnvironment().run(
-        PushActivities(app_sessionmaker).publish_event,
-        PublishEvent(
-            account_id=str(tenant.account_id),
-            item_id=str(item_id),
+    """What a rung's fire writes last: an outbox row and its NOTIFY, committed."""
+    async with tenant_session(app_sessionmaker, tenant.account_id) as session:
+        item = await get_in_account(session, Item, item_id, tenant.account_id)
+        await push.publish(
+            session,
+            account_id=tenant.account_id,
+            item=item,
             kind="rung.fired",
             dedup_key=f"{item_id}:test:{n}",
             data={"n": n, "tier": 1},
-        ),
-    )
+        )
 
 
 async def seen_one(
