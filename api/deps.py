@@ -18,6 +18,7 @@ from temporalio.client import Client
 from api.auth import PrincipalDep
 from api.tokens import Principal
 from config import Settings
+from domain import push
 
 
 def get_settings(request: Request) -> Settings:
@@ -54,6 +55,7 @@ class UnitOfWork:
         anyway; an endpoint calls it early only when its response must report what a hook
         did (whether the item's workflow started), because FastAPI serialises the response
         before function-scoped dependencies exit."""
+        await push.flush(self.session)  # last: the account's ordering lock, for a moment
         await self.session.commit()
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
@@ -64,6 +66,7 @@ async def get_uow(request: Request, principal: PrincipalDep) -> AsyncIterator[Un
     """The request's session, which authentication opened and pinned to the caller's
     account: one transaction from the token check to the commit."""
     session: AsyncSession = request.state.session
+    push.defer_until_commit(session)
     uow = UnitOfWork(session, principal)
     try:
         yield uow

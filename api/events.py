@@ -2,9 +2,13 @@
 
 Each API process holds one LISTEN connection (`Hub`). A NOTIFY only says "event N exists";
 the hub then reads every outbox row after the last one it dispatched, in id order, and hands
-each to the subscribers of that event's account. Publishers commit in id order (see
-`domain.push`), so "after the last one" loses nothing. When the connection drops the hub
-reconnects and reads on from where it was, so nothing published meanwhile is lost either.
+each to the subscribers of that event's account. An account's publishers commit in id order
+(see `domain.push`), but two accounts' may not: an id the hub skipped over is remembered as
+a gap and asked for again on every later read, for `GAP_WAIT_SECONDS` (an id that never
+commits, a rolled-back or deduplicated insert, is then forgotten). So nothing is lost, and
+each account's events still reach its subscribers in order. When the connection drops the
+hub reconnects and reads on from where it was, so nothing published meanwhile is lost
+either.
 
 A subscriber has a bounded buffer. One that cannot keep up is disconnected rather than
 allowed to block the others or silently miss events: its client resumes by id.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +36,10 @@ from domain.push import CHANNEL
 log = structlog.get_logger()
 APPLICATION_NAME = "escalator-events-hub"  # how operators (and tests) find its connection
 BATCH = 1000
+# How long an id the hub skipped is asked for again: longer than any transaction that
+# publishes can stay open (the statement and lock timeouts end a stuck one well before).
+GAP_WAIT_SECONDS = 120.0
+MAX_GAPS = 10_000  # a jump wider than this (a restore, a sequence reset) is not tracked
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Hub:
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._wake = asyncio.Event()
         self.last_id = 0
+        self._gaps: dict[int, float] = {}  # an id skipped over -> when (monotonic)
         self._positioned = False
         self.connected = asyncio.Event()
 
@@ -123,6 +133,7 @@ class Hub:
                 connection.terminate()
 
     async def _dispatch_new(self, connection: asyncpg.Connection) -> None:
+        await self._dispatch_gaps(connection)
         while True:
             rows = await connection.fetch(
                 "SELECT id, account_id, kind, payload, created_at"
@@ -130,12 +141,33 @@ class Hub:
                 self.last_id,
                 BATCH,
             )
-            now = utcnow()
             for row in rows:
-                metrics.OUTBOX_LAG.observe(max((now - row["created_at"]).total_seconds(), 0.0))
-                event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
-                for subscriber in list(self._subscribers.get(event.account_id, ())):
-                    subscriber.offer(event)
-                self.last_id = event.id
+                skipped = row["id"] - self.last_id - 1
+                if 0 < skipped <= MAX_GAPS:
+                    seen = time.monotonic()
+                    self._gaps.update(dict.fromkeys(range(self.last_id + 1, row["id"]), seen))
+                self._dispatch(row)
+                self.last_id = row["id"]
             if len(rows) < BATCH:
                 return
+
+    async def _dispatch_gaps(self, connection: asyncpg.Connection) -> None:
+        """The ids skipped over that have committed since; each is dispatched once."""
+        if not self._gaps:
+            return
+        expired = time.monotonic() - GAP_WAIT_SECONDS
+        self._gaps = {gap: since for gap, since in self._gaps.items() if since > expired}
+        rows = await connection.fetch(
+            "SELECT id, account_id, kind, payload, created_at"
+            " FROM escalator_push_by_ids($1::bigint[])",
+            list(self._gaps),
+        )
+        for row in rows:
+            self._gaps.pop(row["id"], None)
+            self._dispatch(row)
+
+    def _dispatch(self, row: asyncpg.Record) -> None:
+        metrics.OUTBOX_LAG.observe(max((utcnow() - row["created_at"]).total_seconds(), 0.0))
+        event = Event(row["id"], row["account_id"], row["kind"], json.loads(row["payload"]))
+        for subscriber in list(self._subscribers.get(event.account_id, ())):
+            subscriber.offer(event)

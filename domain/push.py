@@ -1,9 +1,15 @@
 """The push outbox: one `push_event` row per event, and a NOTIFY in the same transaction.
 
 Every API process LISTENs on `CHANNEL` and fans out to its SSE subscribers; a client that
-missed events replays them from the outbox by id. Publishers take one transaction-scoped
-advisory lock first, so ids commit in increasing order: a reader that has seen id N can
-never later meet a smaller id, which is what makes "resume after N" lossless.
+missed events replays them from the outbox by id. Publishers take their account's
+transaction-scoped advisory lock first, so an account's ids commit in increasing order: a
+reader of one account's stream that has seen id N can never later meet a smaller id of it,
+which is what makes "resume after N" lossless. Accounts never wait for each other; the hub,
+which reads all of them, re-reads the ids it saw missing (`api.events`).
+
+The API publishes at its commit: a request's events are queued on the session
+(`defer_until_commit`) and written by `flush` just before the commit, so the lock is held
+for that moment only, never while the response is built.
 """
 
 from __future__ import annotations
@@ -19,7 +25,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.models import Item, PushEvent
 
 CHANNEL = "escalator_push"
-_ORDER_LOCK = 0x65736361  # any constant shared by every publisher
+# The advisory lock space's class for the per-account ordering lock (two-key form, as the
+# send guard's 7201).
+ORDER_CLASS = 7202
+_ORDER_LOCK = text("SELECT pg_advisory_xact_lock(:cls, hashtext(:account))")
+_DEFERRED = "escalator.push.deferred"
+
+
+def defer_until_commit(session: AsyncSession) -> None:
+    """From now on `publish` on this session queues; `flush` writes the queue."""
+    session.info[_DEFERRED] = []
+
+
+async def flush(session: AsyncSession) -> None:
+    """Publish what was queued on this session (call it last before the commit)."""
+    queued: list[dict[str, Any]] = session.info.get(_DEFERRED) or []
+    session.info[_DEFERRED] = []
+    for event in queued:
+        await _publish(session, **event)
 
 
 async def publish(
@@ -30,16 +53,39 @@ async def publish(
     kind: str,
     dedup_key: str,
     data: dict[str, Any],
-) -> int | None:
-    """Insert the event once per `dedup_key` and NOTIFY; returns its id, None if a duplicate.
-    Call it last in a transaction: the ordering lock is held until commit."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK})
-    payload = {**(summary(item) if item else {}), **data}
+) -> None:
+    """Insert the event once per `dedup_key` and NOTIFY, or queue it until `flush` on a
+    session that defers. Call it last in a transaction: the ordering lock is held until
+    commit."""
+    event: dict[str, Any] = {
+        "account_id": account_id,
+        "payload": {**(summary(item) if item else {}), **data},
+        "item_id": item.id if item else None,
+        "kind": kind,
+        "dedup_key": dedup_key,
+    }
+    queued: list[dict[str, Any]] | None = session.info.get(_DEFERRED)
+    if queued is not None:
+        queued.append(event)
+        return
+    await _publish(session, **event)
+
+
+async def _publish(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    payload: dict[str, Any],
+    item_id: uuid.UUID | None,
+    kind: str,
+    dedup_key: str,
+) -> None:
+    await session.execute(_ORDER_LOCK, {"cls": ORDER_CLASS, "account": str(account_id)})
     inserted = (
         insert(PushEvent)
         .values(
             account_id=account_id,
-            item_id=item.id if item else None,
+            item_id=item_id,
             kind=kind,
             payload=payload,
             dedup_key=dedup_key,
@@ -51,9 +97,7 @@ async def publish(
     # The NOTIFY in the same statement (one round trip); it is delivered at commit, so
     # listeners never see an event that rolled back. No row inserted, no NOTIFY.
     note = func.json_build_object("id", inserted.c.id, "account_id", str(account_id))
-    notified = select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text)))
-    new_id: int | None = await session.scalar(notified)
-    return new_id
+    await session.execute(select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text))))
 
 
 def summary(item: Item | Row[Any]) -> dict[str, Any]:

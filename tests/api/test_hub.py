@@ -88,3 +88,33 @@ async def test_the_hub_reconnects_and_delivers_what_was_published_while_it_was_d
         await emit(app_sessionmaker, tenant, item_id, n)
     got = await drain(subscriber, 3)
     assert [e.payload["n"] for e in got] == [0, 1, 2]
+
+
+async def test_accounts_never_wait_for_each_other_and_nothing_is_lost(
+    hub: Hub,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    owner_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Account A publishes in a transaction that stays open; account B publishes after it,
+    takes no lock of A's, commits and is delivered at once. A commits last, with the
+    smaller id, which the hub has already skipped over: it is delivered all the same."""
+    other = await Tenant.create(owner_sessionmaker)
+    a_item = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    b_item = await other.add_item(due_at=utcnow() + timedelta(days=3))
+    a_sees, b_sees = hub.subscribe(tenant.account_id), hub.subscribe(other.account_id)
+    async with tenant_session(app_sessionmaker, tenant.account_id) as session:
+        await publish(
+            session,
+            account_id=tenant.account_id,
+            item=await session.get(Item, a_item),
+            kind="rung.fired",
+            dedup_key=f"{a_item}:hub:slow",
+            data={"n": 1},
+        )
+        await asyncio.wait_for(emit(app_sessionmaker, other, b_item, 2), 5)  # no wait for A
+        [b_event] = await drain(b_sees, 1)
+        assert a_sees.queue.empty()
+    [a_event] = await drain(a_sees, 1)
+    assert a_event.id < b_event.id
+    assert (a_event.payload["n"], b_event.payload["n"]) == (1, 2)
