@@ -33,6 +33,11 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
 class Invalid(DomainError):
     status = 400
     code = "invalid"

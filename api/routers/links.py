@@ -26,7 +26,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import metrics
-from api.auth import Viewer
+from api.auth import RANK, Viewer
 from api.deps import SessionmakerDep, SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
 from api.schemas import AccountOut, MeOut
@@ -36,7 +36,7 @@ from config import Settings
 from db import get_in_account, tenant_session
 from domain import lifecycle, links
 from domain.clock import utcnow
-from domain.errors import BadLink, LinkUsed, NotFound, TooManyRequests
+from domain.errors import BadLink, Forbidden, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
 from workflows.starts import signal_item, start_sign_in_mail
 from workflows.types import ClaimSignal, SignInMail
@@ -48,8 +48,12 @@ WINDOW_SECONDS = 15 * 60
 _TOKEN: dict[str, Any] = {"min_length": 20, "max_length": 2000, "pattern": r"^[A-Za-z0-9_.\-]+$"}
 LinkToken = Annotated[str, Field(**_TOKEN)]
 LinkQuery = Annotated[str, Query(**_TOKEN, alias="link")]
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "the database is unreachable or too busy"},
+}
 BAD_LINK: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the link is forged, cut short or expired"},
+    **UNAVAILABLE,
 }
 CLAIM_CONFLICT = "claimed by someone else (who and when in `details`), or the link was used"
 USED: dict[int | str, dict[str, Any]] = {
@@ -159,7 +163,10 @@ async def me(uow: UowDep, principal: Viewer) -> MeOut:
     "/v1/auth/sign-in-link",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SignInRequested,
-    responses={429: {"model": ErrorResponse, "description": "too many links for this address"}},
+    responses={
+        429: {"model": ErrorResponse, "description": "too many links for this address"},
+        **UNAVAILABLE,
+    },
     summary="Mail a sign-in link (single use, 15 minutes)",
 )
 async def request_sign_in(
@@ -261,6 +268,7 @@ async def inspect_claim(
     response_model=ClaimLinkOut,
     responses={
         **USED,
+        403: {"model": ErrorResponse, "description": "the holder's role, now, may not claim"},
         409: {"model": ErrorResponse, "description": "claimed by someone, or the link was used"},
     },
     summary="Claim the item, as the mail's recipient, once",
@@ -272,7 +280,12 @@ async def claim_from_mail(
     assert read.item_id is not None  # links.read refuses a claim link without one
     now = utcnow()
     async with tenant_session(sessionmaker, read.account_id) as session:
-        await _active_user(session, read)
+        holder = await _active_user(session, read)
+        if RANK[holder.role] < RANK["engineer"]:  # the holder's role now, not at mailing
+            raise Forbidden(
+                f"your role ({holder.role}) may not claim items; ask an engineer or an admin",
+                role=holder.role,
+            )
         before = await _claim_view(session, read)  # the item must be in the link's account
         if not await links.use(session, read):
             raise LinkUsed("this claim link was used already", **_who(before))

@@ -13,6 +13,8 @@ from fastapi.routing import APIRoute
 
 from api.app import create_app
 from api.auth import RANK, Require
+from domain import links
+from domain.clock import utcnow
 from tests.api.conftest import Api
 from tests.support.tenants import Tenant
 
@@ -60,6 +62,41 @@ BY_LINK = {
     ("POST", "/v1/claim-links"),
 }
 ROUTES = [(m, p, gate) for m, p, gate in ALL_ROUTES if (m, p) not in BY_LINK]
+
+
+async def test_a_claim_link_claims_with_its_holders_role_at_the_moment_of_use(
+    api: Api, tenant: Tenant
+) -> None:
+    """The link routes' matrix: a claim link acts with its holder's role as it is when the
+    link is used. A viewer's (mailed as assignee or role member) is refused; an engineer
+    demoted after the mail went out is refused; nothing changes either time."""
+    for who, expected in (("vera", 403), ("emil", 200)):
+        item_id = uuid.UUID((await api.task(tenant)).json()["id"])
+        link = mint_link(api, tenant, who, item_id)
+        claimed = await api.client.post("/v1/claim-links", json={"link": link})
+        assert claimed.status_code == expected, claimed.text
+        if expected == 403:
+            assert claimed.json()["error"]["code"] == "forbidden"
+            assert (await tenant.item(item_id)).state == "open"
+            again = await api.client.get("/v1/claim-links", params={"link": link})
+            assert again.json()["used_at"] is None  # the link was not spent
+    item_id = uuid.UUID((await api.task(tenant)).json()["id"])
+    link = mint_link(api, tenant, "erin", item_id)
+    await tenant.update_user("erin", role="viewer")  # demoted after the mail went out
+    demoted = await api.client.post("/v1/claim-links", json={"link": link})
+    assert demoted.status_code == 403, demoted.text
+    assert (await tenant.item(item_id)).state == "open"
+
+
+def mint_link(api: Api, tenant: Tenant, who: str, item_id: uuid.UUID) -> str:
+    return links.mint(
+        "claim",
+        api.settings.jwt_secret,
+        user_id=tenant.user(who),
+        account_id=tenant.account_id,
+        item_id=item_id,
+        now=utcnow(),
+    )
 
 
 def _url(path: str, ids: dict[str, str]) -> str:
