@@ -16,6 +16,7 @@ processors and renderer, so one line format comes out of a process.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -60,6 +61,34 @@ def _temporal_ids(_: Any, __: str, event: EventDict) -> EventDict:
             for name in ("activity_type", "workflow_type", "attempt"):
                 if name in context:
                     event.setdefault(name, context[name])
+    return event
+
+
+# Secrets that travel in URLs never reach a log line or a span: a full URL is cut down to
+# its scheme and host (a webhook's path and query often hold the receiver's credentials),
+# a secret query parameter's value and anything shaped like a JWT are replaced.
+_FULL_URL = re.compile(r"\b(https?://[^/\s\"'?#]+)[^\s\"']*")
+_SECRET_PARAM = re.compile(
+    r"([?&](?:link|ticket|token|access_token|secret|key|password|sig|signature)=)[^&\s\"'#]*",
+    re.IGNORECASE,
+)
+_JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with URLs cut to scheme and host, secret parameters and JWTs replaced."""
+    text = _FULL_URL.sub(
+        lambda m: m.group(1) + ("/…" if len(m.group(0)) > len(m.group(1)) else ""), text
+    )
+    text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+    return _JWT.sub(REDACTED, text)
+
+
+def _redacted(_: Any, __: str, event: EventDict) -> EventDict:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
     return event
 
 
@@ -110,7 +139,13 @@ def configure_logging(fmt: Format = "console") -> None:
         )
         tail = [structlog.dev.set_exc_info]
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), *tail, renderer],
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            *tail,
+            _redacted,
+            renderer,
+        ],
         cache_logger_on_first_use=False,
     )
     pre: list[Processor] = [
@@ -125,6 +160,7 @@ def configure_logging(fmt: Format = "console") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *(tail if fmt == "json" else []),
+                _redacted,
                 renderer,
             ],
         )

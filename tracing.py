@@ -16,10 +16,12 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from config import Settings
+from logs import redact
 
 # Probes and scrapes every few seconds would drown the traces that matter.
 UNTRACED_URLS = "health/live,health/ready,metrics"
@@ -48,10 +50,31 @@ def temporal_interceptors(tracer_provider: TracerProvider | None) -> list[Interc
     return [TracingInterceptor(tracer_provider.get_tracer("escalator.temporal"))]
 
 
+# The span attributes that carry the request's address: their secrets are redacted (a
+# sign-in link, an SSE ticket), as in the logs.
+_ADDRESS_ATTRIBUTES = ("http.target", "http.url", "url.full", "url.query")
+
+
+def _redact_address(span: Span, scope: dict[str, Any]) -> None:
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _ADDRESS_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str):
+            span.set_attribute(name, redact(value))
+    query = scope.get("query_string", b"")
+    if query:
+        span.set_attribute("url.query", redact("?" + query.decode("latin-1"))[1:])
+
+
 def instrument_app(app: FastAPI, tracer_provider: TracerProvider | None) -> None:
     if tracer_provider is not None:
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=tracer_provider, excluded_urls=UNTRACED_URLS
+            app,
+            tracer_provider=tracer_provider,
+            excluded_urls=UNTRACED_URLS,
+            server_request_hook=_redact_address,
         )
 
 
