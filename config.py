@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "escalator"
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me"
+# Secrets that were ever shipped as defaults or examples: never accepted outside dev.
+KNOWN_SECRETS = frozenset({DEV_JWT_SECRET, "change-me-in-compose", "change-me", "secret"})
 
 
 class Settings(BaseSettings):
@@ -100,6 +102,10 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_token: SecretStr | None = None
+    # The API's metrics on an internal port of their own (0: off), for a scraper inside the
+    # network; outside `dev` and `test` the public `/metrics` needs `metrics_token`.
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=0, ge=0, le=65535)
     log_format: Literal["console", "json"] = "console"
     # Tracing is on when the standard OTLP endpoint variable is set (see tracing.py).
     otel_exporter_otlp_endpoint: str | None = Field(
@@ -123,9 +129,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if self.environment == "prod" and self.jwt_secret == DEV_JWT_SECRET:
-            raise ValueError("ESCALATOR_JWT_SECRET must be set to a real secret in prod")
+        """Outside development and tests, a secret anyone could know (this file's, the
+        compose file's, a placeholder) or could guess (short) would let them mint tokens
+        for any user: the API and the worker refuse to start with one."""
+        if self.environment in ("dev", "test"):
+            return self
+        secret = self.jwt_secret
+        if secret in KNOWN_SECRETS or "change-me" in secret.lower() or len(secret) < 32:
+            raise ValueError(
+                "ESCALATOR_JWT_SECRET must be a real secret outside dev: at least 32 "
+                "random characters, not a placeholder (e.g. `openssl rand -hex 32`)"
+            )
         return self
+
+    @property
+    def metrics_open(self) -> bool:
+        """Whether the public `/metrics` answers without a token."""
+        return self.metrics_token is None and self.environment in ("dev", "test")
 
     @property
     def webhooks_reach_private(self) -> bool:

@@ -85,6 +85,9 @@ def create_app(
             ),
             asyncio.create_task(hub.run(), name="push-hub"),
         ]
+        if settings.api_metrics_port:
+            internal = metrics.serve_internally(engine, settings)
+            background.append(asyncio.create_task(internal, name="api-metrics"))
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)

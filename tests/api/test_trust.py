@@ -3,21 +3,30 @@ and scripts, and that no secret carried in a URL reaches a log line or a span.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import ValidationError
 
-from config import Settings
+from config import DEV_JWT_SECRET, Settings
 from domain import links
 from domain.clock import utcnow
-from tests.api.conftest import Api
+from mailsink import free_port
+from tests.api.conftest import Api, running_app
 from tests.api.test_logs import _lines, json_api
 from tests.api.test_tracing import traced
 from tests.support.tenants import Tenant
 
 __all__ = ["json_api", "traced"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", ["/", "/signin", "/claim", "/items/x", "/static/queue.js"])
@@ -103,3 +112,54 @@ async def test_no_link_reaches_a_span(
         if "query" in k or k == "http.target"
     ]
     assert any("[redacted]" in v for v in recorded), recorded
+
+
+@pytest.mark.parametrize(
+    "secret", [DEV_JWT_SECRET, "change-me-in-compose", "Change-Me-Please-0123456789abcdef", "short"]
+)
+def test_outside_dev_a_known_or_short_secret_stops_the_start(secret: str) -> None:
+    with pytest.raises(ValidationError, match="ESCALATOR_JWT_SECRET"):
+        Settings(environment="prod", jwt_secret=secret)
+    assert Settings(environment="dev", jwt_secret=secret).jwt_secret == secret
+    assert Settings(environment="prod", jwt_secret="9f" * 32).environment == "prod"
+
+
+def test_the_compose_file_ships_no_secret_and_publishes_no_metrics() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    shared = compose["x-escalator-env"]
+    assert shared["ESCALATOR_JWT_SECRET"].startswith("${ESCALATOR_JWT_SECRET:?")
+    assert shared["ESCALATOR_ENVIRONMENT"] == "${ESCALATOR_ENVIRONMENT:-prod}"
+    services = compose["services"]
+    assert services["api"]["ports"] == ["8000:8000"]
+    assert "ports" not in services["worker"]
+
+
+@pytest.fixture
+async def prod_api(settings: Settings) -> AsyncIterator[Api]:
+    """The app as deployed: prod, a real secret, a metrics token, the internal metrics port."""
+    prod = settings.model_copy(
+        update={
+            "environment": "prod",
+            "jwt_secret": "7c" * 32,
+            "temporal_address": f"127.0.0.1:{free_port()}",
+            "metrics_token": None,
+            "api_metrics_port": free_port(),
+        }
+    )
+    async for running in running_app(prod):
+        yield running
+
+
+async def test_outside_dev_the_public_metrics_need_a_token(prod_api: Api) -> None:
+    refused = await prod_api.client.get("/metrics")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "metrics_token_required"
+    internal = f"http://127.0.0.1:{prod_api.settings.api_metrics_port}/metrics"
+    async with httpx.AsyncClient() as client:
+        for _ in range(50):  # the internal port starts with the app
+            with contextlib.suppress(httpx.ConnectError):
+                scraped = await client.get(internal, timeout=5)
+                break
+            await asyncio.sleep(0.1)
+    assert scraped.status_code == 200
+    assert "escalator_open_items" in scraped.text

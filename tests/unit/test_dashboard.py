@@ -201,4 +201,8 @@ def test_prometheus_scrapes_the_api_and_the_worker_metrics_port() -> None:
     port = str(worker["environment"]["ESCALATOR_WORKER_METRICS_PORT"])
     assert worker["environment"]["ESCALATOR_WORKER_METRICS_HOST"] == "0.0.0.0"
     assert port in [str(p) for p in worker["expose"]]
-    assert {("/metrics", "api:8000"), ("/metrics", f"worker:{port}")} <= targets
+    api = _compose()["services"]["api"]
+    api_port = str(api["environment"]["ESCALATOR_API_METRICS_PORT"])
+    assert api["environment"]["ESCALATOR_API_METRICS_HOST"] == "0.0.0.0"
+    assert api_port in [str(p) for p in api["expose"]]
+    assert {("/metrics", f"api:{api_port}"), ("/metrics", f"worker:{port}")} <= targets
