@@ -199,11 +199,13 @@ def write_down(settings: Settings, state: Path) -> None:
 
 
 def demo_token(settings: Settings) -> str:
-    from api.tokens import Principal, mint
+    """The demo owner's token, at their current token epoch (so it works after they signed
+    out everywhere once, too)."""
+    from api.tokens import lookup, mint
     from domain.clock import utcnow
-    from domain.demo import ACCOUNT_ID, OWNER_ID
+    from domain.demo import OWNER_ID
 
-    principal = Principal(user_id=OWNER_ID, account_id=ACCOUNT_ID, role="owner")
+    principal = asyncio.run(lookup(settings, OWNER_ID))
     return mint(principal, settings.jwt_secret, ttl=timedelta(days=7), now=utcnow())
 
 

@@ -41,6 +41,11 @@ async def _confirm(session: AsyncSession, principal: Principal) -> Principal:
     )
     if user is None or not user.is_active or user.deleted_at is not None:
         raise unauthenticated("the token's user is not an active user of this account")
+    if user.token_epoch != principal.epoch:
+        raise unauthenticated(
+            "the token was revoked (signed out everywhere, or the user's role, address or "
+            "status changed): sign in again"
+        )
     return replace(principal, role=user.role)
 
 

@@ -30,6 +30,7 @@ class Principal:
     user_id: uuid.UUID
     account_id: uuid.UUID
     role: str
+    epoch: int = 0  # the user's `token_epoch` when minted: a bump revokes the token
 
 
 class InvalidToken(Exception):
@@ -50,6 +51,7 @@ def mint(
         "sub": str(principal.user_id),
         "acc": str(principal.account_id),
         "role": principal.role,
+        "ep": principal.epoch,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
@@ -67,6 +69,7 @@ class Claims(BaseModel):
     sub: uuid.UUID
     acc: uuid.UUID
     role: Literal["viewer", "engineer", "admin", "owner"]
+    ep: int = 0
 
 
 def decode(token: str, secret: str, *, audience: str | None = None) -> Principal:
@@ -84,7 +87,9 @@ def decode(token: str, secret: str, *, audience: str | None = None) -> Principal
     except ValidationError as error:
         where = ", ".join(".".join(map(str, e["loc"])) for e in error.errors())
         raise InvalidToken(f"malformed claims: {where}") from error
-    return Principal(user_id=claims.sub, account_id=claims.acc, role=claims.role)
+    return Principal(
+        user_id=claims.sub, account_id=claims.acc, role=claims.role, epoch=claims.ep
+    )
 
 
 _TTL = re.compile(r"^(\d+)([smhd])$")
@@ -121,7 +126,10 @@ async def lookup(settings: Settings, user: uuid.UUID | str) -> Principal:
         raise SystemExit(f"no active user {user}")
     if len(found) > 1:
         raise SystemExit(f"{user} is a user of several accounts: pass --user <id> instead")
-    return Principal(user_id=found[0].id, account_id=found[0].account_id, role=found[0].role)
+    one = found[0]
+    return Principal(
+        user_id=one.id, account_id=one.account_id, role=one.role, epoch=one.token_epoch
+    )
 
 
 def dev_stack_settings(settings: Settings) -> Settings:

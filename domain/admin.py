@@ -90,9 +90,17 @@ async def update_user(
         changes.get("role", "owner") != "owner" or changes.get("is_active") is False
     ):
         await _keep_an_owner(session, user)
+    before = (user.role, user.email, user.is_active)
     await _apply(session, user, changes, smtputf8=smtputf8)
+    if (user.role, user.email, user.is_active) != before:
+        revoke_tokens(user)  # a new role, address or status: earlier tokens stop working
     await session.flush()
     return user
+
+
+def revoke_tokens(user: User) -> None:
+    """Every token minted for `user` so far stops working (a reactivation keeps it so)."""
+    user.token_epoch = user.token_epoch + 1
 
 
 async def delete_user(
@@ -113,6 +121,7 @@ async def delete_user(
     if user.role == "owner":
         await _keep_an_owner(session, user)
     user.deleted_at = utcnow()
+    revoke_tokens(user)
     await session.flush()
 
 

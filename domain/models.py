@@ -103,6 +103,8 @@ class User(Base):
     quiet_end: Mapped[time | None] = mapped_column(Time())
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Only tokens minted at the current epoch are accepted: bumping it revokes the rest.
+    token_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
 
 

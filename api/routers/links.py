@@ -35,6 +35,7 @@ from api.tokens import mint as mint_token
 from config import Settings
 from db import get_in_account, tenant_session
 from domain import lifecycle, links
+from domain.admin import revoke_tokens
 from domain.clock import utcnow
 from domain.errors import BadLink, Forbidden, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
@@ -160,6 +161,21 @@ async def me(uow: UowDep, principal: Viewer) -> MeOut:
 
 
 @router.post(
+    "/v1/me/sign-out-everywhere",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke every token of the caller's, this one included",
+)
+async def sign_out_everywhere(uow: UowDep, principal: Viewer) -> None:
+    """Every bearer token and stream ticket minted for you so far stops working, on every
+    device; sign in again for a new one."""
+    user = await get_in_account(uow.session, User, principal.user_id, principal.account_id)
+    if user is None:  # the gate has just confirmed the user
+        raise NotFound("the token's user is gone")
+    revoke_tokens(user)
+    log.info("auth.signed_out_everywhere", user_id=str(user.id))
+
+
+@router.post(
     "/v1/auth/sign-in-link",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SignInRequested,
@@ -238,7 +254,9 @@ async def redeem(body: Redeem, settings: SettingsDep, sessionmaker: Sessionmaker
         user = await _active_user(session, read)
         if not await links.use(session, read):
             raise LinkUsed("this sign-in link was used already: ask for a new one")
-    principal = Principal(user_id=user.id, account_id=user.account_id, role=user.role)
+    principal = Principal(
+        user_id=user.id, account_id=user.account_id, role=user.role, epoch=user.token_epoch
+    )
     token = mint_token(principal, settings.jwt_secret, ttl=SESSION_TTL, now=utcnow())
     log.info("sign_in.redeemed", user_id=str(user.id))
     return SessionOut(

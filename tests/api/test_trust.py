@@ -8,6 +8,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import yaml  # type: ignore[import-untyped]
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
+from api.tokens import Principal, mint
 from config import DEV_JWT_SECRET, Settings
 from domain import links
 from domain.clock import utcnow
@@ -163,3 +165,51 @@ async def test_outside_dev_the_public_metrics_need_a_token(prod_api: Api) -> Non
             await asyncio.sleep(0.1)
     assert scraped.status_code == 200
     assert "escalator_open_items" in scraped.text
+
+
+async def _epoch_headers(
+    api: Api, tenant: Tenant, who: str, ttl: timedelta = timedelta(hours=1)
+) -> dict[str, str]:
+    """A token minted as the app does it: at the user's current token epoch."""
+    user = await tenant.user_row(who)
+    principal = Principal(
+        user_id=user.id, account_id=tenant.account_id, role=user.role, epoch=user.token_epoch
+    )
+    token = mint(principal, api.settings.jwt_secret, ttl=ttl, now=utcnow())
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_sign_out_everywhere_revokes_every_earlier_token(
+    json_api: Api, tenant: Tenant
+) -> None:
+    phone = await _epoch_headers(json_api, tenant, "emil")
+    laptop = await _epoch_headers(json_api, tenant, "emil", ttl=timedelta(hours=8))
+    assert (await json_api.client.get("/v1/me", headers=laptop)).status_code == 200
+    out = await json_api.client.post("/v1/me/sign-out-everywhere", headers=phone)
+    assert out.status_code == 204, out.text
+    for stale in (phone, laptop):
+        refused = await json_api.client.get("/v1/me", headers=stale)
+        assert refused.status_code == 401
+        assert "revoked" in refused.json()["error"]["message"]
+    fresh = await _epoch_headers(json_api, tenant, "emil")
+    assert (await json_api.client.get("/v1/me", headers=fresh)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "undo"),
+    [
+        ({"is_active": False}, {"is_active": True}),  # reactivation does not revive tokens
+        ({"role": "viewer"}, {"role": "engineer"}),
+        ({"email": "emil.new@example.com"}, None),
+    ],
+)
+async def test_a_status_role_or_address_change_revokes_earlier_tokens(
+    json_api: Api, tenant: Tenant, change: dict[str, object], undo: dict[str, object] | None
+) -> None:
+    before = await _epoch_headers(json_api, tenant, "emil")
+    ada = await _epoch_headers(json_api, tenant, "ada")
+    url = f"/v1/users/{tenant.user('emil')}"
+    assert (await json_api.client.patch(url, json=change, headers=ada)).status_code == 200
+    if undo is not None:
+        assert (await json_api.client.patch(url, json=undo, headers=ada)).status_code == 200
+    assert (await json_api.client.get("/v1/me", headers=before)).status_code == 401
