@@ -30,25 +30,25 @@ REPLAN_LISTED = 100
 _EXAMPLE_USER = "0c0d1a8e-3d5e-5b8a-9f3c-2a6e8d4b7f10"
 
 
-def _written_as_a_date(value: Any) -> Any:
-    """Text must start with its year, as the schema's pattern says: pydantic would otherwise
-    read "0.5" as seconds since 1970."""
-    if isinstance(value, str) and not re.match(limits.YEAR_PATTERN, value):
+def _rfc3339(value: Any) -> Any:
+    """What the schema says: an RFC 3339 string with seconds and a zone. Pydantic would
+    otherwise take a JSON number as seconds since 1970, or "10:00" without its seconds."""
+    if not isinstance(value, str) or not re.match(limits.INSTANT_PATTERN, value):
         raise ValueError(
-            f"must be an ISO 8601 date-time with a zone, years {limits.EARLIEST.year} "
-            f"to {limits.LATEST.year - 1}"
+            "must be an RFC 3339 date-time string with seconds and a zone, e.g. "
+            f"{_EXAMPLE_DUE}; years {limits.EARLIEST.year} to {limits.LATEST.year - 1}"
         )
     return value
 
 
 Instant = Annotated[
     AwareDatetime,
-    BeforeValidator(_written_as_a_date),
+    BeforeValidator(_rfc3339),
     AfterValidator(limits.check_instant),
     Field(
         description=f"with a zone offset; years {limits.EARLIEST.year} to {limits.LATEST.year - 1}",
         examples=[_EXAMPLE_DUE],
-        json_schema_extra={"pattern": limits.YEAR_PATTERN},
+        json_schema_extra={"pattern": limits.INSTANT_PATTERN},
     ),
 ]
 Snapshot = Annotated[

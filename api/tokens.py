@@ -87,9 +87,7 @@ def decode(token: str, secret: str, *, audience: str | None = None) -> Principal
     except ValidationError as error:
         where = ", ".join(".".join(map(str, e["loc"])) for e in error.errors())
         raise InvalidToken(f"malformed claims: {where}") from error
-    return Principal(
-        user_id=claims.sub, account_id=claims.acc, role=claims.role, epoch=claims.ep
-    )
+    return Principal(user_id=claims.sub, account_id=claims.acc, role=claims.role, epoch=claims.ep)
 
 
 _TTL = re.compile(r"^(\d+)([smhd])$")

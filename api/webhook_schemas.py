@@ -25,6 +25,7 @@ Url = Annotated[
         min_length=1,
         max_length=MAX_URL,
         description="http:// or https://, with a host",
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+",
         examples=["https://hooks.example.com/escalator"],
     ),
 ]

@@ -17,6 +17,11 @@ from typing import Any
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 YEAR_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9])-"
+# An instant as the API takes it: RFC 3339 with seconds and a zone, in the years above.
+INSTANT_PATTERN = (
+    r"^(19[7-9][0-9]|2[01][0-9][0-9])-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 # Free-form JSON (a handoff's snapshot): nesting depth and encoded size.
 MAX_JSON_DEPTH = 32

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,7 +18,7 @@ from sqlalchemy import select, tuple_
 
 import metrics
 from api.auth import Admin, Engineer, Viewer
-from api.deps import TemporalDep, UnitOfWork, UowDep
+from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.schemas import (
     AuditOut,
@@ -66,15 +68,25 @@ async def item_view(
     )
 
 
-def _encode(item: Item) -> str:
-    raw = json.dumps([item.created_at.isoformat(), str(item.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+def _encode(item: Item, secret: str) -> str:
+    """The position after `item`, signed: a cursor this API did not issue is a 400."""
+    raw = base64.urlsafe_b64encode(
+        json.dumps([item.created_at.isoformat(), str(item.id)]).encode()
+    ).decode()
+    return f"{raw}.{_sign(raw, secret)}"
 
 
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _sign(raw: str, secret: str) -> str:
+    return hmac.new(secret.encode(), f"cursor:{raw}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _decode(cursor: str, secret: str) -> tuple[datetime, uuid.UUID]:
     """Total: any string either decodes to the position this API encoded, or is a 400."""
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        raw, _, signature = cursor.rpartition(".")
+        if not hmac.compare_digest(signature.encode(), _sign(raw, secret).encode()):
+            raise ValueError("not signed by this API")
+        decoded = json.loads(base64.urlsafe_b64decode(raw.encode("ascii")))
         if not (isinstance(decoded, list) and all(isinstance(part, str) for part in decoded)):
             raise ValueError("not a pair of strings")
         created, item_id = decoded
@@ -87,6 +99,7 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
 async def list_items(
     uow: UowDep,
     _: Viewer,
+    settings: SettingsDep,
     state: Literal["open", "paused", "claimed", "resolved", "cancelled"] | None = None,
     kind: Literal["task", "handoff"] | None = None,
     type: str | None = Query(default=None, max_length=64),
@@ -112,7 +125,8 @@ async def list_items(
     if due_to is not None:
         query = query.where(Item.due_at < due_to)
     if cursor:
-        query = query.where(tuple_(Item.created_at, Item.id) < tuple_(*_decode(cursor)))
+        position = _decode(cursor, settings.jwt_secret)
+        query = query.where(tuple_(Item.created_at, Item.id) < tuple_(*position))
     rows = list(
         await uow.session.scalars(
             query.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)
@@ -122,7 +136,7 @@ async def list_items(
     names = await items.claimer_names(uow.session, uow.principal.account_id, page)
     return ItemPage(
         items=[ItemOut.of(i, names.get(i.claimed_by)) for i in page],
-        next_cursor=_encode(page[-1]) if len(rows) > limit else None,
+        next_cursor=_encode(page[-1], settings.jwt_secret) if len(rows) > limit else None,
     )
 
 
