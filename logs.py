@@ -175,3 +175,4 @@ def configure_logging(fmt: Format = "console") -> None:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).handlers = []
             logging.getLogger(name).propagate = True
+            logging.getLogger(name).disabled = False  # a dictConfig may have switched it off

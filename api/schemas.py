@@ -35,7 +35,7 @@ def _rfc3339(value: Any) -> Any:
     otherwise take a JSON number as seconds since 1970, or "10:00" without its seconds."""
     if not isinstance(value, str) or not re.match(limits.INSTANT_PATTERN, value):
         raise ValueError(
-            "must be an RFC 3339 date-time string with seconds and a zone, e.g. "
+            "must be an RFC 3339 date-time string with seconds and a timezone offset, e.g. "
             f"{_EXAMPLE_DUE}; years {limits.EARLIEST.year} to {limits.LATEST.year - 1}"
         )
     return value

@@ -7,11 +7,12 @@ the answer to a create and to a rotation.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
@@ -19,13 +20,23 @@ from api.admin_schemas import Name
 from domain.models import Delivery, WebhookEndpoint
 from domain.webhooks import MAX_URL, LastDelivery
 
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"
+
+
+def _http_url(value: str) -> str:
+    if not re.match(URL_PATTERN, value):
+        raise ValueError("must be an http:// or https:// URL that names a host")
+    return value
+
+
 Url = Annotated[
     str,
+    AfterValidator(_http_url),
     Field(
         min_length=1,
         max_length=MAX_URL,
         description="http:// or https://, with a host",
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+",
+        json_schema_extra={"pattern": URL_PATTERN},
         examples=["https://hooks.example.com/escalator"],
     ),
 ]
