@@ -117,9 +117,9 @@ class Settings(BaseSettings):
     otel_bsp_max_queue_size: int = Field(
         default=32768, ge=512, validation_alias="OTEL_BSP_MAX_QUEUE_SIZE"
     )
-    # Webhooks to loopback or private addresses (domain/destinations.py): unset, allowed
-    # outside `prod` (development and tests post to 127.0.0.1) and refused in it.
-    webhook_allow_private: bool | None = None
+    # Webhooks to loopback or private addresses (domain/destinations.py): refused in every
+    # environment unless allowed here (development and tests post to 127.0.0.1).
+    webhook_allow_private: bool = False
 
     jwt_secret: str = DEV_JWT_SECRET
     reconcile_every_seconds: int = 60
@@ -149,9 +149,7 @@ class Settings(BaseSettings):
 
     @property
     def webhooks_reach_private(self) -> bool:
-        if self.webhook_allow_private is not None:
-            return self.webhook_allow_private
-        return self.environment != "prod"
+        return self.webhook_allow_private
 
     @property
     def base_url(self) -> str:

@@ -292,6 +292,9 @@ def run(settings: Settings) -> None:
         database_url = settings.database_url or stack.enter_context(embedded_postgres(state / "pg"))
         settings = settings.model_copy(update={"database_url": database_url, "state_dir": state})
         env = {**os.environ, "DATABASE_URL": database_url, "ESCALATOR_STATE_DIR": str(state)}
+        # A development stack posts webhooks to receivers on this machine: allowed here,
+        # explicitly (everywhere else private destinations are refused).
+        env.setdefault("ESCALATOR_WEBHOOK_ALLOW_PRIVATE", "true")
         # The API and the worker get the app role's login only, never the owner's.
         app_url = to_libpq_url(settings.async_app_database_url)
         app_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}

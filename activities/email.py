@@ -166,6 +166,9 @@ class EmailActivities:
         )
         ids = [uuid.UUID(r) for r in request.recipient_ids]
         async with tenant_session(self._sessionmaker, account_id) as session:
+            # The send guard before the rows, in the order a claim takes them (guard, item,
+            # rows): the two never deadlock, and a claim committing goes first.
+            await send_guard.sending(session, key.item_id)
             rows = await deliveries.give_up(session, key, ids, request.error, request.tier)
             await announce(session, key, [(row, request.error) for row in rows], request.emails)
         metrics.delivered("email", "failed", len(rows))
@@ -316,6 +319,7 @@ class EmailActivities:
         emails = {r.user_id: r.email for r in request.recipients}
         errors = {o.user_id: o.error or "" for o in outcomes}
         async with tenant_session(self._sessionmaker, account_id) as session:
+            await send_guard.sending(session, key.item_id)  # before the rows, as a claim
             failed = await deliveries.record(session, key, results, request.tier)
             announced = [(row, errors[str(row.recipient_id)]) for row in failed]
             await announce(session, key, announced, emails)

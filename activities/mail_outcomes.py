@@ -21,7 +21,7 @@ from temporalio import activity
 import metrics
 from activities.mail import MailItem, mail_item
 from db import get_in_account
-from domain import deliveries, push, send_guard
+from domain import deliveries, push
 from domain.models import BusinessCalendarVersion, Item, SlaPolicy
 from domain.people import Recipient
 from domain.quiet_hours import quiet_until_of
@@ -66,8 +66,8 @@ async def announce(
     ordering lock is held until commit."""
     if not failed:
         return
-    # Under the send guard: a claim that is committing goes first, and is then seen here.
-    await send_guard.sending(session, key.item_id)
+    # The caller holds the send guard (taken before the rows): a claim that is committing
+    # went first, and is seen here.
     item = await get_in_account(session, Item, key.item_id, key.account_id)
     if item is None or item.state != "open":
         return

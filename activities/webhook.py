@@ -57,7 +57,7 @@ class WebhookActivities:
         disable_after: int = 10,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        allow_private: bool = True,
+        allow_private: bool = False,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._base_url = base_url.rstrip("/")
@@ -270,11 +270,14 @@ class WebhookActivities:
         """The signed POST of the endpoint's format, to the endpoint's URL; not sent at all
         to a host that is not public when private ones are not allowed (checked now: DNS
         may have changed since the endpoint was saved)."""
+        pinned = None
         if not self._allow_private:
             try:
-                await destinations.refuse_private(endpoint.url)
+                pinned = await destinations.pin(endpoint.url)
             except Invalid as refused:
-                return http.Answer(code=None, error=f"not sent: {refused.message}", refused=True)
+                activity.logger.warning("webhook.refused", extra={"reason": refused.message})
+                reason = "not sent: the destination is not a public address"
+                return http.Answer(code=None, error=reason, refused=True)
         hook = http.HookItem(
             id=str(item.id),
             kind=item.kind,
@@ -288,7 +291,12 @@ class WebhookActivities:
         secrets = webhooks.signing_secrets(endpoint, now)
         headers = http.headers(str(msg_id), now, content, secrets)
         return await http.post(
-            endpoint.url, content, headers, within=self._timeout, transport=self._transport
+            endpoint.url,
+            content,
+            headers,
+            within=self._timeout,
+            transport=self._transport,
+            pinned=pinned,
         )
 
     async def _disable(

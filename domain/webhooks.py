@@ -133,7 +133,7 @@ async def create_endpoint(
     *,
     actor_id: uuid.UUID,
     values: Mapping[str, Any],
-    allow_private: bool = True,
+    allow_private: bool = False,
 ) -> WebhookEndpoint:
     """`values`: name, url, event_filter, format. The new secret is on the returned row.
     Without `allow_private`, a URL whose host is not public is refused."""

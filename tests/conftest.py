@@ -54,9 +54,12 @@ def database_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(environment="test", state_dir=tmp_path_factory.mktemp("state")).model_copy(
-        update={"database_url": database_url}
-    )
+    # Webhook receivers in tests listen on 127.0.0.1: allowed explicitly, as in development.
+    return Settings(
+        environment="test",
+        state_dir=tmp_path_factory.mktemp("state"),
+        webhook_allow_private=True,
+    ).model_copy(update={"database_url": database_url})
 
 
 @pytest.fixture(scope="session")

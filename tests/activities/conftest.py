@@ -32,5 +32,9 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 def webhooks(app_sessionmaker: async_sessionmaker[AsyncSession]) -> WebhookActivities:
     """A 1 s timeout, disabled after 3 failures in a row: tests stay short."""
     return WebhookActivities(
-        app_sessionmaker, base_url="http://escalator.test", timeout_seconds=1.0, disable_after=3
+        app_sessionmaker,
+        base_url="http://escalator.test",
+        timeout_seconds=1.0,
+        disable_after=3,
+        allow_private=True,  # the receivers are on 127.0.0.1
     )

@@ -73,7 +73,7 @@ async def test_timeouts_and_refused_connections_are_retried_without_a_code(
     with pytest.raises(ApplicationError, match="no answer within 1 s"):
         await run(webhooks.send_webhook, send(tenant, slow_item, slow))
     assert time.monotonic() - started < 2.5
-    with pytest.raises(ApplicationError, match="ConnectError"):
+    with pytest.raises(ApplicationError, match="connection failed"):  # coarse: no detail
         await run(webhooks.send_webhook, send(tenant, dead_item, dead))
 
     for item_id in (slow_item, dead_item):

@@ -5,16 +5,19 @@ checks again before each POST and sends nothing)."""
 
 from __future__ import annotations
 
-import uuid
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.webhook import WebhookActivities
 from config import Settings
+from domain import destinations
 from domain.clock import utcnow
 from tests.api.conftest import Api
 from tests.api.test_webhooks_api import endpoint_count
@@ -60,29 +63,81 @@ async def test_a_private_destination_is_refused_when_saved(
     assert shown.json()["url"] == "https://8.8.8.8/hook"
 
 
-def test_private_destinations_are_refused_by_default_only_in_prod(settings: Settings) -> None:
-    assert settings.webhooks_reach_private  # test: receivers on 127.0.0.1
-    prod = Settings(environment="prod", jwt_secret="a-real-secret-for-this-test-only")
-    assert not prod.webhooks_reach_private
-    allowed = prod.model_copy(update={"webhook_allow_private": True})
+def test_private_destinations_are_refused_by_default_in_every_environment(
+    settings: Settings,
+) -> None:
+    assert settings.webhooks_reach_private  # the suite allows it: receivers on 127.0.0.1
+    for environment in ("dev", "test", "prod"):
+        default = Settings(environment=environment, jwt_secret="9f" * 32)
+        assert not default.webhooks_reach_private, environment
+    allowed = Settings(webhook_allow_private=True)
     assert allowed.webhooks_reach_private
 
 
-async def test_the_worker_sends_nothing_to_a_host_that_became_private(
-    tenant: Tenant, app_sessionmaker: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "100.64.0.1",  # shared (carrier-grade NAT)
+        "169.254.169.254",
+        "224.0.0.1",
+        "0.0.0.0",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",  # mapped
+        "::127.0.0.1",  # compatible
+        "64:ff9b::7f00:1",  # NAT64
+        "64:ff9b:1::a00:1",  # NAT64, local use
+        "2002:7f00:1::",  # 6to4
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    ],
+)
+def test_every_form_of_a_private_address_is_refused(address: str) -> None:
+    assert not destinations.is_public(address)
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::5db8:d822"])
+def test_public_addresses_pass(address: str) -> None:
+    assert destinations.is_public(address)
+
+
+async def test_a_name_that_rebinds_between_lookups_is_never_posted_to_its_second_answer(
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The endpoint was saved when its host was public; now it answers on 127.0.0.1."""
+    """The system resolver answers a public address for `rebind.example` first and
+    127.0.0.1 on every later lookup (DNS rebinding). The worker resolves once, checks, and
+    connects to exactly what it checked: the public address (unreachable from here), never
+    the receiver on 127.0.0.1 that a second lookup would have named."""
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.example":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     with WebhookReceiver() as receiver:
         item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=1))
-        endpoint_id, _ = await add_endpoint(tenant, receiver.url)
+        url = receiver.url.replace("127.0.0.1", "rebind.example")
+        endpoint_id, _ = await add_endpoint(tenant, url)
         hooks = WebhookActivities(
-            app_sessionmaker, base_url="http://escalator.test", allow_private=False
+            app_sessionmaker,
+            base_url="http://escalator.test",
+            allow_private=False,
+            timeout_seconds=1.0,
         )
-        outcome = await ActivityEnvironment().run(
-            hooks.send_webhook, send(tenant, item_id, endpoint_id)
-        )
-        assert outcome.status == "failed"
-        assert "private or local address" in (outcome.error or "")
+        with pytest.raises(ApplicationError):  # the public address does not answer here
+            await ActivityEnvironment().run(hooks.send_webhook, send(tenant, item_id, endpoint_id))
         assert receiver.requests == []
+    assert lookups == ["rebind.example"]  # resolved once: nothing left to rebind
     [row] = await tenant.deliveries(item_id)
-    assert (row.status, row.endpoint_id) == ("failed", uuid.UUID(endpoint_id))
+    assert row.status == "pending"  # a retry will check (and resolve) again
+    assert row.last_error in ("connection failed", "no answer within 1 s")

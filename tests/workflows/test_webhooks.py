@@ -63,6 +63,7 @@ async def _endpoint(
             tenant.account_id,
             actor_id=tenant.user("ada"),
             values={"name": "PSA", "url": receiver.url},
+            allow_private=True,  # the receiver is on 127.0.0.1
         )
     receiver.secrets = [made.secret]
     return made.id
@@ -277,6 +278,7 @@ async def test_slow_receivers_never_take_the_mails_activity_slots(
                 tenant.account_id,
                 actor_id=tenant.user("ada"),
                 values={"name": name, "url": receiver.url},
+                allow_private=True,
             )
         receiver.secrets.append(made.secret)
     receiver.delay = 12.0
