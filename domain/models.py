@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -441,3 +442,25 @@ TENANT_TABLES = (
     "used_link",
     "webhook_endpoint",
 )
+
+
+# Tables with row-level security and no policy at all: only a definer function reads them.
+DEFINER_ONLY_TABLES = ("sign_in_request",)
+
+
+class SignInRequest(Base):
+    """One request for a sign-in link, by the address's SHA-256 (never the address): the
+    rate limit every API process shares. Written, counted and pruned only through the
+    definer function `escalator_sign_in_admit`."""
+
+    __tablename__ = "sign_in_request"
+    __table_args__ = (
+        Index("ix_sign_in_request_address_hash_requested_at", "address_hash", "requested_at"),
+        Index("ix_sign_in_request_requested_at", "requested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

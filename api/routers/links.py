@@ -13,8 +13,7 @@ The pages at `/signin` and `/claim` are these calls with buttons.
 
 from __future__ import annotations
 
-import collections
-import time
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -123,25 +122,18 @@ class ClaimLinkOut(BaseModel):
     expires_at: datetime
 
 
-class _Window:
-    """Sign-in requests per address in the last 15 minutes, in this process: enough to stop
-    a script from filling someone's inbox through this endpoint."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
-
-    def admit(self, key: str, limit: int) -> bool:
-        now = time.monotonic()
-        seen = self._seen[key]
-        while seen and seen[0] < now - WINDOW_SECONDS:
-            seen.popleft()
-        if len(seen) >= limit:
-            return False
-        seen.append(now)
-        return True
-
-
-_WINDOW = _Window()
+async def _admitted(session: AsyncSession, email: str, most: int) -> bool:
+    """Whether this address may have another sign-in link now: at most `most` per 15
+    minutes, counted in Postgres for every API process (by the address's SHA-256)."""
+    admitted = await session.scalar(
+        text("SELECT escalator_sign_in_admit(:hash, :most, make_interval(secs => :span))"),
+        {
+            "hash": hashlib.sha256(email.encode()).hexdigest(),
+            "most": most,
+            "span": WINDOW_SECONDS,
+        },
+    )
+    return bool(admitted)
 
 
 @router.get("/v1/me", response_model=MeOut, summary="Who the bearer token is")
@@ -196,11 +188,11 @@ async def request_sign_in(
     `SignInMailWorkflow` each): a known and an unknown address take the same time to
     answer."""
     email = body.email.strip().lower()
-    if not _WINDOW.admit(email, settings.sign_in_requests_per_window):
-        raise TooManyRequests(
-            "too many sign-in links for this address: use the last one, or wait 15 minutes"
-        )
-    async with sessionmaker() as session:
+    async with sessionmaker() as session, session.begin():
+        if not await _admitted(session, email, settings.sign_in_requests_per_window):
+            raise TooManyRequests(
+                "too many sign-in links for this address: use the last one, or wait 15 minutes"
+            )
         found = (
             await session.execute(
                 text("SELECT * FROM escalator_sign_in_candidates(:email)"), {"email": email}

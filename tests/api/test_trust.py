@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
+from sqlalchemy import text
 
 from api.tokens import Principal, mint
 from config import DEV_JWT_SECRET, Settings
@@ -214,3 +216,33 @@ async def test_a_status_role_or_address_change_revokes_earlier_tokens(
     if undo is not None:
         assert (await json_api.client.patch(url, json=undo, headers=ada)).status_code == 200
     assert (await json_api.client.get("/v1/me", headers=before)).status_code == 401
+
+
+async def test_the_sign_in_limit_is_one_for_every_api_process(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """Two API processes (two apps on one database): five links from the first, and the
+    sixth is refused by the second too; the limit lives in Postgres, not in memory."""
+    dead = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    address = {"email": tenant.email("erin")}
+    async for first in running_app(dead):
+        async for second in running_app(dead):
+            for _ in range(dead.sign_in_requests_per_window):
+                asked = await first.client.post("/v1/auth/sign-in-link", json=address)
+                assert asked.status_code == 202, asked.text
+            refused = await second.client.post("/v1/auth/sign-in-link", json=address)
+            assert refused.status_code == 429, refused.text
+            other = await second.client.post(
+                "/v1/auth/sign-in-link", json={"email": tenant.email("ada")}
+            )
+            assert other.status_code == 202
+    async with tenant.owner() as session:
+        stored = await session.scalar(
+            text("SELECT count(*) FROM sign_in_request WHERE address_hash = :hash"),
+            {"hash": hashlib.sha256(tenant.email("erin").encode()).hexdigest()},
+        )
+        leaked = await session.scalar(
+            text("SELECT count(*) FROM sign_in_request WHERE address_hash LIKE '%@%'")
+        )
+    assert stored == dead.sign_in_requests_per_window  # the refused one wrote nothing
+    assert leaked == 0  # hashes, never addresses

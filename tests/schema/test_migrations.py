@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 
 from db import alembic_config, migrate
-from domain.models import TENANT_TABLES, Base
+from domain.models import DEFINER_ONLY_TABLES, TENANT_TABLES, Base
 from tests.support.pg import create_database, drop_database, fetch
 
 PUBLIC_TABLES = (
@@ -43,7 +43,7 @@ def test_row_level_security_is_enabled_on_every_tenant_table(database_url: str) 
         "SELECT relname FROM pg_class WHERE relrowsecurity AND relkind = 'r' "
         "AND relnamespace = 'public'::regnamespace",
     )
-    assert {row[0] for row in rows} == {*TENANT_TABLES, "account"}
+    assert {row[0] for row in rows} == {*TENANT_TABLES, "account", *DEFINER_ONLY_TABLES}
 
 
 def test_every_tenant_table_has_an_indexed_account_id() -> None:
