@@ -21,7 +21,7 @@ never depends on today's database or holiday rules.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         Notification,
         PauseSpan,
         RecordRung,
+        RungFired,
         RungMark,
         RungView,
         StateView,
@@ -296,19 +297,7 @@ class EscalationWorkflow(EscalationState):
             planned_at=rung.fire_at,
         )
         at = workflow.now()
-        request = FireRung(
-            item_id=ref.item_id,
-            account_id=ref.account_id,
-            rung=rung.name,
-            tier=rung.tier,
-            at=at,
-            planned_at=rung.fire_at,
-            event_key=note.event_key,
-            chain=note.chain,
-            channels=note.channels,
-            critical=note.critical,
-        )
-        fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
+        fired = await _fire_and_send(ref, note, at, rung.fire_at)
         if not fired.recorded:  # a claim won the race: nothing was written, nothing is sent
             self._follow(fired.state, fired.claimed_by)
             return
@@ -338,21 +327,29 @@ class EscalationWorkflow(EscalationState):
             push_kind="handoff.escalated",
             actor_id=snapshot.creator_id,
         )
-        request = FireRung(
-            item_id=ref.item_id,
-            account_id=ref.account_id,
-            rung=HANDOFF,
-            tier=0,
-            at=workflow.now(),
-            planned_at=workflow.now(),
-            event_key=note.event_key,
-            chain=note.chain,
-            channels=note.channels,
-            push_kind=note.push_kind,
-            actor_id=note.actor_id,
-        )
-        fired = await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
+        fired = await _fire_and_send(ref, note, workflow.now(), workflow.now())
         if fired.recorded:
             notifier.fired(note, fired)
         else:
             self._follow(fired.state, fired.claimed_by)
+
+
+async def _fire_and_send(
+    ref: ItemRef, note: Notification, at: datetime, planned_at: datetime
+) -> RungFired:
+    """A rung's (or the handoff fan-out's) one transaction and its first mails."""
+    request = FireRung(
+        item_id=ref.item_id,
+        account_id=ref.account_id,
+        rung=note.rung,
+        tier=note.tier,
+        at=at,
+        planned_at=planned_at,
+        event_key=note.event_key,
+        chain=note.chain,
+        channels=note.channels,
+        push_kind=note.push_kind,
+        critical=note.critical,
+        actor_id=note.actor_id,
+    )
+    return await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)
