@@ -57,7 +57,17 @@ def mint(
     }
     if audience is not None:
         claims["aud"] = audience
+        claims["jti"] = str(uuid.uuid4())  # a narrowed token is single-use: its id is spent
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def token_id(token: str, secret: str, audience: str) -> uuid.UUID:
+    """The id of a single-use token already checked by `decode(..., audience=...)`."""
+    try:
+        raw = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=audience)
+        return uuid.UUID(str(raw["jti"]))
+    except (jwt.PyJWTError, KeyError, ValueError) as error:
+        raise InvalidToken(f"no single-use id: {error}") from error
 
 
 class Claims(BaseModel):

@@ -6,13 +6,15 @@ On connect: a `ready` event; then, if the client gives `Last-Event-ID` (or
 every `ESCALATOR_SSE_HEARTBEAT_SECONDS` keeps proxies from closing an idle stream.
 
 Browsers' EventSource cannot send headers, so `POST /v1/events/ticket` returns a 60-second
-ticket bound to the caller, accepted as `?ticket=`.
+ticket bound to the caller, accepted as `?ticket=` once: a ticket copied from a log, a proxy
+or a browser's history opens nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,16 +22,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette.sse import EventSourceResponse
 
 from api.auth import RANK, Engineer, Require, bearer, confirmed, unauthenticated
 from api.deps import SessionmakerDep, SettingsDep
 from api.events import Event, Hub
-from api.tokens import InvalidToken, Principal, decode, mint
+from api.tokens import InvalidToken, Principal, decode, mint, token_id
 from db import tenant_session
 from domain import push
 from domain.clock import utcnow
-from domain.models import PushEvent
+from domain.models import PushEvent, UsedLink
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 TICKET_TTL = timedelta(seconds=60)
@@ -42,7 +46,9 @@ class Ticket(BaseModel):
     expires_in: int
 
 
-@router.post("/ticket", response_model=Ticket, summary="A 60-second ticket for EventSource")
+@router.post(
+    "/ticket", response_model=Ticket, summary="A single-use, 60-second ticket for EventSource"
+)
 async def ticket(principal: Engineer, settings: SettingsDep) -> Ticket:
     token = mint(
         principal, settings.jwt_secret, ttl=TICKET_TTL, now=utcnow(), audience=TICKET_AUDIENCE
@@ -65,6 +71,7 @@ class RequireStream(Require):
                 principal = decode(credentials.credentials, secret)
             elif ticket is not None:
                 principal = decode(ticket, secret, audience=TICKET_AUDIENCE)
+                await _spend(request, principal, token_id(ticket, secret, TICKET_AUDIENCE))
             else:
                 raise unauthenticated("missing bearer token or ticket")
         except InvalidToken as error:
@@ -73,6 +80,26 @@ class RequireStream(Require):
         if RANK.get(principal.role, -1) < RANK[self.role]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"requires role {self.role} or above")
         return principal
+
+
+async def _spend(request: Request, principal: Principal, jti: uuid.UUID) -> None:
+    """A ticket opens one stream: its id is recorded as used, and a second use (a ticket
+    copied from a log, a proxy or a history) is refused."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with tenant_session(sessionmaker, principal.account_id) as session:
+        spent = await session.execute(
+            insert(UsedLink)
+            .values(
+                jti=jti,
+                account_id=principal.account_id,
+                purpose="stream_ticket",
+                user_id=principal.user_id,
+            )
+            .on_conflict_do_nothing()
+            .returning(UsedLink.jti)
+        )
+        if spent.first() is None:
+            raise InvalidToken("this ticket was used already: ask for a new one")
 
 
 def _sse(event: Event | PushEvent) -> dict[str, Any]:

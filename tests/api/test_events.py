@@ -210,6 +210,10 @@ async def test_a_stream_ticket_works_only_for_the_stream(
             assert response.status_code == 200
             first_event = await anext(sse_events(response))
             assert first_event.event == "ready"
+        # Single use: the same ticket again (copied from a log, a proxy, a history) is refused.
+        again = await client.get(f"/v1/events/stream?ticket={ticket}")
+        assert again.status_code == 401
+        assert "used already" in again.json()["error"]["message"]
 
 
 async def test_resuming_while_events_keep_coming_gives_each_event_once_in_order(
