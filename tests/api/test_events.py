@@ -211,7 +211,7 @@ async def test_a_stream_ticket_works_only_for_the_stream(
             first_event = await anext(sse_events(response))
             assert first_event.event == "ready"
         # Single use: the same ticket again (copied from a log, a proxy, a history) is refused.
-        again = await client.get(f"/v1/events/stream?ticket={ticket}")
+        again = await client.get(f"/v1/events/stream?ticket={ticket}", timeout=5)
         assert again.status_code == 401
         assert "used already" in again.json()["error"]["message"]
 
