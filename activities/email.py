@@ -34,7 +34,6 @@ from dataclasses import replace
 from email.message import Message
 from typing import Any
 
-import aiosmtplib
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -47,7 +46,6 @@ from activities.mail_outcomes import (
     batch_of,
     delivery_key,
     heartbeating,
-    is_permanent,
     measure,
     not_now,
     open_item,
@@ -280,18 +278,9 @@ class EmailActivities:
         self, request: SendEmails, user_id: str, message: Message, wire: str
     ) -> MailOutcome:
         """One mail over a pooled connection, within the mail's time: its outcome."""
-        try:
-            async with asyncio.timeout(self._smtp.timeout):
-                await self._pool.send_now(message, sender=self._smtp.mail_from, recipients=[wire])
-        except aiosmtplib.SMTPException as error:
-            status = "failed" if is_permanent(error) else "retry"
-            return MailOutcome(user_id=user_id, status=status, error=str(error))
-        except (OSError, TimeoutError) as error:  # refused, reset, or slower than its time
-            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            return MailOutcome(user_id=user_id, status="retry", error=reason)
-        except Exception as error:  # this message cannot be sent (an encoding, say)
-            reason = f"cannot be sent: {type(error).__name__}: {error}"
-            return MailOutcome(user_id=user_id, status="failed", error=reason)
+        tried = await self._pool.attempt(message, wire)
+        if tried.status != "sent":
+            return MailOutcome(user_id=user_id, status=tried.status, error=tried.error)
         return MailOutcome(
             user_id=user_id,
             status="sent",

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-import aiosmtplib
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -170,14 +169,6 @@ def final_outcome(row: Any) -> MailOutcome:
         sent_at=row.sent_at,
         error=row.last_error if row.status == "failed" else None,
     )
-
-
-def is_permanent(error: aiosmtplib.SMTPException) -> bool:
-    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        return all(refused.code >= 500 for refused in error.recipients)
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        return error.code >= 500
-    return False
 
 
 def measure(request: SendEmails, item: MailItem, outcomes: Sequence[MailOutcome]) -> None:

@@ -4,18 +4,15 @@ and a deterministic `Message-ID`, retried by Temporal (`workflows.sign_in`)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 
-import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.mail import MailLinks, sign_in_message
-from activities.mail_outcomes import is_permanent
 from activities.smtp import SmtpPool
 from db import tenant_session
 from domain import deliveries, links
@@ -87,19 +84,13 @@ class SignInActivities:
             message_id=message_id,
         )
         message["From"] = self._pool.smtp.mail_from
-        try:
-            async with self._pool.slot(), asyncio.timeout(self._pool.smtp.timeout):
-                await self._pool.send_now(
-                    message, sender=self._pool.smtp.mail_from, recipients=[address]
-                )
-        except aiosmtplib.SMTPException as error:
-            if is_permanent(error):
-                return await self._record(mail, SignInOutcome(status="failed", error=str(error)))
-            await self._record(mail, SignInOutcome(status="pending", error=str(error)))
-            raise ApplicationError(f"SMTP will be tried again: {error}") from None
-        except (OSError, TimeoutError) as error:
-            await self._record(mail, SignInOutcome(status="pending", error=repr(error)))
-            raise ApplicationError(f"SMTP will be tried again: {error!r}") from None
+        async with self._pool.slot():
+            tried = await self._pool.attempt(message, address)
+        if tried.status == "failed":
+            return await self._record(mail, SignInOutcome(status="failed", error=tried.error))
+        if tried.status == "retry":
+            await self._record(mail, SignInOutcome(status="pending", error=tried.error))
+            raise ApplicationError(f"SMTP will be tried again: {tried.error}")
         sent = SignInOutcome(status="sent", sent_at=utcnow(), message_id=message_id)
         try:
             return await self._record(mail, sent)

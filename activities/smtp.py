@@ -49,6 +49,24 @@ class Smtp:
         )
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one mail: `sent`, `failed` (a 5xx, or a message that cannot be sent:
+    trying again would not help) or `retry` (a 4xx, a refused or reset connection, or no
+    answer in time), with the error."""
+
+    status: str
+    error: str | None = None
+
+
+def is_permanent(error: aiosmtplib.SMTPException) -> bool:
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return all(refused.code >= 500 for refused in error.recipients)
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return error.code >= 500
+    return False
+
+
 class SmtpPool:
     def __init__(self, smtp: Smtp, size: int) -> None:
         self.smtp = smtp
@@ -84,6 +102,23 @@ class SmtpPool:
             client.close()
             raise
         self._idle.append((client, time.monotonic()))
+
+    async def attempt(self, message: Message, address: str) -> Attempt:
+        """One mail to `address`, within the SMTP timeout, for a caller that holds a
+        `slot()`: its outcome, never an exception."""
+        try:
+            async with asyncio.timeout(self.smtp.timeout):
+                await self.send_now(message, sender=self.smtp.mail_from, recipients=[address])
+        except aiosmtplib.SMTPException as error:
+            return Attempt(status="failed" if is_permanent(error) else "retry", error=str(error))
+        except (OSError, TimeoutError) as error:  # refused, reset, or slower than its time
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            return Attempt(status="retry", error=reason)
+        except Exception as error:  # this message cannot be sent (an encoding, say)
+            return Attempt(
+                status="failed", error=f"cannot be sent: {type(error).__name__}: {error}"
+            )
+        return Attempt(status="sent")
 
     async def _take(self) -> aiosmtplib.SMTP:
         while self._idle:

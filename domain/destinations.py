@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -34,7 +33,6 @@ class PrivateDestination(Invalid):
 
 # NAT64's well-known and local-use prefixes: the last 32 bits are an IPv4 address.
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -67,22 +65,20 @@ def _is_private(address: str) -> bool:
     return not is_public(address)
 
 
-async def system_resolver(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in found})
-
-
-async def addresses(host: str, port: int, resolve: Resolver = system_resolver) -> list[str]:
+async def addresses(host: str, port: int) -> list[str]:
     """The host's addresses: itself if it is one, else what DNS says (bounded)."""
     try:
         return [str(ipaddress.ip_address(host.strip("[]")))]
     except ValueError:
         pass
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(resolve(host, port), RESOLVE_TIMEOUT_SECONDS)
+        found = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_SECONDS
+        )
     except (OSError, TimeoutError) as error:
         raise Invalid(f"url's host {host} does not resolve: {error}", field="url") from error
+    return sorted({str(info[4][0]) for info in found})
 
 
 @dataclass(frozen=True)
@@ -94,13 +90,13 @@ class Pinned:
     address: str
 
 
-async def pin(url: str, resolve: Resolver = system_resolver) -> Pinned:
+async def pin(url: str) -> Pinned:
     """The URL's host resolved once, every address it has checked: the one to connect
     to, or `PrivateDestination` if any is not public."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    found = await addresses(host, port, resolve)
+    found = await addresses(host, port)
     for address in found:
         if _is_private(address):
             raise PrivateDestination(
@@ -114,6 +110,6 @@ async def pin(url: str, resolve: Resolver = system_resolver) -> Pinned:
     return Pinned(host=host, port=port, address=found[0])
 
 
-async def refuse_private(url: str, resolve: Resolver = system_resolver) -> None:
+async def refuse_private(url: str) -> None:
     """`PrivateDestination` if the URL's host is, or resolves to, a non-public address."""
-    await pin(url, resolve)
+    await pin(url)

@@ -195,29 +195,6 @@ class RecordPlan:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SendEmail:
-    item_id: str
-    account_id: str
-    recipient: Recipient
-    event_key: str
-    rung: str
-    tier: int
-    critical: bool
-    at: datetime  # the workflow's now: quiet hours are judged at this instant
-
-
-@dataclass(frozen=True, kw_only=True)
-class SendEmailResult:
-    status: str  # sent | suppressed | deferred | failed
-    deferred_until: datetime | None = None
-    message_id: str | None = None
-    sent_at: datetime | None = None  # when SMTP accepted it
-    # False when SMTP accepted the mail but the database failed before recording it: the
-    # workflow then records it (`record_sent`, retried until Postgres is back).
-    recorded: bool = True
-
-
-@dataclass(frozen=True, kw_only=True)
 class SendEmails:
     """One rung's mails (or the part of them still to send): one activity over the pool."""
 
@@ -274,20 +251,6 @@ class RecordOutcomes:
 
     batch: SendEmails
     outcomes: list[MailOutcome]
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeliveryOutcome:
-    """What the workflow records about one email delivery on the activity's behalf."""
-
-    item_id: str
-    account_id: str
-    recipient_id: str
-    event_key: str
-    tier: int
-    sent_at: datetime | None = None
-    message_id: str | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
