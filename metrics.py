@@ -73,7 +73,7 @@ OUTBOX_LAG = Histogram(
 RECONCILER_REPAIRS = Counter(
     "escalator_reconciler_repairs",
     "Repairs by the reconciler: workflows started that the API never started, lagging "
-    "workflows nudged",
+    "workflows nudged, sign-in requests answered that the API never started",
     ["kind"],
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
@@ -91,7 +91,7 @@ DISABLE_REASONS = ("gone", "failing")  # a 410, or `webhook_disable_after_failur
 for _channel in CHANNELS:
     for _status in DELIVERY_STATUSES:
         DELIVERIES.labels(channel=_channel, status=_status)
-for _kind in ("started", "nudged"):
+for _kind in ("started", "nudged", "sign_in"):
     RECONCILER_REPAIRS.labels(kind=_kind)
 for _reason in DISABLE_REASONS:
     WEBHOOK_ENDPOINTS_DISABLED.labels(reason=_reason)

@@ -13,10 +13,14 @@ from temporalio.client import Client
 
 import metrics
 from domain.clock import Clock
-from workflows.starts import signal_item, start_item
+from workflows.starts import signal_item, start_item, start_sign_in
+from workflows.types import SignIn
 
-# Younger items are probably being started by the API right now.
+# Younger items and sign-in requests are probably being started by the API right now.
 GRACE = timedelta(seconds=30)
+# An older sign-in request is not answered any more: its link would not live long enough
+# (15 minutes from the request) to be worth a mail.
+SIGN_IN_SPAN = timedelta(minutes=10)
 BATCH = 500
 
 
@@ -72,3 +76,25 @@ class ReconcileActivities:
         metrics.RECONCILER_REPAIRS.labels(kind="nudged").inc(nudged)
         activity.logger.info("reconcile.nudged", extra={"lagging": len(lagging), "nudged": nudged})
         return nudged
+
+    @activity.defn
+    async def start_missing_sign_ins(self) -> int:
+        """Side effect: starts the workflow (id `sign-in-<request id>`, so a repeat is a
+        no-op) of each sign-in request of the last 10 minutes nobody handled, e.g. because
+        Temporal was down when it was made."""
+        now = self._clock.now()
+        async with self._sessionmaker() as session:
+            rows = await session.execute(
+                text("SELECT id FROM escalator_sign_ins_to_start(:before, :since, :max_rows)"),
+                {"before": now - GRACE, "since": now - SIGN_IN_SPAN, "max_rows": BATCH},
+            )
+            missing = [request_id for (request_id,) in rows]
+        started = 0
+        for request_id in missing:
+            if await start_sign_in(self._client, self._task_queue, SignIn(request_id=request_id)):
+                started += 1
+        metrics.RECONCILER_REPAIRS.labels(kind="sign_in").inc(started)
+        activity.logger.info(
+            "reconcile.sign_ins", extra={"missing": len(missing), "started": started}
+        )
+        return started

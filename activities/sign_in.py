@@ -1,13 +1,16 @@
-"""`send_sign_in` and `record_sign_in`: the sign-in mail through the delivery engine, over
-the worker's SMTP pool, with its own delivery row (`auth.sign_in`, about no item), a `Date`
-and a deterministic `Message-ID`, retried by Temporal (`workflows.sign_in`)."""
+"""A sign-in request answered by the worker (`workflows.sign_in`): `sign_in_recipients`
+finds whom its address belongs to, `send_sign_in` and `record_sign_in` send each their mail
+through the delivery engine, over the worker's SMTP pool, with its own delivery row
+(`auth.sign_in`, about no item), a `Date` and a deterministic `Message-ID`, and
+`sign_in_handled` clears the stored address. The request's row is read and written only
+through the definer functions made for it."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -19,7 +22,10 @@ from domain import deliveries, links
 from domain.addresses import Undeliverable, for_smtp
 from domain.clock import utcnow
 from domain.models import Account, User
-from workflows.types import RecordSignIn, SignInMail, SignInOutcome
+from workflows.types import RecordSignIn, SignIn, SignInMail, SignInOutcome
+
+# Sign-in mails' delivery ids: uuid5(this, "<request id>:<user id>").
+MAILS = uuid.UUID("6f1c2b8e-5d4a-4e0b-9a37-2c1d0e8f7a65")
 
 
 class SignInActivities:
@@ -35,6 +41,33 @@ class SignInActivities:
         self._pool = pool
         self._links = links
         self._smtputf8 = smtputf8
+
+    @activity.defn
+    async def sign_in_recipients(self, request: SignIn) -> list[SignInMail]:
+        """No side effect: one mail for each active user the request's address belongs to
+        (none for an address nobody has, or a request handled already)."""
+        async with self._sessionmaker() as session:
+            found = await session.execute(
+                text("SELECT * FROM escalator_sign_in_recipients(:id)"), {"id": request.request_id}
+            )
+            return [
+                SignInMail(
+                    delivery_id=str(uuid.uuid5(MAILS, f"{request.request_id}:{row.user_id}")),
+                    account_id=str(row.account_id),
+                    user_id=str(row.user_id),
+                    requested_at=row.requested_at,
+                )
+                for row in found
+            ]
+
+    @activity.defn
+    async def sign_in_handled(self, request: SignIn) -> None:
+        """Side effect: the request's address cleared (only its hash stays, for the rate
+        limit, until it expires); idempotent."""
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                text("SELECT escalator_sign_in_handled(:id)"), {"id": request.request_id}
+            )
 
     @activity.defn
     async def send_sign_in(self, mail: SignInMail) -> SignInOutcome:

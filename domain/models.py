@@ -449,9 +449,11 @@ DEFINER_ONLY_TABLES = ("sign_in_request",)
 
 
 class SignInRequest(Base):
-    """One request for a sign-in link, by the address's SHA-256 (never the address): the
-    rate limit every API process shares. Written, counted and pruned only through the
-    definer function `escalator_sign_in_admit`."""
+    """One request for a sign-in link: the durable request the worker's
+    `SignInMailWorkflow` (`sign-in-<id>`) answers, and the rate limit every API process
+    shares (by the address's SHA-256). The address itself is kept only until the request is
+    handled. Read and written only through definer functions
+    (`escalator_sign_in_request` and the others of migration `c2d3e4f5a6b7`)."""
 
     __tablename__ = "sign_in_request"
     __table_args__ = (
@@ -464,3 +466,5 @@ class SignInRequest(Base):
     requested_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    address: Mapped[str | None] = mapped_column(String(320))
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

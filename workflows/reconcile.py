@@ -1,5 +1,6 @@
 """`ReconcileWorkflow`: run every minute by the `escalator-reconciler` Schedule (created at
-worker start). No signals or queries: start missing workflows, nudge lagging ones, done."""
+worker start). No signals or queries: start missing workflows, nudge lagging ones, start
+the sign-in requests nobody answered, done."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class ReconcileWorkflow:
         steps = (
             ReconcileActivities.start_missing_workflows,
             ReconcileActivities.nudge_lagging_workflows,
+            ReconcileActivities.start_missing_sign_ins,
         )
         for step in steps:
             done += await workflow.execute_activity_method(

@@ -1,10 +1,13 @@
-"""`SignInMailWorkflow`: one per sign-in mail (`sign-in-<delivery id>`). No signals, no
-queries; its only timers are Temporal's retry backoffs. It sends the mail through the
-delivery engine (`send_sign_in`), retried for up to 10 minutes (the link is valid for 15),
-and puts what the activity could not on the record (`record_sign_in`)."""
+"""`SignInMailWorkflow`: one per sign-in request (`sign-in-<request id>`), started by the
+API after it has answered, or by the reconciler if that start never happened. No signals, no
+queries; its only timers are Temporal's retry backoffs. It looks up whom the address belongs
+to (`sign_in_recipients`), sends each a mail through the delivery engine (`send_sign_in`),
+retried for up to 10 minutes (the link is valid for 15), puts what the activity could not on
+the record (`record_sign_in`), and last clears the stored address (`sign_in_handled`)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,7 +17,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.sign_in import SignInActivities
     from workflows.retries import db_step
-    from workflows.types import RecordSignIn, SignInMail, SignInOutcome
+    from workflows.types import RecordSignIn, SignIn, SignInMail, SignInOutcome
 
 SIGN_IN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30)
@@ -24,20 +27,27 @@ SIGN_IN_RETRY = RetryPolicy(
 @workflow.defn
 class SignInMailWorkflow:
     @workflow.run
-    async def run(self, mail: SignInMail) -> str:
-        try:
-            outcome = await workflow.execute_activity_method(
-                SignInActivities.send_sign_in,
-                mail,
-                start_to_close_timeout=timedelta(minutes=1),
-                schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=SIGN_IN_RETRY,
-                summary="sign-in mail",
-            )
-        except ActivityError as error:  # out of time: on the record as failed
-            outcome = SignInOutcome(status="failed", error=str(error.cause or error))
-            await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
-            return outcome.status
-        if not outcome.recorded:
-            await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+    async def run(self, request: SignIn) -> list[str]:
+        mails = await db_step(SignInActivities.sign_in_recipients, request)
+        sent = await asyncio.gather(*(_send(mail) for mail in mails))
+        await db_step(SignInActivities.sign_in_handled, request)
+        return list(sent)
+
+
+async def _send(mail: SignInMail) -> str:
+    try:
+        outcome = await workflow.execute_activity_method(
+            SignInActivities.send_sign_in,
+            mail,
+            start_to_close_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=timedelta(minutes=10),
+            retry_policy=SIGN_IN_RETRY,
+            summary="sign-in mail",
+        )
+    except ActivityError as error:  # out of time: on the record as failed
+        outcome = SignInOutcome(status="failed", error=str(error.cause or error))
+        await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
         return outcome.status
+    if not outcome.recorded:
+        await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+    return outcome.status

@@ -23,7 +23,7 @@ from workflows.types import (
     ESCALATION_WORKFLOW,
     SIGN_IN_WORKFLOW,
     EscalationInput,
-    SignInMail,
+    SignIn,
     workflow_id,
 )
 
@@ -41,15 +41,36 @@ async def start_item(
     """Start the item's workflow (idempotent by its id); True if Temporal took it. The
     workflow's first step stamps `workflow_started_at`. `summary` ("CAPA: Pump P-101
     leaks") is what the Temporal UI lists it by."""
+    start = EscalationInput(item_id=str(item_id), account_id=str(account_id))
+    return await _start(
+        client, ESCALATION_WORKFLOW, start, workflow_id(str(item_id)), task_queue, summary
+    )
+
+
+async def start_sign_in(client: Client | None, task_queue: str, request: SignIn) -> bool:
+    """Start the workflow that answers one sign-in request (idempotent by its id); False
+    (logged) if Temporal did not take it: the reconciler starts it later."""
+    workflow = f"sign-in-{request.request_id}"
+    return await _start(client, SIGN_IN_WORKFLOW, request, workflow, task_queue, "sign-in mail")
+
+
+async def _start(
+    client: Client | None,
+    name: str,
+    arg: Any,
+    workflow: str,
+    task_queue: str,
+    summary: str | None,
+) -> bool:
     if client is None:
-        log.warning("workflow.start_deferred", item_id=str(item_id), reason="temporal connecting")
+        log.warning("workflow.start_deferred", workflow_id=workflow, reason="temporal connecting")
         return False
     try:
         await asyncio.wait_for(
             client.start_workflow(
-                ESCALATION_WORKFLOW,
-                EscalationInput(item_id=str(item_id), account_id=str(account_id)),
-                id=workflow_id(str(item_id)),
+                name,
+                arg,
+                id=workflow,
                 task_queue=task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 static_summary=summary,
@@ -57,30 +78,7 @@ async def start_item(
             TIMEOUT_SECONDS,
         )
     except Exception as error:  # any failure: the reconciler starts it later
-        log.warning("workflow.start_deferred", item_id=str(item_id), error=str(error))
-        return False
-    return True
-
-
-async def start_sign_in_mail(client: Client | None, task_queue: str, mail: SignInMail) -> bool:
-    """Start the workflow that sends one sign-in mail; False (logged) if Temporal did not
-    take it: the person asks again."""
-    if client is None:
-        log.error("sign_in.not_started", reason="temporal connecting")
-        return False
-    try:
-        await asyncio.wait_for(
-            client.start_workflow(
-                SIGN_IN_WORKFLOW,
-                mail,
-                id=f"sign-in-{mail.delivery_id}",
-                task_queue=task_queue,
-                static_summary="sign-in mail",
-            ),
-            TIMEOUT_SECONDS,
-        )
-    except Exception as error:
-        log.error("sign_in.not_started", error=str(error))
+        log.warning("workflow.start_deferred", workflow_id=workflow, error=str(error))
         return False
     return True
 

@@ -291,9 +291,17 @@ class StateView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """A sign-in request: its `sign_in_request` row, which holds the address."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignInMail:
     """One sign-in mail, asked for at `requested_at` (its link is valid from then). The
-    delivery row's id is the request's: a retry never makes a second row or mail."""
+    delivery row's id derives from the request's and the user's: a retry never makes a
+    second row or mail."""
 
     delivery_id: str
     account_id: str

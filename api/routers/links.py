@@ -13,7 +13,6 @@ The pages at `/signin` and `/claim` are these calls with buttons.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -38,8 +37,8 @@ from domain.admin import revoke_tokens
 from domain.clock import utcnow
 from domain.errors import BadLink, Forbidden, LinkUsed, NotFound, TooManyRequests
 from domain.models import Account, Item, User
-from workflows.starts import signal_item, start_sign_in_mail
-from workflows.types import ClaimSignal, SignInMail
+from workflows.starts import signal_item, start_sign_in
+from workflows.types import ClaimSignal, SignIn
 
 log = structlog.get_logger()
 router = APIRouter(tags=["sign-in and mail links"])
@@ -122,18 +121,14 @@ class ClaimLinkOut(BaseModel):
     expires_at: datetime
 
 
-async def _admitted(session: AsyncSession, email: str, most: int) -> bool:
-    """Whether this address may have another sign-in link now: at most `most` per 15
-    minutes, counted in Postgres for every API process (by the address's SHA-256)."""
-    admitted = await session.scalar(
-        text("SELECT escalator_sign_in_admit(:hash, :most, make_interval(secs => :span))"),
-        {
-            "hash": hashlib.sha256(email.encode()).hexdigest(),
-            "most": most,
-            "span": WINDOW_SECONDS,
-        },
+async def _request(session: AsyncSession, email: str, most: int) -> int | None:
+    """The request's durable row (the worker answers it), or None when this address has
+    had `most` links in 15 minutes: counted in Postgres for every API process."""
+    made: int | None = await session.scalar(
+        text("SELECT escalator_sign_in_request(:address, :most, make_interval(secs => :span))"),
+        {"address": email, "most": most, "span": WINDOW_SECONDS},
     )
-    return bool(admitted)
+    return made
 
 
 @router.get("/v1/me", response_model=MeOut, summary="Who the bearer token is")
@@ -184,30 +179,19 @@ async def request_sign_in(
     temporal: TemporalDep,
     after: BackgroundTasks,
 ) -> SignInRequested:
-    """The mails go out after the answer, through the worker's delivery engine (one
-    `SignInMailWorkflow` each): a known and an unknown address take the same time to
-    answer."""
+    """Every request, for an address with an account or not, writes the same one row and
+    nothing else, and is answered: the worker looks the address up and sends the mail through
+    the delivery engine (`SignInMailWorkflow`, started after the answer; if Temporal is down,
+    the reconciler starts it within a minute or so)."""
     email = body.email.strip().lower()
     async with sessionmaker() as session, session.begin():
-        if not await _admitted(session, email, settings.sign_in_requests_per_window):
-            raise TooManyRequests(
-                "too many sign-in links for this address: use the last one, or wait 15 minutes"
-            )
-        found = (
-            await session.execute(
-                text("SELECT * FROM escalator_sign_in_candidates(:email)"), {"email": email}
-            )
-        ).all()
-    now = utcnow()
-    for user in found:
-        mail = SignInMail(
-            delivery_id=str(uuid.uuid4()),
-            account_id=str(user.account_id),
-            user_id=str(user.user_id),
-            requested_at=now,
+        request = await _request(session, email, settings.sign_in_requests_per_window)
+    if request is None:
+        raise TooManyRequests(
+            "too many sign-in links for this address: use the last one, or wait 15 minutes"
         )
-        after.add_task(start_sign_in_mail, temporal, settings.task_queue, mail)
-    log.info("sign_in.requested", matched=len(found))
+    after.add_task(start_sign_in, temporal, settings.task_queue, SignIn(request_id=request))
+    log.info("sign_in.requested", request=request)
     return SignInRequested(message=f"If {email} belongs to an active user, a link is on its way.")
 
 

@@ -45,6 +45,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_sign_in_request_requested_at", "sign_in_request", ["requested_at"])
     op.execute("ALTER TABLE sign_in_request ENABLE ROW LEVEL SECURITY")
+    create_admit()
+
+
+def create_admit() -> None:
+    """The limit's definer function (also what a later revision's downgrade puts back)."""
     role = Settings().db_app_role
     op.execute(
         f"""

@@ -106,9 +106,18 @@ async def test_the_reconcilers_workflow_starts_what_the_api_never_did(
     """On the real dev server (the workflows it starts go to a queue nobody serves, so
     they never run here)."""
     item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    async with app_sessionmaker() as session, session.begin():
+        asked = await session.scalar(
+            text("SELECT escalator_sign_in_request(:address, 100, interval '15 minutes')"),
+            {"address": tenant.email("ada")},
+        )
     reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, f"q-{uuid.uuid4()}", Later())
     queue = f"reconcile-{uuid.uuid4()}"
-    activities = [reconcile.start_missing_workflows, reconcile.nudge_lagging_workflows]
+    activities = [
+        reconcile.start_missing_workflows,
+        reconcile.nudge_lagging_workflows,
+        reconcile.start_missing_sign_ins,
+    ]
     async with Worker(
         dev_env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=activities
     ):
@@ -118,6 +127,8 @@ async def test_the_reconcilers_workflow_starts_what_the_api_never_did(
         assert await handle.result() >= 1
     started = await dev_env.client.get_workflow_handle(workflow_id(str(item_id))).describe()
     assert started.id == workflow_id(str(item_id))
+    answered = await dev_env.client.get_workflow_handle(f"sign-in-{asked}").describe()
+    assert answered.workflow_type == "SignInMailWorkflow"
     await save_history(handle, "reconciled")
 
 

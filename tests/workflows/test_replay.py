@@ -135,7 +135,10 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
         )
     },
     "the reconciler's workflow": lambda s: s.workflow == "ReconcileWorkflow",
+    "the reconciler answers a lost sign-in request": _activity("start_missing_sign_ins"),
+    "a sign-in request is looked up": _activity("sign_in_recipients"),
     "a sign-in mail": _activity("send_sign_in"),
+    "a sign-in request's address is cleared": _activity("sign_in_handled"),
     "a sign-in mail given up, on the record": _activity("record_sign_in"),
 }
 
