@@ -35,7 +35,7 @@ from workflows.escalation import EscalationWorkflow
 from workflows.notifier import WEBHOOK_QUEUE_SUFFIX
 from workflows.reconcile import ReconcileWorkflow
 from workflows.schedules import ensure_reconciler
-from workflows.sign_in import SignInMailWorkflow
+from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
 
 log = structlog.get_logger()
 
@@ -92,7 +92,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     items_worker = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow],
+        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow, AccountMailWorkflow],
         activities=[
             items.load_item,
             items.record_rung,
@@ -104,8 +104,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             email.record_outcomes,
             email.record_failures,
             sign_in.sign_in_recipients,
-            sign_in.send_sign_in,
-            sign_in.record_sign_in,
+            sign_in.send_account_mail,
+            sign_in.record_account_mail,
             sign_in.sign_in_handled,
             hooks.plan_webhooks,
             hooks.record_webhook_failure,

@@ -181,19 +181,34 @@ def _offsets(rungs: dict[str, Any]) -> dict[str, str]:
     return _described(json.dumps(rungs, sort_keys=True))
 
 
-def sign_in_message(
-    *, name: str, address: str, account: str, url: str, at: datetime, message_id: str
+SUBJECTS = {
+    "auth.sign_in": "Your sign-in link for {account}",
+    "auth.confirm_email": "Confirm your new address for {account}",
+    "auth.email_changing": "Your address for {account} is being changed",
+}
+
+
+def account_message(
+    kind: str,
+    *,
+    name: str,
+    address: str,
+    account: str,
+    at: datetime,
+    message_id: str,
+    **variables: str,
 ) -> Message:
-    """The sign-in mail: its link works once, for 15 minutes. `address` as on the wire."""
+    """A mail about the person's account (`kind`, one of `SUBJECTS`), rendered from the
+    template of that name with `variables`. `address` as on the wire."""
     message = MIMEMultipart("alternative")
-    subject = Header(f"[escalator] Your sign-in link for {_one_line(account)}", "utf-8")
-    message["Subject"] = subject.encode()
+    subject = SUBJECTS[kind].format(account=_one_line(account))
+    message["Subject"] = Header(f"[escalator] {subject}", "utf-8").encode()
     message["To"] = to_header(name, address)
     message["Message-ID"] = message_id
     message["Date"] = format_datetime(at)
-    message["X-Escalator-Event"] = "auth.sign_in"
-    variables = {"name": name, "account": account, "url": url}
+    message["X-Escalator-Event"] = kind
+    values = {"name": name, "account": account, **variables}
     for env, part in ((TEMPLATES, "plain"), (HTML, "html")):
-        text = env.get_template("auth.sign_in.j2").render(variables, part=part)
+        text = env.get_template(f"{kind}.j2").render(values, part=part)
         message.attach(MIMEText(text, part, "utf-8"))
     return message

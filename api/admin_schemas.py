@@ -138,7 +138,11 @@ class UserPatch(BaseModel):
 
 class UserOut(BaseModel):
     id: uuid.UUID
-    email: str | None
+    email: str | None = Field(description="where mail and sign-in links go")
+    pending_email: str | None = Field(
+        description="a new address asked for and not yet confirmed from it (until then, "
+        "`email` stays in use)"
+    )
     name: str
     role: str
     manager_id: uuid.UUID | None
@@ -154,6 +158,7 @@ class UserOut(BaseModel):
         return cls(
             id=user.id,
             email=user.email,
+            pending_email=user.pending_email,
             name=user.name,
             role=user.role,
             manager_id=user.manager_id,

@@ -1,6 +1,6 @@
 """The browser pages: static HTML that calls the API from the browser (no server-side
 rendering, no build step). Each route only returns its file; the pages read the item id or
-the link from their own address."""
+the link from their own address (a link from its fragment, never sent to the server)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,8 @@ async def sign_in_page() -> FileResponse:
 @router.get("/claim")
 async def claim_page() -> FileResponse:
     return FileResponse(STATIC / "claim.html")
+
+
+@router.get("/address")
+async def address_page() -> FileResponse:
+    return FileResponse(STATIC / "address.html")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import addresses
+from domain import addresses, audit
 from domain.clock import utcnow
 from domain.errors import Conflict, DomainError, Invalid, NotFound, UndeliverableAddress
 from domain.lifecycle import ACTIVE
@@ -73,16 +74,33 @@ async def create_user(
     return user
 
 
+@dataclass(frozen=True, kw_only=True)
+class AddressChange:
+    """A change of `user_id`'s address asked for by `actor_id`: `new` is used once a link
+    mailed to it is used; `old` (if any) is told meanwhile."""
+
+    id: uuid.UUID
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    actor_id: uuid.UUID
+    old: str | None
+    new: str
+
+
 async def update_user(
     session: AsyncSession,
     account_id: uuid.UUID,
     user_id: uuid.UUID,
     *,
+    actor_id: uuid.UUID,
     actor_role: str,
     changes: Mapping[str, Any],
     smtputf8: bool = False,
-) -> User:
-    """`changes`: any of create's fields plus is_active; a null clears manager/quiet hours."""
+) -> tuple[User, AddressChange | None]:
+    """`changes`: any of create's fields plus is_active; a null clears manager/quiet hours.
+    A new email is not set but asked for (`pending_email`, the `AddressChange` returned):
+    the caller mails the confirmation and the notice. Sending the current address again
+    withdraws a pending change."""
     user = await _changeable(session, account_id, user_id, actor_role)
     if "role" in changes:
         _may_grant(actor_role, changes["role"])
@@ -90,10 +108,70 @@ async def update_user(
         changes.get("role", "owner") != "owner" or changes.get("is_active") is False
     ):
         await _keep_an_owner(session, user)
-    before = (user.role, user.email, user.is_active)
-    await _apply(session, user, changes, smtputf8=smtputf8)
-    if (user.role, user.email, user.is_active) != before:
-        revoke_tokens(user)  # a new role, address or status: earlier tokens stop working
+    change = None
+    if "email" in changes:
+        change = await _ask_address_change(
+            session, user, changes["email"], actor_id=actor_id, smtputf8=smtputf8
+        )
+    before = (user.role, user.is_active)
+    await _apply(session, user, {k: v for k, v in changes.items() if k != "email"}, smtputf8=False)
+    if (user.role, user.is_active) != before:
+        revoke_tokens(user)  # a new role or status: earlier tokens stop working
+    await session.flush()
+    return user, change
+
+
+async def _ask_address_change(
+    session: AsyncSession, user: User, email: str, *, actor_id: uuid.UUID, smtputf8: bool
+) -> AddressChange | None:
+    new = await _free_address(session, user, email, smtputf8=smtputf8)
+    if new == user.email:
+        user.pending_email = None  # withdrawn (or never asked)
+        return None
+    if user.role == "owner" and user.id != actor_id:
+        raise Forbidden("an owner's address can be changed only by that owner", field="email")
+    user.pending_email = new
+    change = AddressChange(
+        id=uuid.uuid4(),
+        account_id=user.account_id,
+        user_id=user.id,
+        actor_id=actor_id,
+        old=user.email,
+        new=new,
+    )
+    await audit.record(
+        session,
+        account_id=user.account_id,
+        item_id=None,
+        action="user.email_change_requested",
+        key=f"address:{change.id}:requested",
+        actor_id=actor_id,
+        data={"user_id": str(user.id), "from": user.email, "to": new},
+    )
+    return change
+
+
+async def confirm_address(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID, new: str, link: uuid.UUID
+) -> User:
+    """The new address, confirmed by a link mailed to it, becomes the user's: earlier tokens
+    stop working. A link for an address no longer pending (withdrawn, superseded, or taken
+    by someone else since) changes nothing."""
+    user = await get_user(session, account_id, user_id)
+    if user.deleted_at is not None or not user.is_active or user.pending_email != new:
+        raise Conflict("this address change was withdrawn or replaced: ask your admin again")
+    await _free_address(session, user, new, smtputf8=True)
+    old, user.email, user.pending_email = user.email, new, None
+    revoke_tokens(user)
+    await audit.record(
+        session,
+        account_id=account_id,
+        item_id=None,
+        action="user.email_changed",
+        key=f"address:{link}:confirmed",
+        actor_id=user.id,
+        data={"user_id": str(user.id), "from": old, "to": new},
+    )
     await session.flush()
     return user
 
@@ -162,27 +240,32 @@ async def _keep_an_owner(session: AsyncSession, leaving: User) -> None:
         raise Conflict("the account needs an active owner: make someone else owner first")
 
 
+async def _free_address(session: AsyncSession, user: User, email: str, *, smtputf8: bool) -> str:
+    """`email`, normalised, if it can be sent to and no other user of the account has it."""
+    email = email.strip().lower()
+    try:
+        addresses.for_smtp(email, smtputf8=smtputf8)
+    except addresses.Undeliverable as error:
+        raise UndeliverableAddress(str(error), field="email") from None
+    taken = await session.scalar(
+        select(User).where(
+            User.account_id == user.account_id,
+            func.lower(User.email) == email,
+            User.id != user.id,
+        )
+    )
+    if taken is not None:
+        gone = " (a deleted user)" if taken.deleted_at is not None else ""
+        raise Conflict(f"email {email} is already used by user {taken.id}{gone}", field="email")
+    return email
+
+
 async def _apply(
     session: AsyncSession, user: User, values: Mapping[str, Any], *, smtputf8: bool
 ) -> None:
     """Check the fields in `values` against the rest of the user, then set them."""
     if "email" in values:
-        email = values["email"].strip().lower()
-        try:
-            addresses.for_smtp(email, smtputf8=smtputf8)
-        except addresses.Undeliverable as error:
-            raise UndeliverableAddress(str(error), field="email") from None
-        taken = await session.scalar(
-            select(User).where(
-                User.account_id == user.account_id,
-                func.lower(User.email) == email,
-                User.id != user.id,
-            )
-        )
-        if taken is not None:
-            gone = " (a deleted user)" if taken.deleted_at is not None else ""
-            raise Conflict(f"email {email} is already used by user {taken.id}{gone}", field="email")
-        user.email = email
+        user.email = await _free_address(session, user, values["email"], smtputf8=smtputf8)
     if "timezone" in values:
         user.timezone = check_timezone(values["timezone"])
     if values.get("manager_id") is not None:

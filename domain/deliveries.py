@@ -276,21 +276,25 @@ async def _apply(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
         await session.execute(_APPLY, changes)
 
 
-# ---- a sign-in mail: a row of its own, keyed by its id, about no item ----------------------
-SIGN_IN = "auth.sign_in"
+# ---- an account mail (a sign-in link, an address change): a row of its own, about no item ---
 
 
-async def attempt_sign_in(
-    session: AsyncSession, delivery_id: uuid.UUID, account_id: uuid.UUID, user_id: uuid.UUID
+async def attempt_account_mail(
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    kind: str,
 ) -> Any:
-    """The sign-in mail's row into `sending` (created if missing, attempts + 1; an attempt
-    after one cut off mid-send notes the unknown outcome); a final row as it is."""
+    """The account mail's row into `sending` (created if missing, with `kind` as its event;
+    attempts + 1; an attempt after one cut off mid-send notes the unknown outcome); a final
+    row as it is."""
     upsert = insert(DELIVERY).values(
         id=delivery_id,
         account_id=account_id,
         item_id=None,
         recipient_id=user_id,
-        event_key=SIGN_IN,
+        event_key=kind,
         channel="email",
         status="sending",
         attempts=1,
@@ -314,7 +318,7 @@ async def attempt_sign_in(
     ).one()
 
 
-async def record_sign_in(
+async def record_account_mail(
     session: AsyncSession,
     delivery_id: uuid.UUID,
     *,
@@ -323,7 +327,7 @@ async def record_sign_in(
     sent_at: datetime | None = None,
     message_id: str | None = None,
 ) -> None:
-    """The sign-in mail's outcome: `sent` on any row not sent yet; `failed`, `suppressed`
+    """The account mail's outcome: `sent` on any row not sent yet; `failed`, `suppressed`
     or `pending` (a transient error) only on a row still pending or in flight."""
     live = DELIVERY.c.status.in_(("pending", "sending"))
     condition = DELIVERY.c.status != "sent" if status == "sent" else live

@@ -1,9 +1,15 @@
-"""Links a person opens from a mail: a sign-in link and a claim link.
+"""Links a person opens from a mail: a sign-in link, a claim link and the link that
+confirms a new address.
 
 Each is a signed token (HS256, the API's secret) with its own audience, so one can never
-stand in for the other or for a bearer token, and a `jti` that `used_link` records when it
+stand in for another or for a bearer token, and a `jti` that `used_link` records when it
 is redeemed, which makes it single-use. A sign-in link lasts 15 minutes; a claim link is
-scoped to one item and one recipient and lasts as long as its mail is worth acting on.
+scoped to one item and one recipient and lasts as long as its mail is worth acting on; an
+address link names the address it confirms and lasts 24 hours.
+
+The token travels in the URL's fragment (`/signin#link=...`): a browser never sends a
+fragment to a server, so it reaches neither access logs, nor proxies, nor the `Referer` of
+a page; the page reads it and POSTs it.
 """
 
 from __future__ import annotations
@@ -21,11 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import UsedLink
 
-Purpose = Literal["sign_in", "claim"]
+Purpose = Literal["sign_in", "claim", "address"]
 ALGORITHM = "HS256"
-SIGN_IN_TTL = timedelta(minutes=15)
-CLAIM_TTL = timedelta(days=7)
-PAGES: dict[Purpose, str] = {"sign_in": "/signin", "claim": "/claim"}
+TTL: dict[Purpose, timedelta] = {
+    "sign_in": timedelta(minutes=15),
+    "claim": timedelta(days=7),
+    "address": timedelta(hours=24),
+}
+PAGES: dict[Purpose, str] = {"sign_in": "/signin", "claim": "/claim", "address": "/address"}
 
 
 class InvalidLink(Exception):
@@ -41,6 +50,7 @@ class Link:
     account_id: uuid.UUID
     item_id: uuid.UUID | None
     expires_at: datetime
+    email: str | None = None  # the address an address link confirms
 
 
 class _Claims(BaseModel):
@@ -50,6 +60,7 @@ class _Claims(BaseModel):
     sub: uuid.UUID
     acc: uuid.UUID
     item: uuid.UUID | None = None
+    email: str | None = None
     exp: int
 
 
@@ -61,9 +72,10 @@ def mint(
     account_id: uuid.UUID,
     now: datetime,
     item_id: uuid.UUID | None = None,
+    email: str | None = None,
     ttl: timedelta | None = None,
 ) -> str:
-    ttl = ttl or (SIGN_IN_TTL if purpose == "sign_in" else CLAIM_TTL)
+    ttl = ttl or TTL[purpose]
     claims: dict[str, object] = {
         "aud": f"link:{purpose}",
         "jti": str(uuid.uuid4()),
@@ -74,11 +86,13 @@ def mint(
     }
     if item_id is not None:
         claims["item"] = str(item_id)
+    if email is not None:
+        claims["email"] = email
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def url(base: str, purpose: Purpose, token: str) -> str:
-    return f"{base.rstrip('/')}{PAGES[purpose]}?link={quote(token)}"
+    return f"{base.rstrip('/')}{PAGES[purpose]}#link={quote(token)}"
 
 
 def read(token: str, secret: str, purpose: Purpose) -> Link:
@@ -97,12 +111,15 @@ def read(token: str, secret: str, purpose: Purpose) -> Link:
         raise InvalidLink("this link is not valid (it may have been cut short)") from error
     if purpose == "claim" and claims.item is None:
         raise InvalidLink("this link is not valid (it names no item)")
+    if purpose == "address" and claims.email is None:
+        raise InvalidLink("this link is not valid (it names no address)")
     return Link(
         purpose=purpose,
         jti=claims.jti,
         user_id=claims.sub,
         account_id=claims.acc,
         item_id=claims.item,
+        email=claims.email,
         expires_at=datetime.fromtimestamp(claims.exp, tz=UTC),
     )
 

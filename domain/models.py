@@ -94,6 +94,9 @@ class User(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     account_id: Mapped[uuid.UUID] = _account_fk()
     email: Mapped[str | None] = mapped_column(String(320))
+    # An address change asked for and not yet confirmed from the new address (until then
+    # every mail and sign-in link goes to `email`).
+    pending_email: Mapped[str | None] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
     manager_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -1,9 +1,15 @@
-"""`SignInMailWorkflow`: one per sign-in request (`sign-in-<request id>`), started by the
-API after it has answered, or by the reconciler if that start never happened. No signals, no
-queries; its only timers are Temporal's retry backoffs. It looks up whom the address belongs
-to (`sign_in_recipients`), sends each a mail through the delivery engine (`send_sign_in`),
-retried for up to 10 minutes (the link is valid for 15), puts what the activity could not on
-the record (`record_sign_in`), and last clears the stored address (`sign_in_handled`)."""
+"""The account mails' workflows: no signals, no queries; their only timers are Temporal's
+retry backoffs.
+
+`SignInMailWorkflow`: one per sign-in request (`sign-in-<request id>`), started by the
+API after it has answered, or by the reconciler if that start never happened. It looks up
+whom the address belongs to (`sign_in_recipients`), sends each a mail through the delivery
+engine (`send_account_mail`), retried for up to 10 minutes (the link is valid for 15), puts
+what the activity could not on the record (`record_account_mail`), and last clears the
+stored address (`sign_in_handled`).
+
+`AccountMailWorkflow`: one per address change (`address-<change id>`): the confirmation to
+the new address and the notice to the old one, sent the same way."""
 
 from __future__ import annotations
 
@@ -17,7 +23,13 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.sign_in import SignInActivities
     from workflows.retries import db_step
-    from workflows.types import RecordSignIn, SignIn, SignInMail, SignInOutcome
+    from workflows.types import (
+        AccountMail,
+        AccountMailOutcome,
+        AccountMails,
+        RecordAccountMail,
+        SignIn,
+    )
 
 SIGN_IN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30)
@@ -34,10 +46,17 @@ class SignInMailWorkflow:
         return list(sent)
 
 
-async def _send(mail: SignInMail) -> str:
+@workflow.defn
+class AccountMailWorkflow:
+    @workflow.run
+    async def run(self, mails: AccountMails) -> list[str]:
+        return list(await asyncio.gather(*(_send(mail) for mail in mails.mails)))
+
+
+async def _send(mail: AccountMail) -> str:
     try:
         outcome = await workflow.execute_activity_method(
-            SignInActivities.send_sign_in,
+            SignInActivities.send_account_mail,
             mail,
             start_to_close_timeout=timedelta(minutes=1),
             schedule_to_close_timeout=timedelta(minutes=10),
@@ -45,9 +64,13 @@ async def _send(mail: SignInMail) -> str:
             summary="sign-in mail",
         )
     except ActivityError as error:  # out of time: on the record as failed
-        outcome = SignInOutcome(status="failed", error=str(error.cause or error))
-        await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+        outcome = AccountMailOutcome(status="failed", error=str(error.cause or error))
+        await db_step(
+            SignInActivities.record_account_mail, RecordAccountMail(mail=mail, outcome=outcome)
+        )
         return outcome.status
     if not outcome.recorded:
-        await db_step(SignInActivities.record_sign_in, RecordSignIn(mail=mail, outcome=outcome))
+        await db_step(
+            SignInActivities.record_account_mail, RecordAccountMail(mail=mail, outcome=outcome)
+        )
     return outcome.status

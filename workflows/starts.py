@@ -20,8 +20,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from workflows.types import (
+    ACCOUNT_MAIL_WORKFLOW,
     ESCALATION_WORKFLOW,
     SIGN_IN_WORKFLOW,
+    AccountMails,
     EscalationInput,
     SignIn,
     workflow_id,
@@ -52,6 +54,15 @@ async def start_sign_in(client: Client | None, task_queue: str, request: SignIn)
     (logged) if Temporal did not take it: the reconciler starts it later."""
     workflow = f"sign-in-{request.request_id}"
     return await _start(client, SIGN_IN_WORKFLOW, request, workflow, task_queue, "sign-in mail")
+
+
+async def start_account_mails(client: Client | None, task_queue: str, mails: AccountMails) -> bool:
+    """Start the workflow that sends the mails of one address change; False (logged) if
+    Temporal did not take it: the change stays pending, and asking for it again mails anew."""
+    workflow = f"address-{mails.id}"
+    return await _start(
+        client, ACCOUNT_MAIL_WORKFLOW, mails, workflow, task_queue, "address change"
+    )
 
 
 async def _start(

@@ -21,6 +21,7 @@ __all__ = ["Recipient"]
 # they never import workflow code (tests/workflows/test_starts.py checks the two agree).
 ESCALATION_WORKFLOW = "EscalationWorkflow"
 SIGN_IN_WORKFLOW = "SignInMailWorkflow"
+ACCOUNT_MAIL_WORKFLOW = "AccountMailWorkflow"
 
 
 def workflow_id(item_id: str) -> str:
@@ -298,20 +299,38 @@ class SignIn:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SignInMail:
-    """One sign-in mail, asked for at `requested_at` (its link is valid from then). The
-    delivery row's id derives from the request's and the user's: a retry never makes a
-    second row or mail."""
+class AccountMail:
+    """One mail about a person's account rather than an item, asked for at `requested_at`
+    (its link is valid from then); its delivery row's id is `delivery_id`, so a retry never
+    makes a second row or mail. `kind`:
+    - `auth.sign_in`: a sign-in link, to the user's address;
+    - `auth.confirm_email`: the link that confirms `address` as the user's new address, sent
+      to it (only while that change is still pending);
+    - `auth.email_changing`: the notice to the old `address` that `new_address` was asked
+      for by `actor`."""
 
     delivery_id: str
     account_id: str
     user_id: str
     requested_at: datetime
+    kind: str = "auth.sign_in"
+    address: str | None = None
+    new_address: str | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class SignInOutcome:
-    """What became of a sign-in mail: sent | failed | suppressed (the user is gone)."""
+class AccountMails:
+    """The mails of one address change (`address-<id>`)."""
+
+    id: str
+    mails: list[AccountMail]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountMailOutcome:
+    """What became of an account mail: sent | failed | suppressed (the user is gone, or the
+    address change was withdrawn)."""
 
     status: str
     sent_at: datetime | None = None
@@ -322,6 +341,6 @@ class SignInOutcome:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecordSignIn:
-    mail: SignInMail
-    outcome: SignInOutcome
+class RecordAccountMail:
+    mail: AccountMail
+    outcome: AccountMailOutcome

@@ -3,11 +3,13 @@
 Any authenticated role may read; admins and owners may write. Policy versions are never
 changed: a PUT adds version max+1 and items keep their version until replanned
 (`POST /v1/items/{id}/replan`, or `POST /v1/replan` for many). Calendars are versioned the
-same way. Admin writes are not audited: the audit trail is per item.
+same way. Admin writes are not audited (the audit trail is per item), except an address
+change, which is audited at each step with its actor.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any
 
@@ -26,10 +28,13 @@ from api.admin_schemas import (
     UserPatch,
 )
 from api.auth import Admin, Viewer
-from api.deps import SettingsDep, UowDep
+from api.deps import SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
 from domain import admin
 from domain import admin_policies as policies
+from domain.clock import utcnow
+from workflows.starts import start_account_mails
+from workflows.types import AccountMail, AccountMails
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 RoleKey = Annotated[str, Path(max_length=64)]
@@ -101,19 +106,59 @@ async def get_user(user_id: uuid.UUID, uow: UowDep, _: Viewer) -> UserOut:
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=WRITE, summary="Change a user")
 async def patch_user(
-    user_id: uuid.UUID, body: UserPatch, uow: UowDep, principal: Admin, settings: SettingsDep
+    user_id: uuid.UUID,
+    body: UserPatch,
+    uow: UowDep,
+    principal: Admin,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> UserOut:
     """Only the fields sent change. The last active owner cannot be demoted or deactivated;
-    a deleted user cannot be changed (409); a new email must be deliverable (400)."""
-    user = await admin.update_user(
+    a deleted user cannot be changed (409); a new email must be deliverable (400).
+
+    A new email is not used at once: it is `pending_email` until a link mailed to it is
+    used (`POST /v1/auth/address`), and the old address is told. Only an owner changes an
+    owner's address (403). Sending the current address withdraws a pending change; sending
+    the pending one again mails anew."""
+    user, change = await admin.update_user(
         uow.session,
         principal.account_id,
         user_id,
+        actor_id=principal.user_id,
         actor_role=principal.role,
         changes=body.model_dump(exclude_unset=True),
         smtputf8=settings.smtp_utf8,
     )
+    if change is not None:
+        actor = await admin.get_user(uow.session, principal.account_id, principal.user_id)
+        mails = address_change_mails(change, actor.name)
+
+        async def start() -> None:
+            await start_account_mails(temporal, settings.task_queue, mails)
+
+        uow.after_commit(start)
     return UserOut.of(user)
+
+
+def address_change_mails(change: admin.AddressChange, actor: str) -> AccountMails:
+    """The confirmation to the new address and, if there is one, the notice to the old."""
+    mail = functools.partial(
+        AccountMail,
+        account_id=str(change.account_id),
+        user_id=str(change.user_id),
+        requested_at=utcnow(),
+    )
+    mails = [mail(delivery_id=str(uuid.uuid4()), kind="auth.confirm_email", address=change.new)]
+    if change.old is not None:
+        notice = mail(
+            delivery_id=str(uuid.uuid4()),
+            kind="auth.email_changing",
+            address=change.old,
+            new_address=change.new,
+            actor=actor,
+        )
+        mails.append(notice)
+    return AccountMails(id=str(change.id), mails=mails)
 
 
 @router.delete(

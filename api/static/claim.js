@@ -1,8 +1,8 @@
-// Claim from a mail: GET shows what the link would claim (mail scanners follow links, so
-// the GET never claims); the button POSTs, once, as the mail's recipient.
-import { $, api, el, errorText, formatInstant, kindText, stateBadge } from "/static/common.js";
+// Claim from a mail: the page shows what the link would claim (a mail scanner that follows
+// the link only fetches this page); the button claims, once, as the mail's recipient.
+import { $, api, el, errorText, formatInstant, kindText, linkFromFragment, stateBadge } from "/static/common.js";
 
-const link = new URLSearchParams(location.search).get("link");
+const link = linkFromFragment();
 
 function showError(text) {
   $("#error").textContent = text;
@@ -76,7 +76,7 @@ async function start() {
     showError("This page needs the claim link from your mail.");
     return;
   }
-  const result = await api(`/v1/claim-links?link=${encodeURIComponent(link)}`, { auth: false });
+  const result = await api("/v1/claim-links/view", { method: "POST", body: { link }, auth: false });
   if (!result.ok) {
     $("#loading").hidden = true;
     showError(errorText(result));

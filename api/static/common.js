@@ -20,6 +20,12 @@ export const token = {
   clear: () => localStorage.removeItem(TOKEN_KEY),
 };
 
+// The link a mail carries, from this page's fragment (`#link=…`): a browser never sends the
+// fragment to a server, so the link reaches no log; the page POSTs it.
+export function linkFromFragment() {
+  return new URLSearchParams(location.hash.slice(1)).get("link");
+}
+
 export function rank(role) { return RANK[role] ?? -1; }
 
 // fetch with the bearer token; never throws on an HTTP status, only on the network.

@@ -1,9 +1,9 @@
-// Sign-in by mail. Without ?link=: ask for a link. With ?link=: say whom it signs in, and
-// sign in only on a click (mail scanners follow links with GET; a GET never signs in).
-import { $, api, errorText, token } from "/static/common.js";
+// Sign-in by mail. Without #link=: ask for a link. With #link=: say whom it signs in, and
+// sign in only on a click (a mail scanner that follows the link only fetches this page).
+import { $, api, errorText, linkFromFragment, token } from "/static/common.js";
 
 const params = new URLSearchParams(location.search);
-const link = params.get("link");
+const link = linkFromFragment();
 
 // Only a path on this site: "/items/…" yes; "//evil.example", "https://…" or "javascript:" no.
 function nextPath() {
@@ -46,7 +46,7 @@ async function requestLink(event) {
 
 async function showLink() {
   $("#confirm-box").hidden = false;
-  const result = await api(`/v1/auth/sign-in-link?link=${encodeURIComponent(link)}`, { auth: false });
+  const result = await api("/v1/auth/sign-in-link/view", { method: "POST", body: { link }, auth: false });
   if (!result.ok) {
     $("#whom").textContent = "This sign-in link does not work.";
     showError(result, true);

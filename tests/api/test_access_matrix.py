@@ -53,12 +53,14 @@ ALL_ROUTES = [
     for method in sorted(route.methods or ())
 ]
 # No bearer token: the credential is a signed, single-use link from a mail (or the address a
-# sign-in link is mailed to). tests/api/test_links.py covers them, forged links included.
+# sign-in link is mailed to). tests/api/test_links.py and test_address_change.py cover them,
+# forged links included.
 BY_LINK = {
     ("POST", "/v1/auth/sign-in-link"),
-    ("GET", "/v1/auth/sign-in-link"),
+    ("POST", "/v1/auth/sign-in-link/view"),
     ("POST", "/v1/auth/session"),
-    ("GET", "/v1/claim-links"),
+    ("POST", "/v1/auth/address"),
+    ("POST", "/v1/claim-links/view"),
     ("POST", "/v1/claim-links"),
 }
 ROUTES = [(m, p, gate) for m, p, gate in ALL_ROUTES if (m, p) not in BY_LINK]
@@ -78,7 +80,7 @@ async def test_a_claim_link_claims_with_its_holders_role_at_the_moment_of_use(
         if expected == 403:
             assert claimed.json()["error"]["code"] == "forbidden"
             assert (await tenant.item(item_id)).state == "open"
-            again = await api.client.get("/v1/claim-links", params={"link": link})
+            again = await api.client.post("/v1/claim-links/view", json={"link": link})
             assert again.json()["used_at"] is None  # the link was not spent
     item_id = uuid.UUID((await api.task(tenant)).json()["id"])
     link = mint_link(api, tenant, "erin", item_id)

@@ -93,11 +93,20 @@ async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without
         )
         for purpose in ("sign_in", "claim")
     }
+    linked["address"] = links.mint(
+        "address",
+        ours.jwt_secret,
+        user_id=tenant.user("ada"),
+        account_id=tenant.account_id,
+        email="ada.new@example.com",
+        now=utcnow(),
+    )
     by_link = {
-        ("GET", "/v1/auth/sign-in-link"): f"?link={linked['sign_in']}",
+        ("POST", "/v1/auth/sign-in-link/view"): {"link": linked["sign_in"]},
         ("POST", "/v1/auth/session"): {"link": linked["sign_in"]},
-        ("GET", "/v1/claim-links"): f"?link={linked['claim']}",
+        ("POST", "/v1/claim-links/view"): {"link": linked["claim"]},
         ("POST", "/v1/claim-links"): {"link": linked["claim"]},
+        ("POST", "/v1/auth/address"): {"link": linked["address"]},
     }
     operations = []
     for path, methods in schema["paths"].items():

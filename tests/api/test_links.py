@@ -25,7 +25,7 @@ from tests.api.test_reconcile import Later
 from tests.support.errors import error
 from tests.support.tenants import Tenant
 
-LINK = re.compile(r"https?://\S+\?link=([A-Za-z0-9_.\-]+)")
+LINK = re.compile(r"https?://\S+#link=([A-Za-z0-9_.\-]+)")
 
 
 def plain(mail: ReceivedMail) -> str:
@@ -49,9 +49,9 @@ async def test_a_sign_in_link_arrives_by_mail_and_signs_in_once(
     [mail] = await mail_sink.wait_for(1)
     assert mail.rcpt_tos == (tenant.email("ada"),)
     token = link_in(mail)
-    assert "/signin?link=" in plain(mail)
+    assert "/signin#link=" in plain(mail)
 
-    shown = await api.client.get("/v1/auth/sign-in-link", params={"link": token})
+    shown = await api.client.post("/v1/auth/sign-in-link/view", json={"link": token})
     assert shown.status_code == 200, shown.text
     assert (shown.json()["user"]["name"], shown.json()["role"], shown.json()["used"]) == (
         "Ada Admin",
@@ -65,7 +65,9 @@ async def test_a_sign_in_link_arrives_by_mail_and_signs_in_once(
 
     again = await api.client.post("/v1/auth/session", json={"link": token})
     assert error(again, 409)["code"] == "link_used"
-    assert (await api.client.get("/v1/auth/sign-in-link", params={"link": token})).json()["used"]
+    assert (await api.client.post("/v1/auth/sign-in-link/view", json={"link": token})).json()[
+        "used"
+    ]
 
 
 async def test_an_unknown_address_gets_the_same_answer_and_no_mail(
@@ -186,7 +188,7 @@ async def test_a_bad_sign_in_link_is_a_400_with_the_reason(
         "claim link used to sign in": mint("claim", secret),
     }[case]
     for response in (
-        await api.client.get("/v1/auth/sign-in-link", params={"link": token}),
+        await api.client.post("/v1/auth/sign-in-link/view", json={"link": token}),
         await api.client.post("/v1/auth/session", json={"link": token}),
     ):
         problem = error(response, 400)
@@ -210,7 +212,7 @@ async def test_a_claim_link_shows_on_get_claims_on_post_once_and_then_says_who(
         )
 
     erins, adas = claim_link("erin"), claim_link("ada")
-    shown = await api.client.get("/v1/claim-links", params={"link": erins})
+    shown = await api.client.post("/v1/claim-links/view", json={"link": erins})
     assert (shown.json()["state"], shown.json()["recipient"]["name"]) == ("open", "Erin Engineer")
     # A mail scanner's GET claimed nothing.
     item_now = await api.client.get(f"/v1/items/{item['id']}", headers=api.headers(tenant, "ada"))
@@ -230,7 +232,7 @@ async def test_a_claim_link_shows_on_get_claims_on_post_once_and_then_says_who(
         "already_claimed",
         "Erin Engineer",
     )
-    late = (await api.client.get("/v1/claim-links", params={"link": adas})).json()
+    late = (await api.client.post("/v1/claim-links/view", json={"link": adas})).json()
     assert (late["claimed_by"]["name"], late["used_at"]) == ("Erin Engineer", None)
 
 
@@ -248,7 +250,7 @@ async def test_a_claim_link_for_another_accounts_item_finds_nothing(
         now=utcnow(),
     )
     for response in (
-        await api.client.get("/v1/claim-links", params={"link": token}),
+        await api.client.post("/v1/claim-links/view", json={"link": token}),
         await api.client.post("/v1/claim-links", json={"link": token}),
     ):
         assert error(response, 400)["code"] == "invalid_link"

@@ -33,7 +33,9 @@ __all__ = ["json_api", "traced"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("path", ["/", "/signin", "/claim", "/items/x", "/static/queue.js"])
+@pytest.mark.parametrize(
+    "path", ["/", "/signin", "/claim", "/address", "/items/x", "/static/queue.js"]
+)
 async def test_pages_run_only_their_own_scripts_and_cannot_be_framed(
     json_api: Api, path: str
 ) -> None:
@@ -101,9 +103,11 @@ async def test_no_link_ticket_or_webhook_address_reaches_a_log_line(
 async def test_no_link_reaches_a_span(
     traced: tuple[Api, InMemorySpanExporter], tenant: Tenant
 ) -> None:
+    """Links travel in fragments and bodies now; a link put in a query string anyway (an
+    old bookmark, a hand-made URL) is still redacted from the span."""
     api, exporter = traced
     token = _sign_in_token(api.settings, tenant)
-    shown = await api.client.get("/v1/auth/sign-in-link", params={"link": token})
+    shown = await api.client.get("/signin", params={"link": token})
     assert shown.status_code == 200, shown.text
     spans = exporter.get_finished_spans()
     assert spans
@@ -203,10 +207,9 @@ async def test_sign_out_everywhere_revokes_every_earlier_token(
     [
         ({"is_active": False}, {"is_active": True}),  # reactivation does not revive tokens
         ({"role": "viewer"}, {"role": "engineer"}),
-        ({"email": "emil.new@example.com"}, None),
     ],
 )
-async def test_a_status_role_or_address_change_revokes_earlier_tokens(
+async def test_a_status_or_role_change_revokes_earlier_tokens(
     json_api: Api, tenant: Tenant, change: dict[str, object], undo: dict[str, object] | None
 ) -> None:
     before = await _epoch_headers(json_api, tenant, "emil")

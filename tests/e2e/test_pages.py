@@ -375,7 +375,7 @@ async def test_two_pages_see_each_others_actions(
     await erin.screenshot(path=str(ARTIFACTS / "two-pages.png"), full_page=True)
 
 
-LINK = re.compile(r"https?://\S+?(/(?:signin|claim)\?link=[A-Za-z0-9_.\-]+)")
+LINK = re.compile(r"https?://\S+?(/(?:signin|claim|address)#link=[A-Za-z0-9_.\-]+)")
 
 
 def link_path(mail: ReceivedMail) -> str:

@@ -25,7 +25,7 @@ from temporalio.worker import Replayer
 
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
-from workflows.sign_in import SignInMailWorkflow
+from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
 
 HISTORIES = {
     path.stem: path.read_text()
@@ -137,9 +137,10 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
     "the reconciler's workflow": lambda s: s.workflow == "ReconcileWorkflow",
     "the reconciler answers a lost sign-in request": _activity("start_missing_sign_ins"),
     "a sign-in request is looked up": _activity("sign_in_recipients"),
-    "a sign-in mail": _activity("send_sign_in"),
+    "an account mail": _activity("send_account_mail"),
+    "an address change's mails": lambda s: s.workflow == "AccountMailWorkflow",
     "a sign-in request's address is cleared": _activity("sign_in_handled"),
-    "a sign-in mail given up, on the record": _activity("record_sign_in"),
+    "an account mail given up, on the record": _activity("record_account_mail"),
 }
 
 
@@ -152,5 +153,5 @@ def test_every_workflow_path_has_a_saved_history(path: str) -> None:
 async def test_history_replays_deterministically(name: str) -> None:
     history = WorkflowHistory.from_json(f"wf-{name}", HISTORIES[name])
     await Replayer(
-        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow]
+        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow, AccountMailWorkflow]
     ).replay_workflow(history)

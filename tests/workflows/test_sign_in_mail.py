@@ -1,10 +1,13 @@
-"""A sign-in request answered through the delivery engine: one mail with its `Date` and
-`Message-ID`, a delivery row about no item, nothing sent twice, the stored address cleared
-once handled, no mail for an address nobody has, and a server that keeps answering 451
-leaves it `failed` on the record once the link would have expired."""
+"""Account mails through the delivery engine. A sign-in request: one mail with its `Date`
+and `Message-ID`, a delivery row about no item, nothing sent twice, the stored address
+cleared once handled, no mail for an address nobody has, and a server that keeps answering
+451 leaves it `failed` on the record once the link would have expired. An address change:
+the confirmation to the new address while the change is pending, the notice to the old."""
 
 from __future__ import annotations
 
+import functools
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select, text
@@ -14,8 +17,8 @@ from domain.models import Delivery, SignInRequest
 from mailsink import MailSink
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Runner, save_history
-from workflows.sign_in import SignInMailWorkflow
-from workflows.types import SignIn
+from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
+from workflows.types import AccountMail, AccountMails, SignIn
 
 Handle = WorkflowHandle[SignInMailWorkflow, list[str]]
 
@@ -96,3 +99,45 @@ async def test_a_server_that_keeps_deferring_leaves_it_failed(
     assert status == "failed"
     assert attempts >= 2
     await save_history(handle, "sign_in_mail_failed")
+
+
+async def test_an_address_change_mails_the_new_address_and_tells_the_old(
+    runner: Runner, tenant: Tenant
+) -> None:
+    new = f"ada.new@{tenant.slug}.example.com"
+    await tenant.update_user("ada", pending_email=new)
+    mail = functools.partial(
+        AccountMail,
+        account_id=str(tenant.account_id),
+        user_id=str(tenant.user("ada")),
+        requested_at=await runner.now(),
+    )
+    confirm = mail(delivery_id=str(uuid.uuid4()), kind="auth.confirm_email", address=new)
+    notice = mail(
+        delivery_id=str(uuid.uuid4()),
+        kind="auth.email_changing",
+        address=tenant.email("ada"),
+        new_address=new,
+        actor="Otto Owner",
+    )
+    handle = await runner.env.client.start_workflow(
+        AccountMailWorkflow.run,
+        AccountMails(id=str(uuid.uuid4()), mails=[confirm, notice]),
+        id=f"address-{uuid.uuid4()}",
+        task_queue=runner.task_queue,
+    )
+    assert await handle.result() == ["sent", "sent"]
+    assert sorted(m.rcpt_tos for m in runner.sink.mails) == sorted([(new,), (tenant.email("ada"),)])
+    await tenant.update_user("ada", pending_email=None)  # withdrawn: a repeat is not sent
+    later = await runner.env.client.start_workflow(
+        AccountMailWorkflow.run,
+        AccountMails(
+            id=str(uuid.uuid4()),
+            mails=[mail(delivery_id=str(uuid.uuid4()), kind="auth.confirm_email", address=new)],
+        ),
+        id=f"address-{uuid.uuid4()}",
+        task_queue=runner.task_queue,
+    )
+    assert await later.result() == ["suppressed"]
+    assert len(runner.sink.mails) == 2
+    await save_history(handle, "address_change_mailed")
