@@ -386,6 +386,13 @@ def link_path(mail: ReceivedMail) -> str:
     return found[1]
 
 
+def with_next(link: str, next_path: str) -> str:
+    """The link with a `?next=` (the page the sign-in page was opened from) before its
+    fragment, where the token is."""
+    path, fragment = link.split("#", 1)
+    return f"{path}?next={next_path}#{fragment}"
+
+
 async def fresh_page(pages: Pages) -> tuple[BrowserContext, Page]:
     context = await pages.context()
     return context, await context.new_page()
@@ -418,7 +425,7 @@ async def test_magic_link_sign_in_from_the_mail_sink(
     link = link_path(mail)
 
     # What a mail scanner does: a GET of the link, which must not sign anyone in.
-    await page.goto(f"{site}{link}&next=/items/{item_id}")
+    await page.goto(f"{site}{with_next(link, f'/items/{item_id}')}")
     await expect(page.locator("#whom")).to_have_text(
         f"Sign in as Erin Engineer (engineer, {tenant.slug})"
     )
@@ -443,7 +450,7 @@ async def test_magic_link_sign_in_from_the_mail_sink(
     await again.click("#send")
     await expect(again.locator("#sent")).to_be_visible()
     mails = await mail_sink.wait_for(2)
-    await again.goto(f"{site}{link_path(mails[1])}&next=//evil.example/")
+    await again.goto(f"{site}{with_next(link_path(mails[1]), '//evil.example/')}")
     await again.click("#confirm")
     await expect(again).to_have_url(f"{site}/")
     await expect(again.locator("#me-name")).to_have_text("Emil Engineer")
@@ -520,3 +527,29 @@ async def test_claim_from_the_mail_link_and_already_claimed_page(
     await expect(ada.locator("#claim")).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     await ada.screenshot(path=str(ARTIFACTS / "claim-already-claimed.png"), full_page=True)
+
+
+async def test_confirm_a_new_address_from_its_mail(
+    pages: Pages, working_site: str, settings: Settings, tenant: Tenant, mail_sink: MailSink
+) -> None:
+    """The page holds the link in its fragment, which the browser never sends: the server
+    sees the page fetched, and the confirmation only once the button is pressed."""
+    site, new = working_site, f"emil.new@{tenant.slug}.example.com"
+    async with httpx.AsyncClient(base_url=site) as client:
+        asked = await client.patch(
+            f"/v1/users/{tenant.user('emil')}",
+            json={"email": new},
+            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
+        )
+    assert asked.status_code == 200, asked.text
+    mails = await mail_sink.wait_for(2, within=30)
+    [confirmation] = [m for m in mails if m.rcpt_tos == (new,)]
+    _, page = await fresh_page(pages)
+    await page.goto(site + link_path(confirmation))
+    await asyncio.sleep(0.5)  # opening the page confirms nothing
+    assert (await tenant.user_row("emil")).email == tenant.email("emil")
+    await page.click("#confirm")
+    await expect(page.locator("#done")).to_have_text(
+        f"Done: {new} is the address of Emil Engineer now."
+    )
+    assert (await tenant.user_row("emil")).email == new
