@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette.sse import EventSourceResponse
@@ -84,9 +85,17 @@ class RequireStream(Require):
 
 async def _spend(request: Request, principal: Principal, jti: uuid.UUID) -> None:
     """A ticket opens one stream: its id is recorded as used, and a second use (a ticket
-    copied from a log, a proxy or a history) is refused."""
+    copied from a log, a proxy or a history) is refused. The account's rows of tickets that
+    have expired since (refused by their signature alone) are dropped on the way."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with tenant_session(sessionmaker, principal.account_id) as session:
+        await session.execute(
+            delete(UsedLink).where(
+                UsedLink.account_id == principal.account_id,
+                UsedLink.purpose == "stream_ticket",
+                UsedLink.used_at < utcnow() - TICKET_TTL,
+            )
+        )
         spent = await session.execute(
             insert(UsedLink)
             .values(

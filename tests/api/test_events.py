@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.tokens import Principal, mint
@@ -214,6 +215,37 @@ async def test_a_stream_ticket_works_only_for_the_stream(
         again = await client.get(f"/v1/events/stream?ticket={ticket}", timeout=5)
         assert again.status_code == 401
         assert "used already" in again.json()["error"]["message"]
+
+
+async def test_expired_tickets_rows_are_pruned_when_the_next_is_spent(
+    two_servers: tuple[str, str], settings: Settings, tenant: Tenant
+) -> None:
+    first, _ = two_servers
+    stale = uuid.uuid4()
+    async with tenant.owner() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO used_link (jti, account_id, purpose, user_id, used_at) "
+                "VALUES (:j, :a, 'stream_ticket', :u, now() - interval '2 minutes')"
+            ),
+            {"j": stale, "a": tenant.account_id, "u": tenant.user("emil")},
+        )
+    async with httpx.AsyncClient(base_url=first, timeout=10) as client:
+        bearer = {"Authorization": f"Bearer {token(settings, tenant, 'emil', 'engineer')}"}
+        ticket = (await client.post("/v1/events/ticket", headers=bearer)).json()["ticket"]
+        async with client.stream("GET", f"/v1/events/stream?ticket={ticket}") as response:
+            assert response.status_code == 200
+    async with tenant.owner() as session:
+        kept = await session.scalar(
+            text(
+                "SELECT count(*) FROM used_link WHERE account_id = :a AND purpose = 'stream_ticket'"
+            ),
+            {"a": tenant.account_id},
+        )
+        gone = await session.scalar(
+            text("SELECT count(*) FROM used_link WHERE jti = :j"), {"j": stale}
+        )
+    assert (kept, gone) == (1, 0)  # the new ticket's row stays; the expired one went
 
 
 async def test_resuming_while_events_keep_coming_gives_each_event_once_in_order(

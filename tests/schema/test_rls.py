@@ -57,6 +57,30 @@ async def test_cannot_update_or_delete_other_accounts_rows(
     assert (updated.rowcount, deleted.rowcount) == (0, 0)  # type: ignore[attr-defined]
 
 
+async def test_only_a_stream_tickets_used_row_can_be_deleted(
+    owner_session: AsyncSession, two_tenants: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """The API prunes expired stream tickets; a used sign-in, claim or address link must
+    stay used, so the app role cannot delete its row."""
+    alpha, _ = two_tenants
+    user = await owner_session.scalar(
+        text("SELECT id FROM app_user WHERE account_id = :a LIMIT 1"), {"a": alpha}
+    )
+    rows = {purpose: uuid.uuid4() for purpose in ("sign_in", "claim", "address", "stream_ticket")}
+    for purpose, jti in rows.items():
+        await owner_session.execute(
+            text(
+                "INSERT INTO used_link (jti, account_id, purpose, user_id) VALUES (:j, :a, :p, :u)"
+            ),
+            {"j": jti, "a": alpha, "p": purpose, "u": user},
+        )
+    deleted = await owner_session.execute(
+        text("DELETE FROM used_link WHERE jti = ANY(:jtis) RETURNING purpose"),
+        {"jtis": list(rows.values())},
+    )
+    assert [purpose for (purpose,) in deleted] == ["stream_ticket"]
+
+
 async def test_cannot_insert_into_other_account(
     owner_session: AsyncSession, two_tenants: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
