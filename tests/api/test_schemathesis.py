@@ -1,7 +1,8 @@
 """The OpenAPI document is the contract: schemathesis's own CLI runs every phase (examples,
 coverage, fuzzing and the stateful phase, which chains operations through the links it
-infers) with **all** checks, over real HTTP (uvicorn in a thread), with an owner's token and
-real Postgres. Temporal is deliberately unreachable: creation must still never fail.
+infers) with **all** checks, over real HTTP (uvicorn in a thread), with the token of each of
+the four roles in turn and real Postgres. Temporal is deliberately unreachable: creation
+must still never fail.
 
 Any failure fails this test, with schemathesis's report (and a curl line to reproduce it)
 in the output.
@@ -41,8 +42,11 @@ def live_server(settings: Settings) -> Iterator[str]:
         yield url
 
 
+MEMBERS = {"viewer": "vera", "engineer": "emil", "admin": "ada", "owner": "otto"}
+
+
 @pytest.fixture(scope="module")
-def owner_token(settings: Settings) -> str:
+def tenant_for_fuzzing(settings: Settings) -> Tenant:
     async def make() -> Tenant:
         engine = create_engine(settings, owner=True)
         try:
@@ -50,19 +54,23 @@ def owner_token(settings: Settings) -> str:
         finally:
             await engine.dispose()
 
-    tenant = asyncio.run(make())
-    principal = Principal(user_id=tenant.user("otto"), account_id=tenant.account_id, role="owner")
-    return mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
+    return asyncio.run(make())
 
 
+@pytest.mark.parametrize("role", list(MEMBERS))
 def test_every_phase_and_every_check_finds_nothing(
-    live_server: str, owner_token: str, tmp_path: Path
+    live_server: str, tenant_for_fuzzing: Tenant, settings: Settings, role: str, tmp_path: Path
 ) -> None:
+    tenant = tenant_for_fuzzing
+    principal = Principal(
+        user_id=tenant.user(MEMBERS[role]), account_id=tenant.account_id, role=role
+    )
+    token = mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
     argv = [
         *(str(ST), "--config-file", str(CONFIG), "run", f"{live_server}/openapi.json"),
         *("--checks", "all"),
         *("--phases", "examples,coverage,fuzzing,stateful"),
-        *("--header", f"Authorization: Bearer {owner_token}"),
+        *("--header", f"Authorization: Bearer {token}"),
         *("--exclude-path", ENDLESS),
         *("--max-examples", str(EXAMPLES)),
         *("--seed", os.environ.get("SCHEMATHESIS_SEED", "20261122")),
