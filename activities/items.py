@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import get_in_account, tenant_session
-from domain import audit, recipients
+from domain import audit, push, recipients
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
 from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy, User
@@ -21,6 +21,7 @@ from workflows.types import (
     AppliedVersion,
     ItemRef,
     ItemSnapshot,
+    MarkDue,
     PauseSpan,
     RecordPlan,
     RecordRung,
@@ -118,6 +119,36 @@ class ItemActivities:
                 data={"rung": request.rung, "planned_at": request.planned_at.isoformat()},
             )
             return RungRecorded(recorded=True, state=item.state, claimed_by=claimed_by)
+
+    @activity.defn
+    async def record_due(self, request: MarkDue) -> None:
+        """Side effect: the item's `fell_due` audit row and an `item.overdue` push event, in
+        one transaction, so an open page shows the item at once. Idempotent: keyed by the
+        item and the due instant (a new due date falls due anew). Nothing for an item that
+        ended or is paused (its due moves on)."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            item, _ = await locked_item(session, request.item_id, account_id)
+            if item.state not in ("open", "claimed"):
+                return
+            due = request.due_at.isoformat()
+            recorded = await audit.record(
+                session,
+                account_id=item.account_id,
+                item_id=item.id,
+                action="fell_due",
+                key=f"{item.id}:fell_due:{due}",
+                data={"due_at": due},
+            )
+            if recorded:
+                await push.publish(
+                    session,
+                    account_id=item.account_id,
+                    item=item,
+                    kind="item.overdue",
+                    dedup_key=f"{item.id}:overdue:{due}",
+                    data={"overdue_since": due},
+                )
 
     @activity.defn
     async def record_applied_version(self, request: AppliedVersion) -> None:

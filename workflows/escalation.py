@@ -8,7 +8,8 @@ when the reconciler sends `sync` to an item whose applied version lags; a duplic
 changes nothing.
 Queries: `get_state` (state, claimer, every rung with its instant, status and tier).
 Timers: one at a time until the next pending rung ("escalate_1 at 2026-11-25 09:00
-Europe/Berlin"), re-armed `PRE_WAKE` before it; plus the notifier's (quiet hours, SMTP
+Europe/Berlin"), re-armed `PRE_WAKE` before it, or until the item falls due ("due at …"),
+which is audited and pushed (`record_due`); plus the notifier's (quiet hours, SMTP
 backoffs). A rung fires as one `fire_and_send` local activity: the transaction that stamps,
 audits, resolves, writes delivery and outbox rows, then its first mails; `workflows.notifier`
 follows up on them and posts its webhooks. A handoff's fan-out is notified once at start.
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         EscalationResult,
         FireRung,
         ItemRef,
+        MarkDue,
         Notification,
         PauseSpan,
         RecordRung,
@@ -181,6 +183,11 @@ class EscalationWorkflow(EscalationState):
             self._dirty = False
             await self._replan(ref)
             upcoming = next_pending(self._plan) if self._state == "open" else None
+            falls_due = self._due_to_mark()
+            if falls_due is not None and (upcoming is None or falls_due <= upcoming.fire_at):
+                if await self._until(falls_due, f"due at {self._local(falls_due)}"):
+                    await self._mark_due(ref, falls_due)
+                continue
             if upcoming is None:
                 await workflow.wait_condition(lambda: self._dirty)
                 continue
@@ -204,6 +211,25 @@ class EscalationWorkflow(EscalationState):
         await workflow.wait_condition(workflow.all_handlers_finished)
         fired = [m.name for m in self._done.values() if m.status == "fired"]
         return EscalationResult(state=self._state, fired=fired)
+
+    async def _until(self, at: datetime, summary: str) -> bool:
+        """Wait until `at`; False if a message arrived first (the loop re-plans)."""
+        wait = at - workflow.now()
+        if wait <= timedelta(0):
+            return True
+        try:
+            await workflow.wait_condition(
+                lambda: self._dirty, timeout=wait, timeout_summary=summary
+            )
+        except TimeoutError:
+            return True
+        return False
+
+    async def _mark_due(self, ref: ItemRef, due: datetime) -> None:
+        """Falling due is an event: audited and pushed, so an open queue shows it at once."""
+        request = MarkDue(item_id=ref.item_id, account_id=ref.account_id, due_at=due)
+        await db_step(ItemActivities.record_due, request)
+        self._due_marked = due
 
     async def _load(self, ref: ItemRef, *, first: bool) -> None:
         snapshot = await db_step(ItemActivities.load_item, ref)

@@ -56,11 +56,14 @@ class EscalationState:
         # change): one upsert command only when one of these did.
         self._shown: tuple[object, ...] = ()
         self._sync_wanted = False
+        # The effective due instant whose falling due was recorded (`record_due`).
+        self._due_marked: datetime | None = None
 
     def _restore(self, carry: Carry) -> None:
         self._state, self._claimed_by, self._due = carry.state, carry.claimed_by, carry.due_at
         self._pauses, self._done = list(carry.pauses), {m.name: m for m in carry.done}
         self._handoff_notified, self._tier = carry.handoff_notified, carry.tier
+        self._due_marked = carry.due_marked
 
     def _carry(self, sends: list[PendingSend]) -> Carry:
         return Carry(
@@ -72,6 +75,7 @@ class EscalationState:
             handoff_notified=self._handoff_notified,
             tier=self._tier,
             sends=sends,
+            due_marked=self._due_marked,
         )
 
     def _fired_tier(self) -> int:
@@ -96,11 +100,21 @@ class EscalationState:
             return None
         return effective_due(self._due, self._calendar, self._domain_pauses(), workflow.now())
 
+    def _due_to_mark(self) -> datetime | None:
+        """The effective due instant, if the item is open or claimed and its falling due is
+        not recorded yet."""
+        if self._state not in ("open", "claimed"):
+            return None
+        due = self._effective_due()
+        return None if due is None or due == self._due_marked else due
+
     # ---- what the Temporal UI shows ------------------------------------------------------
     def _timer_summary(self, rung: PlannedRung) -> str:
+        return f"{rung.name} at {self._local(rung.fire_at)}"
+
+    def _local(self, at: datetime) -> str:
         assert self._calendar is not None
-        local = rung.fire_at.astimezone(self._calendar.zone)
-        return f"{rung.name} at {local:%Y-%m-%d %H:%M} {self._calendar.tz}"
+        return f"{at.astimezone(self._calendar.zone):%Y-%m-%d %H:%M} {self._calendar.tz}"
 
     async def _publish_state(self, ref: ItemRef) -> None:
         snapshot = self._snapshot_or_fail()

@@ -82,6 +82,7 @@ class Carry:
     handoff_notified: bool = False
     tier: int = -1
     sends: list[PendingSend] = field(default_factory=list)
+    due_marked: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +149,15 @@ class RecordRung:
     status: str  # fired | skipped
     at: datetime
     planned_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class MarkDue:
+    """The item fell due at `due_at` (its effective due, pauses included)."""
+
+    item_id: str
+    account_id: str
+    due_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

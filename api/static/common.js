@@ -7,7 +7,7 @@ export const TOKEN_KEY = "escalator.token";
 export const RANK = { viewer: 0, engineer: 1, admin: 2, owner: 3 };
 export const PRIORITY_RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
 export const EVENT_KINDS = [
-  "item.created", "handoff.escalated", "rung.fired", "item.claimed", "item.released",
+  "item.created", "item.overdue", "handoff.escalated", "rung.fired", "item.claimed", "item.released",
   "item.resolved", "item.cancelled", "item.paused", "item.resumed", "delivery.failed",
   "webhook.disabled",
 ];
@@ -103,7 +103,14 @@ export function countdownText(name, iso, now = Date.now()) {
   return left <= 0 ? "due now" : `${name} in ${duration(left)}`;
 }
 
-// Every [data-countdown] element ticks once a second, wherever it is on the page.
+// "overdue 2d 3h" once the instant has passed; nothing before.
+export function overdueText(iso, now = Date.now()) {
+  const late = iso ? now - new Date(iso).getTime() : 0;
+  return late > 0 ? `overdue ${duration(late)}` : "";
+}
+
+// Every [data-countdown] and [data-overdue-since] element ticks once a second, wherever it
+// is on the page.
 export function startCountdowns(root = document) {
   const tick = () => {
     const now = Date.now();
@@ -112,9 +119,19 @@ export function startCountdowns(root = document) {
       if (node.textContent !== text) node.textContent = text;
       node.classList.toggle("overdue", text === "due now");
     }
+    for (const node of root.querySelectorAll("[data-overdue-since]")) {
+      const text = overdueText(node.dataset.overdueSince, now);
+      if (node.textContent !== text) node.textContent = text;
+    }
   };
   tick();
   return setInterval(tick, 1000);
+}
+
+export function overdueNode(iso) {
+  const span = el("span", { class: "overdue-by", "data-overdue-since": iso || "" });
+  span.textContent = overdueText(iso);
+  return span;
 }
 
 export function countdownNode(name, iso) {

@@ -29,6 +29,7 @@ const LABELS = {
   paused: "Paused (clock stopped)",
   resumed: "Resumed (clock running)",
   due_changed: "Due changed",
+  fell_due: "Fell due (overdue from now)",
   replanned: "Moved to the latest policy",
   escalation_undeliverable: "Nobody valid to notify",
   delivery_failed: "Delivery failed",

@@ -3,12 +3,12 @@
 // escalations while the tab is hidden.
 import {
   $, api, coalesced, conflictText, connectLive, countdownNode, el, errorText,
-  eventItemId, formatInstant, kindText, notify, PRIORITY_RANK, priorityBadge, rank, renderWho,
+  eventItemId, formatInstant, kindText, notify, overdueNode, PRIORITY_RANK, priorityBadge, rank, renderWho,
   startCountdowns, stateBadge, tierBadge, token,
 } from "/static/common.js";
 
 const TITLE = "escalator · queue";
-const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "item.created"]);
+const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "item.created", "item.overdue"]);
 const FILTERS_KEY = "escalator.queue.filters";
 const state = { me: null, items: [], live: null, poll: null, unseen: 0, flash: null, fresh: null };
 const filters = new Set(JSON.parse(localStorage.getItem(FILTERS_KEY) || "[]"));
@@ -67,7 +67,8 @@ function row(item) {
       el("div", { class: "title" }, el("a", { href: `/items/${encodeURIComponent(item.id)}` }, item.title)),
       el("div", { class: "kind" }, kindText(item))),
     cell("Priority", "priority", priorityBadge(item.priority)),
-    cell("Due", "due nowrap", el("time", { datetime: item.due_at || "" }, formatInstant(item.due_at))),
+    cell("Due", "due nowrap", el("time", { datetime: item.due_at || "" }, formatInstant(item.due_at)),
+      paused ? "" : overdueNode(item.due_at)),
     cell("Next rung", "next nowrap", item.next_rung_at ? countdownNode(item.next_rung, item.next_rung_at)
       : el("span", { class: "muted" }, paused ? "clock stopped" : "—")),
     cell("State", "state", stateBadge(item)),

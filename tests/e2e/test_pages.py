@@ -553,3 +553,32 @@ async def test_confirm_a_new_address_from_its_mail(
         f"Done: {new} is the address of Emil Engineer now."
     )
     assert (await tenant.user_row("emil")).email == new
+
+
+async def test_an_item_that_falls_due_shows_on_an_open_queue_at_once(
+    pages: Pages, working_site: str, settings: Settings, tenant: Tenant
+) -> None:
+    """Time is an event: nothing else happens to the item when it falls due (its reminder
+    fired long before, its first escalation is days away), yet the open queue shows it
+    within a second or two, with how long it has been overdue in red."""
+    site = working_site
+    page = await signed_in(pages, site, token(settings, tenant, "erin", "engineer"))
+    due = utcnow() + timedelta(seconds=4)
+    async with httpx.AsyncClient(base_url=site) as client:
+        made = await client.post(
+            "/v1/tasks",
+            json={
+                "type": "CAPA",
+                "title": "Falls due while you look",
+                "assignee_id": str(tenant.user("erin")),
+                "due_at": due.isoformat(),
+            },
+            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
+        )
+    assert made.status_code == 201, made.text
+    item_id = made.json()["id"]
+    assert item_id not in await row_ids(page)  # not due yet: not in the queue
+    row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')
+    await expect(row).to_be_visible(timeout=8_000)  # no other event would bring it
+    await expect(row.locator(".overdue-by")).to_have_text(re.compile(r"^overdue \d+s$"))
+    assert ("fell_due", None) in await tenant.audit(uuid.UUID(item_id))

@@ -64,10 +64,17 @@ async def test_capa_rungs_fire_at_their_planned_instants_to_the_right_people(
     ]
     audit = await tenant.audit(item_id)
     assert [t for a, t in audit if a == "rung_fired"] == [0, 1, 2]
+    # Falling due is an event too, between the reminder and the first escalation.
+    assert [a for a, _ in audit if a in ("rung_fired", "fell_due")] == [
+        "rung_fired",
+        "fell_due",
+        "rung_fired",
+        "rung_fired",
+    ]
     assert await runner.search_attribute(handle, sa.ESCALATION_TIER.name) == 2
     assert await runner.search_attribute(handle, sa.ESCALATION_STATE.name) == "open"
     kinds = [e.kind for e in await tenant.push_events(item_id)]
-    assert kinds == ["rung.fired"] * 3
+    assert kinds == ["rung.fired", "item.overdue", "rung.fired", "rung.fired"]
     await runner.save_history(handle, "escalated_to_tier_2")
     await runner.act(tenant, handle, item_id, "resolve")
     assert (await handle.result()).fired == ["remind", "escalate_1", "escalate_2"]
