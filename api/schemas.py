@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,7 @@ from pydantic import (
 
 from domain import limits
 from domain.demo import stable_id
-from domain.items import RungPlan
+from domain.items import RungPlan, Stop
 from domain.models import Item
 
 _EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
@@ -135,10 +136,20 @@ class PersonOut(BaseModel):
     email: str
 
 
+class StopOut(BaseModel):
+    reason: Literal["claimed", "resolved", "cancelled"]
+    by: str | None = Field(description="who, by name (null if not on record)")
+    at: datetime | None
+
+
 class RungOut(BaseModel):
     name: str
     tier: int
-    status: Literal["pending", "fired", "skipped"]
+    status: Literal["pending", "fired", "skipped", "stopped"] = Field(
+        description="stopped: it will not fire, because the item was claimed, resolved or "
+        "cancelled (`stopped` says by whom and when); a release makes it pending again"
+    )
+    stopped: StopOut | None = None
     at: datetime = Field(description="when it fires (pending) or fired/was skipped, UTC")
     at_local: str = Field(description="the same instant in the calendar's zone")
     event_key: str
@@ -149,14 +160,18 @@ class RungOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, plan: RungPlan, tz: str) -> RungOut:
+    def of(cls, plan: RungPlan, tz: str, stop: Stop | None = None) -> RungOut:
         from zoneinfo import ZoneInfo
 
         local = plan.rung.fire_at.astimezone(ZoneInfo(tz))
+        stopped = stop is not None and plan.rung.status == "pending"
         return cls(
             name=plan.rung.name,
             tier=plan.rung.tier,
-            status=plan.rung.status,
+            status="stopped" if stopped else plan.rung.status,
+            stopped=StopOut(reason=stop.reason, by=stop.by, at=stop.at)
+            if stop is not None and stopped
+            else None,
             at=plan.rung.fire_at,
             at_local=f"{local:%Y-%m-%d %H:%M} {tz}",
             event_key=plan.policy.event_key,
@@ -198,18 +213,29 @@ class ItemOut(BaseModel):
         default=None, description="the highest tier fired (0 remind, 1, 2), null if none"
     )
     claimer_name: str | None = Field(default=None, description="who claimed it, by name")
+    assignee_name: str | None = Field(default=None, description="whose it is, by name")
     next_rung: str | None = Field(default=None, description="the next rung, while open")
     next_rung_at: datetime | None = Field(default=None, description="when it fires, UTC")
+    next_notifies: list[str] | None = Field(
+        default=None,
+        description="who the next rung would notify if it fired now, by name (the queue "
+        "and the item; null in lists)",
+    )
     plan: list[RungOut] | None = None
 
     @classmethod
-    def of(cls, item: Item, claimer_name: str | None = None, **extra: Any) -> ItemOut:
+    def of(
+        cls, item: Item, names: Mapping[uuid.UUID | None, str] | None = None, **extra: Any
+    ) -> ItemOut:
         """The one read model: every endpoint that shows an item builds it here, so state,
-        claimer (id and name) and tier agree wherever it is read."""
+        claimer and assignee (id and name) and tier agree wherever it is read. `names`: the
+        people's names by id (`domain.items.people_names`)."""
         upcoming = next_rung(item)
+        names = names or {}
         return cls(
             tier=fired_tier(item),
-            claimer_name=claimer_name if item.claimed_by else None,
+            claimer_name=names.get(item.claimed_by) if item.claimed_by else None,
+            assignee_name=names.get(item.assignee_id) if item.assignee_id else None,
             next_rung=upcoming and upcoming[0],
             next_rung_at=upcoming and upcoming[1],
             id=item.id,

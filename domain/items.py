@@ -19,7 +19,14 @@ from domain import audit, push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row, versions_query
 from domain.errors import IdempotencyKeyReused, Invalid
-from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Item, SlaPolicy, User
+from domain.models import (
+    AuditEvent,
+    BusinessCalendarRow,
+    BusinessCalendarVersion,
+    Item,
+    SlaPolicy,
+    User,
+)
 from domain.planning import Offset, Pause, PlannedRung, RungName, plan_rungs
 from domain.policy import RungPolicy, offsets, parse_rungs
 from domain.recipients import Recipient, is_valid, resolve
@@ -33,6 +40,15 @@ class Policy:
     rungs: dict[RungName, RungPolicy | None]
     calendar: BusinessCalendar
     calendar_version: BusinessCalendarVersion
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stop:
+    """What ended an item's pending rungs: `reason` is the claim, resolve or cancel."""
+
+    reason: str
+    by: str | None
+    at: datetime | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,17 +376,60 @@ async def plan_item(
     return result
 
 
-async def claimer_names(
+async def people_names(
     session: AsyncSession, account_id: uuid.UUID, found: list[Item]
 ) -> dict[uuid.UUID | None, str]:
-    """The claimers' names of `found`, in one query."""
-    ids = {item.claimed_by for item in found if item.claimed_by}
+    """The names of `found`'s claimers and assignees, in one query."""
+    ids = {item.claimed_by for item in found} | {item.assignee_id for item in found}
+    ids.discard(None)
     if not ids:
         return {}
     rows = await session.execute(
         select(User.id, User.name).where(User.account_id == account_id, User.id.in_(ids))
     )
     return dict(rows.all())
+
+
+async def next_recipients(
+    session: AsyncSession, wanted: list[tuple[Item, str]]
+) -> dict[uuid.UUID, list[str]]:
+    """Who each item's named rung would notify if it fired now, by name (one query per
+    item; each policy read once)."""
+    chains: dict[uuid.UUID, dict[RungName, RungPolicy | None]] = {}
+    names: dict[uuid.UUID, list[str]] = {}
+    for item, rung in wanted:
+        if item.policy_id is None:
+            continue
+        if item.policy_id not in chains:
+            policy = await get_in_account(session, SlaPolicy, item.policy_id, item.account_id)
+            assert policy is not None  # a RESTRICT foreign key
+            chains[item.policy_id] = parse_rungs(policy.rungs)
+        rung_policy = chains[item.policy_id].get(rung)  # type: ignore[call-overload]
+        if rung_policy is not None:
+            found = await resolve(session, item, rung_policy.recipients, actor_id=None)
+            names[item.id] = [r.name for r in found.recipients]
+    return names
+
+
+async def stopped_by(session: AsyncSession, item: Item) -> Stop | None:
+    """Why the item's pending rungs will not fire: the claim, resolve or cancel that ended
+    them, by whom and when (from the audit)."""
+    if item.state not in ("claimed", "resolved", "cancelled"):
+        return None
+    row = (
+        await session.execute(
+            select(AuditEvent.created_at, User.name)
+            .outerjoin(User, User.id == AuditEvent.actor_id)
+            .where(
+                AuditEvent.account_id == item.account_id,
+                AuditEvent.item_id == item.id,
+                AuditEvent.action == item.state,
+            )
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return Stop(reason=item.state, by=row.name if row else None, at=row.created_at if row else None)
 
 
 TIER = case(
@@ -381,12 +440,11 @@ TIER = case(
 )
 
 
-def queue_query(account_id: uuid.UUID, now: datetime) -> Select[Item, int, str | None]:
+def queue_query(account_id: uuid.UUID, now: datetime) -> Select[Item, int]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
-    first: highest tier, then longest overdue; with the claimer's name."""
+    first: highest tier, then longest overdue."""
     return (
-        select(Item, TIER.label("tier"), User.name)
-        .outerjoin(User, User.id == Item.claimed_by)
+        select(Item, TIER.label("tier"))
         .where(
             Item.account_id == account_id,
             Item.state.in_(("open", "paused", "claimed")),

@@ -105,7 +105,8 @@ class EscalationState:
         not recorded yet."""
         if self._state not in ("open", "claimed"):
             return None
-        due = self._effective_due()
+        # The due as given, moved later only by time spent paused.
+        due = self._effective_due() if self._pauses else self._due
         return None if due is None or due == self._due_marked else due
 
     # ---- what the Temporal UI shows ------------------------------------------------------
@@ -122,7 +123,9 @@ class EscalationState:
         due = self._effective_due()
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.ESCALATION_STATE.value_set(self._state),
-            sa.ESCALATION_TIER.value_set(self._fired_tier()),
+            sa.ESCALATION_TIER.value_set(self._fired_tier())
+            if self._fired_tier() >= 0
+            else sa.ESCALATION_TIER.value_unset(),  # unset until a rung fires
             sa.ITEM_KIND.value_set(snapshot.kind),
             sa.ITEM_TYPE.value_set(snapshot.item_type),
             sa.ITEM_TITLE.value_set(snapshot.title),
@@ -169,9 +172,13 @@ class EscalationState:
             chain = ", ".join(policy.recipients) if policy else "nobody"
             names = ", ".join(snapshot.notified.get(upcoming.name, [])) or "nobody valid"
             lines.append(f"- next: **{self._timer_summary(upcoming)}** → {names} ({chain})")
+        stopped = self._state in ("claimed", "resolved", "cancelled")
         for rung in self._plan:
+            status: str = rung.status
+            if stopped and status == "pending":
+                status = f"stopped ({self._state})"  # it will not fire
             lines.append(
-                f"- {rung.name} (tier {rung.tier}): {rung.status}"
-                f" @ {rung.fire_at:%Y-%m-%d %H:%M} UTC"
+                f"- {rung.name} (tier {rung.tier}): {status}"
+                f" @ {self._local(rung.fire_at)} ({rung.fire_at:%H:%M} UTC)"
             )
         return "\n".join(lines)

@@ -13,7 +13,15 @@ from api.auth import Engineer, Viewer
 from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.routers.items import item_view
-from api.schemas import HandoffCreate, ItemOut, PreviewOut, PreviewRequest, RungOut, TaskCreate
+from api.schemas import (
+    HandoffCreate,
+    ItemOut,
+    PreviewOut,
+    PreviewRequest,
+    RungOut,
+    TaskCreate,
+    next_rung,
+)
 from domain import items
 from domain.clock import utcnow
 from domain.models import Item
@@ -166,16 +174,21 @@ async def handoff_history(session_ref: SessionRef, uow: UowDep, _: Viewer) -> li
         .order_by(Item.created_at.desc(), Item.id.desc())
     )
     found = list(rows)
-    names = await items.claimer_names(uow.session, uow.principal.account_id, found)
-    return [ItemOut.of(i, names.get(i.claimed_by)) for i in found]
+    names = await items.people_names(uow.session, uow.principal.account_id, found)
+    return [ItemOut.of(i, names) for i in found]
 
 
 @router.get("/queue", response_model=list[ItemOut], summary="What needs someone now")
 async def queue(uow: UowDep, _: Viewer) -> list[ItemOut]:
     """Open escalated handoffs, parked handoffs, and overdue or escalated tasks, most urgent
-    first (highest tier, then longest overdue), with who claimed what."""
+    first (highest tier, then longest overdue), with whose each is, who claimed it, and who
+    its next rung would notify."""
     rows = await uow.session.execute(items.queue_query(uow.principal.account_id, utcnow()))
-    return [ItemOut.of(item, claimer_name=name) for item, _, name in rows]
+    found = [item for item, _ in rows]
+    names = await items.people_names(uow.session, uow.principal.account_id, found)
+    upcoming = [(item, rung[0]) for item in found if (rung := next_rung(item))]
+    notifies = await items.next_recipients(uow.session, upcoming)
+    return [ItemOut.of(i, names, next_notifies=notifies.get(i.id)) for i in found]
 
 
 @router.post(

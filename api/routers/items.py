@@ -31,6 +31,7 @@ from api.schemas import (
     PersonOut,
     RungOut,
     Why,
+    next_rung,
 )
 from domain import items, lifecycle, limits
 from domain import replan as domain_replan
@@ -58,13 +59,24 @@ async def item_view(
     if loaded is None:
         loaded = await items.pinned_policy(uow.session, item)
     plan = await items.plan_item(uow.session, item, loaded, utcnow(), recipients=recipients)
-    names = await items.claimer_names(uow.session, item.account_id, [item])
+    names = await items.people_names(uow.session, item.account_id, [item])
+    stop = await items.stopped_by(uow.session, item)
+    # The recorded next rung; before the workflow recorded its plan, the first pending one.
+    upcoming = next_rung(item)
+    pending = [p.rung.name for p in plan if p.rung.status == "pending"]
+    rung = upcoming[0] if upcoming else (pending[0] if pending else None)
+    notifies = [
+        [r.name for r in p.recipients]
+        for p in plan
+        if item.state == "open" and p.rung.name == rung and p.recipients is not None
+    ]
     return ItemOut.of(
         item,
-        names.get(item.claimed_by),
+        names,
         policy_version=loaded.row.version,
         calendar_version=loaded.calendar_version.version,
-        plan=[RungOut.of(p, loaded.calendar.tz) for p in plan],
+        plan=[RungOut.of(p, loaded.calendar.tz, stop) for p in plan],
+        next_notifies=notifies[0] if notifies else None,
     )
 
 
@@ -133,9 +145,9 @@ async def list_items(
         )
     )
     page = rows[:limit]
-    names = await items.claimer_names(uow.session, uow.principal.account_id, page)
+    names = await items.people_names(uow.session, uow.principal.account_id, page)
     return ItemPage(
-        items=[ItemOut.of(i, names.get(i.claimed_by)) for i in page],
+        items=[ItemOut.of(i, names) for i in page],
         next_cursor=_encode(page[-1], settings.jwt_secret) if len(rows) > limit else None,
     )
 

@@ -128,6 +128,14 @@ export function startCountdowns(root = document) {
   return setInterval(tick, 1000);
 }
 
+// Who the next rung would notify ("Ada Admin", "Ada Admin, Emil Engineer +2"), else the
+// rung's name.
+export function nextLabel(item, rung) {
+  const names = item.next_notifies || [];
+  if (!names.length) return rung;
+  return names.length > 2 ? `${names.slice(0, 2).join(", ")} +${names.length - 2}` : names.join(", ");
+}
+
 export function overdueNode(iso) {
   const span = el("span", { class: "overdue-by", "data-overdue-since": iso || "" });
   span.textContent = overdueText(iso);

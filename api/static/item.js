@@ -2,7 +2,7 @@
 // with the actions the viewer's role allows; reloaded live when an event names this item.
 import {
   $, api, badge, coalesced, conflictText, connectLive, countdownNode, el, errorText,
-  eventItemId, formatInstant, kindText, notify, priorityBadge, rank, renderWho,
+  eventItemId, formatInstant, kindText, nextLabel, notify, priorityBadge, rank, renderWho,
   startCountdowns, stateBadge, tierBadge, token, viewerZone,
 } from "/static/common.js";
 
@@ -93,8 +93,9 @@ function renderItem(item) {
   );
   $("#due").replaceChildren(item.due_at ? bothZones(item.due_at, zone) : "—");
   const next = nextRung(item);
-  $("#next").replaceChildren(next ? countdownNode(next.name, next.at)
+  $("#next").replaceChildren(next ? countdownNode(nextLabel(item, next.name), next.at)
     : el("span", { class: "muted" }, item.state === "paused" ? "clock stopped" : "—"));
+  $("#assignee").replaceChildren(item.assignee_name || el("span", { class: "muted" }, "nobody"));
   $("#claimer").replaceChildren(item.claimed_by
     ? el("span", {}, item.claimer_name || "someone", el("span", { class: "zone" }, `since ${formatInstant(item.claimed_at)}`))
     : el("span", { class: "muted" }, "nobody"));
@@ -123,12 +124,20 @@ function renderActions(item) {
   $("#actions").replaceChildren(...buttons);
 }
 
+// "claimed by Erin Engineer, 06.12.2026, 10:05": why a rung will not fire.
+function stopText(stop) {
+  const who = stop.by ? ` by ${stop.by}` : "";
+  const when = stop.at ? `, ${formatInstant(stop.at)}` : "";
+  return `${stop.reason}${who}${when}`;
+}
+
 function renderPlan(item) {
   const plan = item.plan || [];
   $("#plan tbody").replaceChildren(...plan.map((rung) => el("tr", { "data-rung": rung.name },
     el("td", { "data-label": "Rung", class: "rung" }, rung.name, rung.critical ? el("span", { class: "zone" }, "critical") : ""),
     el("td", { "data-label": "Tier" }, tierBadge(rung.tier)),
-    el("td", { "data-label": "Status", class: "status" }, badge(rung.status, `status-${rung.status}`)),
+    el("td", { "data-label": "Status", class: "status" }, badge(rung.status, `status-${rung.status}`),
+      rung.stopped ? el("span", { class: "zone" }, stopText(rung.stopped)) : ""),
     el("td", { "data-label": "Calendar time", class: "at-local nowrap" }, rung.at_local),
     el("td", { "data-label": "Your time", class: "at-viewer nowrap" }, formatInstant(rung.at)),
     el("td", { "data-label": "Notifies", class: "recipients" }, rung.recipients === null ? "—"

@@ -3,7 +3,7 @@
 // escalations while the tab is hidden.
 import {
   $, api, coalesced, conflictText, connectLive, countdownNode, el, errorText,
-  eventItemId, formatInstant, kindText, notify, overdueNode, PRIORITY_RANK, priorityBadge, rank, renderWho,
+  eventItemId, formatInstant, kindText, nextLabel, notify, overdueNode, PRIORITY_RANK, priorityBadge, rank, renderWho,
   startCountdowns, stateBadge, tierBadge, token,
 } from "/static/common.js";
 
@@ -65,11 +65,12 @@ function row(item) {
     cell(null, "tier", tierBadge(item.tier)),
     cell(null, "item",
       el("div", { class: "title" }, el("a", { href: `/items/${encodeURIComponent(item.id)}` }, item.title)),
-      el("div", { class: "kind" }, kindText(item))),
+      el("div", { class: "kind" }, kindText(item)),
+      item.assignee_name ? el("div", { class: "assignee muted" }, `assigned to ${item.assignee_name}`) : ""),
     cell("Priority", "priority", priorityBadge(item.priority)),
     cell("Due", "due nowrap", el("time", { datetime: item.due_at || "" }, formatInstant(item.due_at)),
       paused ? "" : overdueNode(item.due_at)),
-    cell("Next rung", "next nowrap", item.next_rung_at ? countdownNode(item.next_rung, item.next_rung_at)
+    cell("Next", "next nowrap", item.next_rung_at ? countdownNode(nextLabel(item, item.next_rung), item.next_rung_at)
       : el("span", { class: "muted" }, paused ? "clock stopped" : "—")),
     cell("State", "state", stateBadge(item)),
     actions(item),

@@ -103,3 +103,36 @@ async def test_detail_list_queue_and_workflow_agree_after_every_step(
             assert reference["claimer_name"] in ("Emil Engineer", "Ada Admin"), state
         await workflow_agrees(api, dev_env, item_id, reference)
     assert found["detail"]["tier"] == 2
+
+
+async def test_everyone_reads_whose_it_is_who_is_next_and_what_stopped_the_plan(
+    api: Api, tenant: Tenant
+) -> None:
+    """Issue 22 items 3 and 4: the assignee and the next rung's people by name, in the
+    detail and the queue; after a claim the pending rungs read as stopped, by whom."""
+    created = await api.task(tenant, due_at=(utcnow() - timedelta(hours=1)).isoformat())
+    item_id = uuid.UUID(created.json()["id"])
+    vera, emil = api.headers(tenant, "vera"), api.headers(tenant, "emil")
+    for _ in range(200):  # the workflow records its plan (next_rung) once it has run
+        detail = (await api.client.get(f"/v1/items/{item_id}", headers=vera)).json()
+        if detail["next_rung"]:
+            break
+        await asyncio.sleep(0.05)
+    assert detail["assignee_name"] == "Erin Engineer"
+    # The reminder goes to the assignee, the first escalation to her manager; which is next
+    # depends on the weekday the test runs on (a due on a Sunday reminds on Monday).
+    expected = {"remind": ["Erin Engineer"], "escalate_1": ["Ada Admin"]}[detail["next_rung"]]
+    assert detail["next_notifies"] == expected
+    queue = (await api.client.get("/v1/queue", headers=vera)).json()
+    [queued] = [i for i in queue if i["id"] == str(item_id)]
+    assert (queued["assignee_name"], queued["next_notifies"]) == ("Erin Engineer", expected)
+
+    assert (await api.client.post(f"/v1/items/{item_id}/claim", headers=emil)).status_code == 200
+    detail = (await api.client.get(f"/v1/items/{item_id}", headers=vera)).json()
+    pending = [r for r in detail["plan"] if r["name"] in ("escalate_1", "escalate_2")]
+    assert pending
+    assert {r["status"] for r in pending} == {"stopped"}
+    assert {(r["stopped"]["reason"], r["stopped"]["by"]) for r in pending} == {
+        ("claimed", "Emil Engineer")
+    }
+    assert detail["next_notifies"] is None

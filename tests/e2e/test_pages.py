@@ -149,18 +149,25 @@ async def test_queue_filters_and_countdowns(
     await expect(page.locator(f"{row(vpn)} .priority")).to_have_text("urgent")
     await expect(page.locator(f"{row(logs)} .state")).to_have_text("paused")
     await expect(page.locator(f"{row(scale)} .state")).to_have_text("claimed by Emil Engineer")
-    await expect(page.locator(f"{row(pump)} .due")).to_have_text(german(now - timedelta(days=2)))
+    await expect(page.locator(f"{row(pump)} .due time")).to_have_text(
+        german(now - timedelta(days=2))
+    )
+    await expect(page.locator(f"{row(pump)} .due .overdue-by")).to_have_text("overdue 2d 0h")
+    await expect(page.locator(f"{row(pump)} .item .assignee")).to_have_text(
+        "assigned to Erin Engineer"
+    )
     await expect(page.locator(f"{row(pump)} a")).to_have_attribute("href", f"/items/{pump}")
     # Erin may claim what is open or paused, and nothing Emil holds.
     await expect(page.locator(f"{row(logs)} button.claim")).to_have_count(1)
     await expect(page.locator(f"{row(scale)} button")).to_have_count(0)
 
     countdown = page.locator(f"{row(pump)} .countdown")
-    await expect(countdown).to_have_text(re.compile(r"^escalate_2 in 4m \d{1,2}s$"))
+    # "next: who, in how long", not a rung key.
+    await expect(countdown).to_have_text(re.compile(r"^Otto Owner in 4m \d{1,2}s$"))
     before = await countdown.text_content()
     await expect(countdown).not_to_have_text(before or "", timeout=3_000)
     await expect(page.locator(f"{row(vpn)} .countdown")).to_have_text(
-        re.compile(r"^remind in 1m \d{1,2}s$")
+        re.compile(r"^Ada Admin, Emil Engineer \+2 in 1m \d{1,2}s$")  # the handoff's fan-out
     )
 
     expected = {
@@ -268,7 +275,8 @@ async def test_item_page_shows_plan_timeline_deliveries_and_why(
     await expect(page.locator("#kind")).to_have_text("Task · CAPA")
     await expect(page.locator("#badges")).to_contain_text("open")
     await expect(page.locator("#badges .tier-0")).to_have_text("T0")
-    await expect(page.locator("#next .countdown")).to_have_text(re.compile(r"^escalate_1 in "))
+    await expect(page.locator("#next .countdown")).to_have_text(re.compile(r"^Ada Admin in "))
+    await expect(page.locator("#assignee")).to_have_text("Erin Engineer")
     berlin = due.astimezone(ZoneInfo("Europe/Berlin"))
     await expect(page.locator("#due")).to_contain_text(f"{berlin:%H:%M}Europe/Berlin")
     await expect(page.locator("#due")).to_contain_text(f"{german(due)}your time, {ZONE}")

@@ -152,7 +152,7 @@ class Runner:
         )
         fields = described.workflow_execution_info.search_attributes
         payload = fields.indexed_fields.get(name)
-        return None if payload is None else json.loads(payload.data)
+        return None if payload is None or not payload.data else json.loads(payload.data)
 
     async def save_history(self, handle: Handle, name: str) -> None:
         await save_history(handle, name)

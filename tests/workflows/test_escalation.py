@@ -46,6 +46,7 @@ async def test_capa_rungs_fire_at_their_planned_instants_to_the_right_people(
     plan = {r.name: r.fire_at for r in (await runner.state(handle)).rungs}
     assert plan == expected
     assert expected["escalate_2"].weekday() == 2  # Wednesday
+    assert await runner.search_attribute(handle, sa.ESCALATION_TIER.name) is None  # no rung yet
 
     recipients = {"remind": "erin", "escalate_1": "ada", "escalate_2": "otto"}
     for count, (rung, at) in enumerate(expected.items(), start=1):
