@@ -63,6 +63,7 @@ class MailItem:
     priority: str | None
     zone: str = "UTC"  # the pinned calendar's: the due instant is shown in it
     offsets: dict[str, str] = field(default_factory=dict)  # rung -> "2 business days"
+    assignee: str = ""  # whose it is, by name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +121,7 @@ def render(
         "event_key": request.event_key,
         "notes": item.engineer_notes or "",
         "priority": item.priority or "",
+        "assignee": item.assignee,
         "item_url": to.item(request.item_id),
         "claim_url": to.claim(request, recipient),
     }
@@ -167,6 +169,7 @@ def mail_item(row: Any) -> MailItem:
         priority=row.priority,
         zone=row.tz,
         offsets=_offsets(row.rungs),
+        assignee=row.assignee_name or "",
     )
 
 

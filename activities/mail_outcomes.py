@@ -21,7 +21,7 @@ import metrics
 from activities.mail import MailItem, mail_item
 from db import get_in_account
 from domain import deliveries, push
-from domain.models import BusinessCalendarVersion, Item, SlaPolicy
+from domain.models import BusinessCalendarVersion, Item, SlaPolicy, User
 from domain.people import Recipient
 from domain.quiet_hours import quiet_until_of
 from workflows.types import FireRung, MailOutcome, SendEmails
@@ -31,8 +31,9 @@ RECORD_MARGIN = timedelta(seconds=5)
 ITEM: Table = Item.__table__  # type: ignore[assignment]
 POLICY: Table = SlaPolicy.__table__  # type: ignore[assignment]
 CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
-# The item, with what its mails say of the policy and calendar it pins: each rung's offset
-# and the calendar's zone.
+ASSIGNEE = User.__table__.alias("assignee")
+# The item, with what its mails say of the policy and calendar it pins (each rung's offset
+# and the calendar's zone) and whose it is.
 ITEM_ROW = (
     select(
         *(ITEM.c[name] for name in ("id", "state", "title", "item_type", "kind", "due_at")),
@@ -40,9 +41,11 @@ ITEM_ROW = (
         ITEM.c.priority,
         POLICY.c.rungs,
         CALENDAR.c.tz,
+        ASSIGNEE.c.name.label("assignee_name"),
     )
     .join(POLICY, POLICY.c.id == ITEM.c.policy_id)
     .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
+    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == ITEM.c.assignee_id)
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
         ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),

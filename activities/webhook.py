@@ -285,6 +285,8 @@ class WebhookActivities:
             title=item.title,
             due_at=item.due_at,
             zone=item.tz,
+            assignee_id=str(item.assignee_id) if item.assignee_id else None,
+            assignee_name=item.assignee_name,
         )
         content = http.body(endpoint.format, request, hook, f"{self._base_url}/items/{item.id}")
         now = self._clock.now()

@@ -43,6 +43,8 @@ class HookItem:
     title: str
     due_at: datetime | None
     zone: str = "UTC"  # the pinned calendar's: Slack shows the due instant in it
+    assignee_id: str | None = None
+    assignee_name: str | None = None
 
 
 def body(fmt: str, request: SendWebhook, item: HookItem, url: str) -> bytes:
@@ -63,6 +65,9 @@ def standard(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
             "rung": request.rung,
             "tier": request.tier,
             "due_at": item.due_at.isoformat() if item.due_at else None,
+            "assignee": None
+            if item.assignee_id is None
+            else {"id": item.assignee_id, "name": item.assignee_name},
             "url": url,
         },
     }

@@ -13,13 +13,14 @@ from temporalio.exceptions import ApplicationError
 
 import metrics
 from domain import audit, send_guard
-from domain.models import BusinessCalendarVersion, Delivery, Item, WebhookEndpoint
+from domain.models import BusinessCalendarVersion, Delivery, Item, User, WebhookEndpoint
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 ENDPOINT: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
 ITEM: Table = Item.__table__  # type: ignore[assignment]
 CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
+ASSIGNEE = User.__table__.alias("assignee")
 CHANNEL = "webhook"
 
 
@@ -65,10 +66,15 @@ async def item_row(
     the POST: a claim waits for it, a rung's stamp does not; see `domain.send_guard`). A
     missing item is a non-retryable error."""
     item_id = uuid.UUID(request.item_id)
-    columns = ("id", "state", "kind", "item_type", "title", "due_at")
+    columns = ("id", "state", "kind", "item_type", "title", "due_at", "assignee_id")
     query = (
-        select(*(ITEM.c[name] for name in columns), CALENDAR.c.tz)
+        select(
+            *(ITEM.c[name] for name in columns),
+            CALENDAR.c.tz,
+            ASSIGNEE.c.name.label("assignee_name"),
+        )
         .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
+        .outerjoin(ASSIGNEE, ASSIGNEE.c.id == ITEM.c.assignee_id)
         .where(ITEM.c.id == item_id, ITEM.c.account_id == account_id)
     )
     if guarded:

@@ -59,6 +59,7 @@ async def test_a_signed_webhook_is_sent_once_and_recorded(
         "rung": "remind",
         "tier": 0,
         "due_at": (await tenant.item(item_id)).due_at.isoformat(),  # type: ignore[union-attr]
+        "assignee": {"id": str(tenant.user("erin")), "name": "Erin Engineer"},
         "url": f"http://escalator.test/items/{item_id}",
     }
     assert await run(webhooks.plan_webhooks, plan(tenant, item_id)) == []  # final: nothing left
