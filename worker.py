@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -171,9 +170,7 @@ async def main(settings: Settings) -> None:
         server = serve_metrics(settings, temporal_metrics)
     client = await connect(settings, **options)
     workers = build_worker(client, settings, engine)
-    await ensure_reconciler(
-        client, settings.task_queue, timedelta(seconds=settings.reconcile_every_seconds)
-    )
+    await ensure_reconciler(client, settings.task_queue, settings.reconcile_every_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -302,6 +302,15 @@ class StateView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReconcileInput:
+    """The reconciler's rounds: one every `every_seconds`; `rounds` ends it after that many
+    (tests), else it runs for ever (continuing as new)."""
+
+    every_seconds: int
+    rounds: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignIn:
     """A sign-in request: its `sign_in_request` row, which holds the address."""
 

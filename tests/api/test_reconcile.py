@@ -11,9 +11,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowHandle
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
@@ -57,15 +65,31 @@ async def test_creation_succeeds_with_temporal_down_and_the_reconciler_starts_it
     assert (await tenant.item(item_id)).workflow_started_at is None
 
 
-async def test_the_reconciler_schedule_is_created_once(dev_env: WorkflowEnvironment) -> None:
-    queue = f"q-{uuid.uuid4()}"
+async def test_the_reconciler_is_one_long_lived_workflow_started_once(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """One `escalator-reconciler` run (a timer between rounds), not one workflow a minute
+    from a Schedule; a Schedule left by an earlier version is deleted."""
+    client, queue = dev_env.client, f"q-{uuid.uuid4()}"
+    handle = client.get_workflow_handle(RECONCILER_ID)
     with contextlib.suppress(RPCError):  # a worker process in this session may have made it
-        await dev_env.client.get_schedule_handle(RECONCILER_ID).delete()
-    first = await ensure_reconciler(dev_env.client, queue, timedelta(minutes=1))
-    second = await ensure_reconciler(dev_env.client, queue, timedelta(minutes=1))
+        await handle.terminate("test")
+    with contextlib.suppress(RPCError):
+        await client.create_schedule(
+            RECONCILER_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow("ReconcileWorkflow", id="old", task_queue=queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
+            ),
+        )
+    first = await ensure_reconciler(client, queue, 60)
+    second = await ensure_reconciler(client, queue, 60)
     assert (first, second) == (True, False)
-    described = await dev_env.client.get_schedule_handle(RECONCILER_ID).describe()
-    assert described.schedule.spec.intervals[0].every == timedelta(minutes=1)
+    described = await handle.describe()
+    assert (described.status, described.task_queue) == (WorkflowExecutionStatus.RUNNING, queue)
+    with pytest.raises(RPCError):
+        await client.get_schedule_handle(RECONCILER_ID).describe()
+    await handle.terminate("test finished")
 
 
 async def test_a_lost_release_and_due_change_heal_at_the_next_reconcile(

@@ -33,7 +33,7 @@ from worker import build_worker
 from workflows import search_attributes
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
-from workflows.types import EscalationInput, workflow_id
+from workflows.types import EscalationInput, ReconcileInput, workflow_id
 
 
 async def test_a_claim_whose_signal_was_lost_stops_the_rung_at_its_fire(
@@ -122,7 +122,10 @@ async def test_the_reconcilers_workflow_starts_what_the_api_never_did(
         dev_env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=activities
     ):
         handle = await dev_env.client.start_workflow(
-            ReconcileWorkflow.run, id=f"reconcile-{uuid.uuid4()}", task_queue=queue
+            ReconcileWorkflow.run,
+            ReconcileInput(every_seconds=1, rounds=2),  # two rounds: the timer between them
+            id=f"reconcile-{uuid.uuid4()}",
+            task_queue=queue,
         )
         assert await handle.result() >= 1
     started = await dev_env.client.get_workflow_handle(workflow_id(str(item_id))).describe()

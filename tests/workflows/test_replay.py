@@ -137,6 +137,7 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
         )
     },
     "the reconciler's workflow": lambda s: s.workflow == "ReconcileWorkflow",
+    "the reconciler sleeps between rounds": _timer("until the next round"),
     "the reconciler answers a lost sign-in request": _activity("start_missing_sign_ins"),
     "a sign-in request is looked up": _activity("sign_in_recipients"),
     "an account mail": _activity("send_account_mail"),
