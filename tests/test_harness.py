@@ -40,6 +40,7 @@ async def _accepts_and_indexes_our_attributes(env: WorkflowEnvironment) -> str:
         search_attributes.DUE_AT: now,
         search_attributes.NEXT_RUNG_AT: now,
         search_attributes.CLAIMED_BY: "nobody",
+        search_attributes.CLAIMED_BY_NAME: "Nobody Yet",
     }
     assert set(values) == set(search_attributes.ALL)
     task_queue = f"harness-{uuid.uuid4()}"

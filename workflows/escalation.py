@@ -85,13 +85,14 @@ class EscalationWorkflow(EscalationState):
         if self._state not in TERMINAL:
             self._close_pause(signal.at)
             self._state, self._claimed_by = "claimed", signal.user_id
+            self._claimer_name = signal.name
             self._dirty = True
 
     @workflow.signal
     def release(self, signal: AtSignal) -> None:
         self._nudged()
         if self._state == "claimed":
-            self._state, self._claimed_by = "open", None
+            self._state, self._claimed_by, self._claimer_name = "open", None, None
             self._dirty = True
 
     @workflow.signal
@@ -242,6 +243,7 @@ class EscalationWorkflow(EscalationState):
                 snapshot.claimed_by,
                 snapshot.due_at,
             )
+            self._claimer_name = None  # the snapshot's `claimer_name` is the truth now
             self._done = {m.name: m for m in snapshot.done}
             if snapshot.pauses:
                 self._pauses = list(snapshot.pauses)
@@ -337,7 +339,7 @@ class EscalationWorkflow(EscalationState):
         """The database moved on (a claim committed; its signal is on the way). Follow it
         now rather than re-arming the same overdue rung in a loop."""
         if self._state == "open":
-            self._state, self._claimed_by = state, claimed_by
+            self._state, self._claimed_by, self._claimer_name = state, claimed_by, None
 
     async def _notify_handoff(self, ref: ItemRef, notifier: Notifier) -> None:
         """The escalated handoff's fan-out, fired like a rung: one transaction, then its

@@ -40,6 +40,7 @@ class EscalationState:
     def __init__(self) -> None:
         self._state = "open"
         self._claimed_by: str | None = None
+        self._claimer_name: str | None = None
         self._due: datetime | None = None
         self._pauses: list[PauseSpan] = []
         self._done: dict[str, RungMark] = {}
@@ -84,6 +85,17 @@ class EscalationState:
         fired = [RUNG_TIERS[m.name] for m in self._done.values() if m.status == "fired"]  # type: ignore[index]
         return max([self._tier, *fired])
 
+    def _claimer(self) -> str | None:
+        """The claimer's name: from the claim signal, else from the last load."""
+        if self._claimed_by is None:
+            return None
+        if self._claimer_name:
+            return self._claimer_name
+        snapshot = self._snapshot
+        return (
+            snapshot.claimer_name if snapshot and snapshot.claimed_by == self._claimed_by else None
+        )
+
     def _snapshot_or_fail(self) -> ItemSnapshot:
         assert self._snapshot is not None
         return self._snapshot
@@ -121,6 +133,7 @@ class EscalationState:
         snapshot = self._snapshot_or_fail()
         upcoming = next_pending(self._plan) if self._state == "open" else None
         due = self._effective_due()
+        claimer = self._claimer()
         updates: list[SearchAttributeUpdate[Any]] = [
             sa.ESCALATION_STATE.value_set(self._state),
             sa.ESCALATION_TIER.value_set(self._fired_tier())
@@ -131,6 +144,7 @@ class EscalationState:
             sa.ITEM_TITLE.value_set(snapshot.title),
             sa.ACCOUNT_ID.value_set(snapshot.account_id),
             sa.CLAIMED_BY.value_set(self._claimed_by or ""),
+            sa.CLAIMED_BY_NAME.value_set(claimer) if claimer else sa.CLAIMED_BY_NAME.value_unset(),
             sa.DUE_AT.value_set(due) if due else sa.DUE_AT.value_unset(),
             sa.NEXT_RUNG_AT.value_set(upcoming.fire_at)
             if upcoming
@@ -140,6 +154,7 @@ class EscalationState:
             self._state,
             self._fired_tier(),
             self._claimed_by,
+            claimer,
             due,
             upcoming and upcoming.fire_at,
         )
@@ -165,8 +180,7 @@ class EscalationState:
             f"- tier: **{tier if tier >= 0 else 'none yet'}**",
         ]
         if self._claimed_by:
-            named = snapshot.claimer_name if snapshot.claimed_by == self._claimed_by else ""
-            lines.append(f"- claimed by: {named or self._claimed_by}")
+            lines.append(f"- claimed by: {self._claimer() or self._claimed_by}")
         if upcoming is not None:
             policy = self._rungs.get(upcoming.name)
             chain = ", ".join(policy.recipients) if policy else "nobody"

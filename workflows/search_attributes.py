@@ -18,6 +18,7 @@ ACCOUNT_ID = SearchAttributeKey.for_keyword("AccountId")
 DUE_AT = SearchAttributeKey.for_datetime("DueAt")
 NEXT_RUNG_AT = SearchAttributeKey.for_datetime("NextRungAt")
 CLAIMED_BY = SearchAttributeKey.for_keyword("ClaimedBy")
+CLAIMED_BY_NAME = SearchAttributeKey.for_keyword("ClaimedByName")  # ClaimedByName = "Erin Engineer"
 
 ALL = (
     ESCALATION_STATE,
@@ -29,6 +30,7 @@ ALL = (
     DUE_AT,
     NEXT_RUNG_AT,
     CLAIMED_BY,
+    CLAIMED_BY_NAME,
 )
 
 # The CLI's spelling of each indexed value type, for `--search-attribute Name=Type`.

@@ -268,6 +268,7 @@ class RecordOutcomes:
 class ClaimSignal:
     user_id: str
     at: datetime | None = None
+    name: str | None = None  # the claimer's, for the Temporal UI (`ClaimedByName`)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -214,7 +214,10 @@ def _lifecycle_route(verb: str, doc: str) -> None:
             done = await lifecycle.claim(
                 uow.session, principal.account_id, item_id, principal.user_id, now
             )
-            signal: Any = ClaimSignal(user_id=str(principal.user_id), at=now)
+            names = await items.people_names(uow.session, principal.account_id, [done.item])
+            signal: Any = ClaimSignal(
+                user_id=str(principal.user_id), at=now, name=names.get(principal.user_id)
+            )
         else:
             done = await lifecycle.transition(
                 uow.session, principal.account_id, item_id, principal.user_id, now, verb

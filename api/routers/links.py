@@ -328,9 +328,8 @@ async def claim_from_mail(
         view = await _claim_view(session, read)
     if done.changed:
         metrics.claimed(done.item.item_type, done.item.created_at, now)
-        await signal_item(
-            temporal, read.item_id, "claim", ClaimSignal(user_id=str(read.user_id), at=now)
-        )
+        claimed = ClaimSignal(user_id=str(read.user_id), at=now, name=view.recipient.name)
+        await signal_item(temporal, read.item_id, "claim", claimed)
     return view
 
 

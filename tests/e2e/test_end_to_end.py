@@ -83,13 +83,15 @@ async def test_remind_and_escalate_arrive_then_a_claim_silences_the_rest(
     claimed_at = utcnow()
     async with tenant_session(app_sessionmaker, tenant.account_id) as session:
         await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), claimed_at)
-    await handle.signal(
-        EscalationWorkflow.claim, ClaimSignal(user_id=str(tenant.user("emil")), at=claimed_at)
-    )
+    claim = ClaimSignal(user_id=str(tenant.user("emil")), at=claimed_at, name="Emil Engineer")
+    await handle.signal(EscalationWorkflow.claim, claim)
     await asyncio.sleep(max((due + timedelta(seconds=12) - utcnow()).total_seconds(), 0))
     assert len(mail_sink.mails) == 2, "nothing may be sent after the claim"
 
-    query = f'WorkflowId = "{handle.id}" AND EscalationState = "claimed" AND EscalationTier = 1'
+    query = (
+        f'WorkflowId = "{handle.id}" AND EscalationState = "claimed" AND EscalationTier = 1'
+        ' AND ClaimedByName = "Emil Engineer"'  # searchable by the claimer's name
+    )
     for _ in range(50):  # the visibility store is eventually consistent
         found = [w async for w in dev_env.client.list_workflows(query)]
         if found:
