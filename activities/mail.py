@@ -50,6 +50,11 @@ def message_id(user_id: str, item_id: str, event_key: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@escalator>"
 
 
+def thread_of(item_id: str) -> str:
+    """The thread every mail about the item replies to (a root no mail carries itself)."""
+    return f"<item-{item_id}@escalator>"
+
+
 @dataclass(frozen=True, kw_only=True)
 class MailItem:
     """What a mail may say about its item (the templates see nothing else)."""
@@ -64,6 +69,7 @@ class MailItem:
     zone: str = "UTC"  # the pinned calendar's: the due instant is shown in it
     offsets: dict[str, str] = field(default_factory=dict)  # rung -> "2 business days"
     assignee: str = ""  # whose it is, by name
+    creator: str = ""  # who made it (a handoff: the engineer who escalated it), by name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +128,7 @@ def render(
         "notes": item.engineer_notes or "",
         "priority": item.priority or "",
         "assignee": item.assignee,
+        "creator": item.creator,
         "item_url": to.item(request.item_id),
         "claim_url": to.claim(request, recipient),
     }
@@ -137,6 +144,8 @@ def render(
     message["Subject"] = subject.encode()
     message["To"] = to_header(recipient.name, for_smtp(recipient.email, smtputf8=smtputf8))
     message["Message-ID"] = message_id(recipient.user_id, request.item_id, request.event_key)
+    # Every mail about one item names the same thread root, so mail clients group them.
+    message["In-Reply-To"] = message["References"] = thread_of(request.item_id)
     message["Date"] = format_datetime(request.at)
     message["X-Escalator-Event"] = request.event_key
     message["X-Escalator-Item"] = request.item_id
@@ -170,6 +179,7 @@ def mail_item(row: Any) -> MailItem:
         zone=row.tz,
         offsets=_offsets(row.rungs),
         assignee=row.assignee_name or "",
+        creator=row.creator_name or "",
     )
 
 

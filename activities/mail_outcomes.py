@@ -32,8 +32,9 @@ ITEM: Table = Item.__table__  # type: ignore[assignment]
 POLICY: Table = SlaPolicy.__table__  # type: ignore[assignment]
 CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
 ASSIGNEE = User.__table__.alias("assignee")
+CREATOR = User.__table__.alias("creator")
 # The item, with what its mails say of the policy and calendar it pins (each rung's offset
-# and the calendar's zone) and whose it is.
+# and the calendar's zone), whose it is and who made it.
 ITEM_ROW = (
     select(
         *(ITEM.c[name] for name in ("id", "state", "title", "item_type", "kind", "due_at")),
@@ -42,10 +43,12 @@ ITEM_ROW = (
         POLICY.c.rungs,
         CALENDAR.c.tz,
         ASSIGNEE.c.name.label("assignee_name"),
+        CREATOR.c.name.label("creator_name"),
     )
     .join(POLICY, POLICY.c.id == ITEM.c.policy_id)
     .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
     .outerjoin(ASSIGNEE, ASSIGNEE.c.id == ITEM.c.assignee_id)
+    .outerjoin(CREATOR, CREATOR.c.id == ITEM.c.creator_id)
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
         ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),

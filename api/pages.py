@@ -13,6 +13,12 @@ STATIC = Path(__file__).with_name("static")
 router = APIRouter(include_in_schema=False)
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Every browser asks for it; a 404 each page load is noise in every log."""
+    return FileResponse(STATIC / "favicon.png", media_type="image/png")
+
+
 @router.get("/")
 async def queue_page() -> FileResponse:
     return FileResponse(STATIC / "index.html")

@@ -44,6 +44,10 @@ async def test_a_fired_rung_mails_honest_text_with_a_claim_link_and_deliveries_s
     berlin = due.astimezone(ZoneInfo("Europe/Berlin"))  # the calendar's zone
     assert f"Due: {berlin:%a %d %b %Y %H:%M %Z}" in text
     assert "Assigned to: Erin Engineer" in text  # the manager reads whose it is
+    thread = f"<item-{item['id']}@escalator>"  # one item's mails thread together
+    assert [(m.message["In-Reply-To"], m.message["References"]) for m in (remind, escalated)] == [
+        (thread, thread)
+    ] * 2
     assert f"/items/{item['id']}" in text
     assert "is due in 1 business second" in plain(remind)
     html = escalated.message.get_body(("html",))

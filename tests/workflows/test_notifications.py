@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from tests.api.test_links import plain
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Handle, Runner
 from tests.workflows.test_escalation import MINUTE, berlin, friday_after, weekday
@@ -38,7 +39,9 @@ async def test_escalate_fans_out_to_seniors_except_escalator_viewers_and_soft_de
 
     mails = await runner.sink.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in mails) == [tenant.email("ada"), tenant.email("otto")]
-    assert all("customer VPN down" in m.message.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
+    assert all("customer VPN down" in plain(m) for m in mails)
+    # Who escalated it, by name (not "an engineer", whatever their role).
+    assert all("escalated by Erin Engineer" in plain(m) for m in mails)
     [event] = await tenant.push_events(item_id)
     assert event.kind == "handoff.escalated"
     assert event.payload["item"]["kind"] == "handoff"
