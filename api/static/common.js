@@ -198,6 +198,34 @@ export function notify(node, text, kind = "error", ms = 10000) {
   if (ms) node._hide = setTimeout(() => { node.hidden = true; }, ms);
 }
 
+// The bearer token's expiry (ms since the epoch), from its payload; null if unreadable.
+export function tokenExpiry() {
+  try {
+    const part = token.get().split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(part)).exp;
+    return typeof exp === "number" ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+// The session ended (expired, or revoked elsewhere) while the page was open: the page keeps
+// what it shows, and `node` says so, what did not happen (`undone`, e.g. "your claim"), and
+// how to sign in and come back here.
+export function sessionEnded(node, undone) {
+  clearTimeout(node._hide);
+  const said = undone ? `Your session has ended: ${undone} did not happen. ` : "Your session has ended. ";
+  node.replaceChildren(said, el("a", { href: signInHref() }, "Sign in again"), " to go on from here.");
+  node.className = "notice error";
+  node.hidden = false;
+}
+
+// Calls `ended` when the token expires (null if its expiry cannot be read).
+export function watchExpiry(ended) {
+  const at = tokenExpiry();
+  return at === null ? null : setTimeout(ended, Math.max(0, at - Date.now()) + 500);
+}
+
 export function signInHref() {
   const next = location.pathname + location.search;
   return next === "/" ? "/signin" : `/signin?next=${encodeURIComponent(next)}`;

@@ -3,7 +3,7 @@
 import {
   $, api, badge, coalesced, conflictText, connectLive, countdownNode, el, errorText,
   eventItemId, formatInstant, kindText, nextLabel, notify, priorityBadge, rank, renderWho,
-  startCountdowns, stateBadge, tierBadge, token, viewerZone,
+  sessionEnded, startCountdowns, stateBadge, tierBadge, token, viewerZone, watchExpiry,
 } from "/static/common.js";
 
 const ITEM_ID = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "").toLowerCase();
@@ -185,7 +185,7 @@ function renderDeliveries(rows) {
 const load = coalesced(async () => {
   const base = `/v1/items/${encodeURIComponent(ITEM_ID)}`;
   const [item, audit, deliveries] = await Promise.all([api(base), api(`${base}/audit`), api(`${base}/deliveries`)]);
-  if ([item, audit, deliveries].some((r) => r.status === 401)) return signedOut();
+  if ([item, audit, deliveries].some((r) => r.status === 401)) return ended(null);
   if (!item.ok) {
     $("#item").hidden = true;
     notify($("#notice"), item.status === 404 || item.status === 422 ? "This item does not exist (or is not in your account)." : errorText(item), "error", 0);
@@ -202,7 +202,7 @@ async function act(verb, button) {
   if (verb === "cancel" && !window.confirm("Cancel this item? Nothing more will be sent.")) return;
   button.disabled = true;
   const result = await api(`/v1/items/${encodeURIComponent(ITEM_ID)}/${verb}`, { method: "POST" });
-  if (result.status === 401) return signedOut();
+  if (result.status === 401) return ended(`your ${verb}`);
   if (result.status === 409) notify($("#notice"), conflictText(result));
   else if (!result.ok) notify($("#notice"), errorText(result));
   await load();
@@ -211,6 +211,16 @@ async function act(verb, button) {
 function status(text) {
   $("#status").textContent = text;
   $("#status").classList.toggle("live", text === "live");
+}
+
+// Signed in a moment ago, not now: keep the item on screen and say what happened.
+function ended(undone) {
+  if (!state.me) return signedOut();
+  if (state.live) state.live.close();
+  clearInterval(state.poll);
+  clearTimeout(state.expiry);
+  status("session ended");
+  sessionEnded($("#notice"), undone);
 }
 
 function signedOut() {
@@ -231,10 +241,11 @@ async function start() {
   state.me = me.ok ? me.body : null;
   renderWho($("#who"), state.me, signedOut);
   await load();
+  state.expiry = watchExpiry(() => ended(null));
   state.live = connectLive({
     onStatus: status,
     onReady: load,
-    onSignedOut: signedOut,
+    onSignedOut: () => ended(null),
     onDenied: () => { state.poll = setInterval(load, 30000); },
     onEvent: (kind, data) => { if (String(eventItemId(data)).toLowerCase() === ITEM_ID) load(); },
   });

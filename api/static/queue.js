@@ -4,7 +4,7 @@
 import {
   $, api, coalesced, conflictText, connectLive, countdownNode, el, errorText,
   eventItemId, formatInstant, kindText, nextLabel, notify, overdueNode, PRIORITY_RANK, priorityBadge, rank, renderWho,
-  startCountdowns, stateBadge, tierBadge, token,
+  sessionEnded, startCountdowns, stateBadge, tierBadge, token, watchExpiry,
 } from "/static/common.js";
 
 const TITLE = "escalator · queue";
@@ -92,7 +92,7 @@ function render() {
 
 const refresh = coalesced(async () => {
   const result = await api("/v1/queue");
-  if (result.status === 401) return signedOut();
+  if (result.status === 401) return ended(null);
   if (!result.ok) return notify($("#notice"), errorText(result));
   state.items = result.body;
   render();
@@ -132,7 +132,7 @@ async function enableWebhook(hook, button) {
 async function act(item, verb, button) {
   button.disabled = true;
   const result = await api(`/v1/items/${encodeURIComponent(item.id)}/${verb}`, { method: "POST" });
-  if (result.status === 401) return signedOut();
+  if (result.status === 401) return ended(`your ${verb}`);
   if (result.status === 409) notify($("#notice"), conflictText(result));
   else if (!result.ok) notify($("#notice"), errorText(result));
   await refresh();
@@ -167,6 +167,15 @@ function stopLive() {
   state.poll = null;
 }
 
+// Signed in a moment ago, not now: keep the queue on screen and say what happened.
+function ended(undone) {
+  if (!state.me) return signedOut();
+  stopLive();
+  clearTimeout(state.expiry);
+  status("session ended");
+  sessionEnded($("#notice"), undone);
+}
+
 function signedOut() {
   stopLive();
   state.me = null;
@@ -189,10 +198,12 @@ async function start() {
   $("#signed-in").hidden = false;
   await refresh();
   stopLive();
+  clearTimeout(state.expiry);
+  state.expiry = watchExpiry(() => ended(null));
   state.live = connectLive({
     onStatus: status,
     onReady: refresh, // whatever happened before the stream was subscribed
-    onSignedOut: signedOut,
+    onSignedOut: () => ended(null),
     onDenied: () => { state.poll = setInterval(refresh, 30000); },
     onEvent: (kind, data) => {
       if (ESCALATIONS.has(kind)) { state.fresh = eventItemId(data); flashTitle(); }

@@ -5,9 +5,26 @@ import { $, api, errorText, linkFromFragment, token } from "/static/common.js";
 const params = new URLSearchParams(location.search);
 const link = linkFromFragment();
 
+// Where to go after signing in: `?next=`, else where this browser was going when it asked
+// for the link (kept for the link's 15 minutes: the mailed link itself carries no `next`).
+const NEXT_KEY = "escalator.next";
+const NEXT_TTL_MS = 15 * 60 * 1000;
+
+function remembered() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(NEXT_KEY) || "null");
+    return kept && Date.now() - kept.at < NEXT_TTL_MS ? kept.path : null;
+  } catch {
+    return null;
+  }
+}
+
 // Only a path on this site: "/items/…" yes; "//evil.example", "https://…" or "javascript:" no.
 function nextPath() {
-  const next = params.get("next");
+  return safePath(params.get("next") || remembered());
+}
+
+function safePath(next) {
   if (!next || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return "/";
   try {
     const url = new URL(next, location.origin);
@@ -37,6 +54,8 @@ async function requestLink(event) {
   const result = await api("/v1/auth/sign-in-link", { method: "POST", body: { email }, auth: false });
   button.disabled = false;
   if (result.status === 202) {
+    const next = params.get("next");
+    if (next) localStorage.setItem(NEXT_KEY, JSON.stringify({ path: safePath(next), at: Date.now() }));
     $("#sent").textContent = result.body.message;
     $("#sent").hidden = false;
   } else {
@@ -64,7 +83,9 @@ async function showLink() {
     const session = await api("/v1/auth/session", { method: "POST", body: { link }, auth: false });
     if (session.ok) {
       token.set(session.body.access_token);
-      location.assign(nextPath());
+      const next = nextPath();
+      localStorage.removeItem(NEXT_KEY);
+      location.assign(next);
       return;
     }
     button.hidden = true;

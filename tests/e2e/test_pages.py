@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from api.tokens import Principal, mint
 from config import Settings
 from domain.clock import utcnow
 from domain.demo import rung
@@ -432,8 +433,9 @@ async def test_magic_link_sign_in_from_the_mail_sink(
     assert mail.rcpt_tos == (tenant.email("erin"),)
     link = link_path(mail)
 
-    # What a mail scanner does: a GET of the link, which must not sign anyone in.
-    await page.goto(f"{site}{with_next(link, f'/items/{item_id}')}")
+    # What a mail scanner does: a GET of the link, which must not sign anyone in. The link
+    # carries no `next`: the browser that asked for it remembers where it was going.
+    await page.goto(f"{site}{link}")
     await expect(page.locator("#whom")).to_have_text(
         f"Sign in as Erin Engineer (engineer, {tenant.slug})"
     )
@@ -590,3 +592,36 @@ async def test_an_item_that_falls_due_shows_on_an_open_queue_at_once(
     await expect(row).to_be_visible(timeout=8_000)  # no other event would bring it
     await expect(row.locator(".overdue-by")).to_have_text(re.compile(r"^overdue \d+s$"))
     assert ("fell_due", None) in await tenant.audit(uuid.UUID(item_id))
+
+
+async def test_an_expired_session_says_so_and_keeps_the_page(
+    pages: Pages, site: str, settings: Settings, tenant: Tenant
+) -> None:
+    """The token runs out while the queue is open: the page keeps its rows, stops saying
+    "live", and says the session ended; a claim tried then says it did not happen."""
+    async with httpx.AsyncClient(base_url=site) as client:
+        made = await client.post(
+            "/v1/tasks",
+            json={
+                "type": "CAPA",
+                "title": "Outlives the session",
+                "assignee_id": str(tenant.user("erin")),
+                "due_at": (utcnow() - timedelta(hours=1)).isoformat(),
+            },
+            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
+        )
+    item_id = made.json()["id"]
+    principal = Principal(
+        user_id=tenant.user("erin"), account_id=tenant.account_id, role="engineer"
+    )
+    short = mint(principal, settings.jwt_secret, ttl=timedelta(seconds=4), now=utcnow())
+    page = await signed_in(pages, site, short)
+    row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')
+    await expect(row).to_be_visible()
+    await expect(page.locator("#status")).to_have_text("session ended", timeout=10_000)
+    await expect(page.locator("#notice")).to_contain_text("Your session has ended.")
+    await expect(row).to_be_visible()  # the page keeps what it showed
+    await row.locator("button.claim").click()
+    await expect(page.locator("#notice")).to_contain_text("your claim did not happen")
+    await expect(page.locator("#notice a")).to_have_attribute("href", "/signin")
+    assert (await tenant.item(uuid.UUID(item_id))).state == "open"
