@@ -47,8 +47,30 @@ export async function api(path, { method = "GET", body, auth = true } = {}) {
 }
 
 // The message of an error answer, in whichever shape it came (ours, or a bare "detail").
+// A rejected field in words a person can act on: never "body.link: String should have at
+// least 20 characters".
+const FIELD_WORDS = {
+  link: "This link is incomplete or damaged (it may have been cut short when it was copied): open it from the mail again.",
+  email: "Enter a whole email address, like you@example.com.",
+};
+
+function problemText(problem) {
+  const field = (problem.at || "").split(".").pop() || "";
+  if (FIELD_WORDS[field]) return FIELD_WORDS[field];
+  const words = field.replaceAll("_", " ") || "request";
+  const what = /at least|too short/i.test(problem.problem) ? "is too short"
+    : /at most|too long/i.test(problem.problem) ? "is too long"
+      : /required|missing/i.test(problem.problem) ? "is missing"
+        : "is not in a form this page can use";
+  return `The ${words} ${what}.`;
+}
+
 export function errorText(result) {
   const error = result.body?.error;
+  if (error?.code === "invalid_payload") {
+    const [first] = error.details?.problems || [];
+    return first ? problemText(first) : "Something on this page was not accepted: check it and try again.";
+  }
   if (error?.message) return error.message;
   if (typeof result.body?.detail === "string") return result.body.detail;
   return result.status ? `the server answered ${result.status}` : "the server cannot be reached";

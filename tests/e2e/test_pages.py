@@ -625,3 +625,12 @@ async def test_an_expired_session_says_so_and_keeps_the_page(
     await expect(page.locator("#notice")).to_contain_text("your claim did not happen")
     await expect(page.locator("#notice a")).to_have_attribute("href", "/signin")
     assert (await tenant.item(uuid.UUID(item_id))).state == "open"
+
+
+async def test_people_never_read_a_raw_validation_message(pages: Pages, site: str) -> None:
+    """A link cut short when it was copied is a 422 from the API; the page says what to do."""
+    _, page = await fresh_page(pages)
+    await page.goto(f"{site}/claim#link=cut-short")
+    await expect(page.locator("#error")).to_have_text(re.compile(r"^This link is incomplete"))
+    assert "body.link" not in await page.locator("main").inner_text()
+    assert "String should" not in await page.locator("main").inner_text()
