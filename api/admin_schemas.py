@@ -174,7 +174,7 @@ class UserOut(BaseModel):
 class RoleCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"key": "quality_manager", "name": "Quality Manager"}]},
+        json_schema_extra={"examples": [{"key": "night_shift", "name": "Night shift"}]},
     )
 
     key: str = Field(pattern=r"^[a-z0-9_]{1,64}$", description='policies name it "role:<key>"')
@@ -245,6 +245,25 @@ class CalendarIn(BaseModel):
         default=None, pattern=r"^[A-Z0-9]{1,6}$", examples=["BE"]
     )
     custom_holidays: list[HolidayDate] = Field(default_factory=list, max_length=1000)
+
+
+class CalendarCreate(CalendarIn):
+    """A new calendar (its example names one the demo does not have yet)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Munich office",
+                    "tz": "Europe/Berlin",
+                    "hours": _EXAMPLE_HOURS,
+                    "holiday_country": "DE",
+                    "holiday_subdivision": "BY",
+                }
+            ]
+        },
+    )
 
 
 class CalendarOut(BaseModel):

@@ -25,10 +25,10 @@ from domain.demo import stable_id
 from domain.items import RungPlan, Stop
 from domain.models import Item
 
-_EXAMPLE_DUE = "2026-11-27T10:00:00+01:00"
+_EXAMPLE_DUE = "2027-03-05T10:00:00+01:00"
 REPLAN_LISTED = 100
 # The demo account's Erin Engineer (`make run`), so examples work when pasted there.
-_EXAMPLE_USER = "0c0d1a8e-3d5e-5b8a-9f3c-2a6e8d4b7f10"
+_EXAMPLE_USER = str(stable_id("demo", "user:erin"))
 
 
 def _rfc3339(value: Any) -> Any:
@@ -86,7 +86,7 @@ class TaskCreate(BaseModel):
 class ItemPatch(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"due_at": "2026-12-04T10:00:00+01:00"}]},
+        json_schema_extra={"examples": [{"due_at": "2027-03-12T10:00:00+01:00"}]},
     )
 
     title: str | None = Field(default=None, min_length=1, max_length=500)

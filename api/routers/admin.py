@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 
 from api.admin_schemas import (
+    CalendarCreate,
     CalendarIn,
     CalendarOut,
     PolicyCreate,
@@ -251,7 +252,7 @@ async def list_calendars(uow: UowDep, _: Viewer) -> list[CalendarOut]:
     responses=WRITE,
     summary="Create a business calendar",
 )
-async def create_calendar(body: CalendarIn, uow: UowDep, principal: Admin) -> CalendarOut:
+async def create_calendar(body: CalendarCreate, uow: UowDep, principal: Admin) -> CalendarOut:
     """Checked as it will be used: a real zone, ordered non-overlapping hours on at least one
     weekday, a known holiday country and subdivision, ISO custom dates."""
     row = await policies.save_calendar(uow.session, principal.account_id, _calendar_spec(body))
