@@ -7,6 +7,7 @@ queue, in the Temporal UI's list and in the mail sink."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import os
 import re
@@ -22,8 +23,8 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from config import Settings
 from mailsink import free_port
+from tests.support.pg import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -88,14 +89,17 @@ def items_of(api: str, printed: str) -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack started, stopped with Ctrl-C and started again on the same state folder,
-    as a person's second day with it: the tests run against the second start."""
+    as a person's second day with it: the tests run against the second start. Its own
+    database on the tests' server (the stack migrates it), so no test's rows mix with the
+    demo's."""
     state = tmp_path_factory.mktemp("devstack")
+    database = create_database(server_url, prefix="escalator_devstack")
     api_port, temporal_port, ui_port, smtp_port, metrics_port = (free_port() for _ in range(5))
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": database,
         "ESCALATOR_STATE_DIR": str(state),
         "ESCALATOR_API_PORT": str(api_port),
         "ESCALATOR_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -123,6 +127,8 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
     finally:
         stop(again.process)
+        with contextlib.suppress(Exception):  # a lingering connection: the server's reset
+            drop_database(database)
 
 
 async def test_make_run_starts_again_on_its_state_with_its_data(stack: Stack) -> None:
