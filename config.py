@@ -80,10 +80,13 @@ class Settings(BaseSettings):
     # Whether the SMTP server offers SMTPUTF8 (RFC 6531): only then may an address's part
     # before @ be non-ASCII; without it such a user is refused (400 undeliverable_address).
     smtp_utf8: bool = False
-    # Webhooks: each POST waits this long for an answer; an endpoint that fails this many
-    # deliveries in a row (5xx, timeouts, refused connections, 4xx) is disabled.
+    # Webhooks: each POST waits this long for an answer. An endpoint is disabled once it has
+    # failed (5xx, timeouts, refused connections, 4xx) without a single success for
+    # `webhook_disable_after_seconds` (a day) and at least `webhook_disable_after_failures`
+    # times: a receiver's blip during a burst never switches an integration off.
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_disable_after_failures: int = Field(default=10, ge=1)
+    webhook_disable_after_seconds: float = Field(default=86_400, ge=0)
     # Worker tuning (see the README's "Scaling the worker"): the workflow cache holds the
     # items that can fire together (a 09:00 peak replays every evicted one), the slots bound
     # concurrent workflow tasks and activities. Each send holds a DB connection across SMTP

@@ -5,8 +5,8 @@ A delivery row per (endpoint, item, event_key, 'webhook') is the dedup claim and
 record, as for email. `send_webhook` works in two transactions, as `send_emails` does:
 
 1. The attempt, committed: the item FOR SHARE, the row FOR UPDATE. A final row (`sent`,
-   `failed`, `suppressed`) is returned as it is; a closed item or a disabled/deleted
-   endpoint makes it `suppressed` with the reason. Otherwise it becomes `sending` with
+   `failed`, `suppressed`) is returned as it is; a closed item makes it `suppressed`, a
+   disabled or deleted endpoint `failed`, with the reason. Otherwise it becomes `sending` with
    attempts + 1, so even a worker that dies mid-POST leaves the attempt on the record.
 2. The POST, under the row's lock and the item's send guard (`domain.send_guard`), held
    across it: a claim waits for it, so the request goes out before the claim commits or not
@@ -20,10 +20,11 @@ a resend whose first answer was lost (Standard Webhooks' at-least-once contract)
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -55,6 +56,7 @@ class WebhookActivities:
         base_url: str,
         timeout_seconds: float = 5.0,
         disable_after: int = 10,
+        disable_window: timedelta = timedelta(days=1),
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         allow_private: bool = False,
@@ -63,6 +65,7 @@ class WebhookActivities:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
         self._disable_after = disable_after
+        self._disable_window = disable_window
         self._clock = clock or SystemClock()
         self._transport = transport
         self._allow_private = allow_private
@@ -76,6 +79,7 @@ class WebhookActivities:
             base_url=settings.base_url,
             timeout_seconds=settings.webhook_timeout_seconds,
             disable_after=settings.webhook_disable_after_failures,
+            disable_window=timedelta(seconds=settings.webhook_disable_after_seconds),
             allow_private=settings.webhooks_reach_private,
         )
 
@@ -178,9 +182,11 @@ class WebhookActivities:
         assert row is not None  # inserted above if it was missing
         if row.status in FINAL:
             return rows.final(row)
-        reason = rows.not_now(item, endpoint)
-        if reason is not None:
-            return await rows.suppress(session, row, reason)
+        why = rows.not_now(item, endpoint)
+        if why is not None:
+            stopped = await rows.stop(session, row, why)
+            metrics.delivered(CHANNEL, stopped.status)
+            return stopped
         note = UNKNOWN_OUTCOME if row.status == "sending" else None
         await rows.set_row(
             session, row, status="sending", attempts=row.attempts + 1, last_error=note
@@ -198,11 +204,9 @@ class WebhookActivities:
         if row.status in FINAL:  # a concurrent attempt finished it meanwhile
             return rows.final(row), None
         endpoint = await rows.endpoint_of(session, request, account_id)
-        reason = rows.not_now(item, endpoint)
-        if reason is not None:  # closed between the steps: step 1's attempt never went out
-            return await rows.suppress(
-                session, row, reason, attempts=max(row.attempts - 1, 0)
-            ), None
+        why = rows.not_now(item, endpoint)
+        if why is not None:  # changed between the steps: step 1's attempt never went out
+            return await rows.stop(session, row, why, attempts=max(row.attempts - 1, 0)), None
         answer = await self._post(request, item, endpoint, row.id)
         code = answer.code
         if answer.ok:
@@ -213,25 +217,37 @@ class WebhookActivities:
             )
             await session.execute(
                 update(ENDPOINT)
-                .where(ENDPOINT.c.id == endpoint.id, ENDPOINT.c.consecutive_failures != 0)
-                .values(consecutive_failures=0)
+                .where(
+                    ENDPOINT.c.id == endpoint.id,
+                    or_(
+                        ENDPOINT.c.consecutive_failures != 0,
+                        ENDPOINT.c.failing_since.is_not(None),
+                    ),
+                )
+                .values(consecutive_failures=0, failing_since=None)
             )
             outcome = WebhookOutcome(
                 status="sent", response_code=code, sent_at=sent_at, attempts=row.attempts
             )
             return outcome, None
         error = answer.error
-        failures = await session.scalar(
-            update(ENDPOINT)
-            .where(ENDPOINT.c.id == endpoint.id)
-            .values(consecutive_failures=ENDPOINT.c.consecutive_failures + 1)
-            .returning(ENDPOINT.c.consecutive_failures)
-        )
+        now = self._clock.now()
+        failures, since = (
+            await session.execute(
+                update(ENDPOINT)
+                .where(ENDPOINT.c.id == endpoint.id)
+                .values(
+                    consecutive_failures=ENDPOINT.c.consecutive_failures + 1,
+                    failing_since=func.coalesce(ENDPOINT.c.failing_since, now),
+                )
+                .returning(ENDPOINT.c.consecutive_failures, ENDPOINT.c.failing_since)
+            )
+        ).one()
         disable = None
         if code == 410:  # the receiver says it is gone for good
             disable = "410 Gone"
-        elif (failures or 0) >= self._disable_after:
-            disable = f"{failures} consecutive failures"
+        elif failures >= self._disable_after and now - since >= self._disable_window:
+            disable = f"{failures} failures in a row, none sent since {since:%Y-%m-%d %H:%M} UTC"
         disabled = disable is not None and await self._disable(
             session, request, row, endpoint, disable
         )
@@ -339,9 +355,8 @@ class WebhookActivities:
 
 
 def _measure(outcome: WebhookOutcome) -> None:
-    """An attempt's metrics (a suppression is counted where it is made)."""
-    if outcome.status != "suppressed":
-        metrics.delivered(CHANNEL, outcome.status)
+    """An attempt's metrics (step 2's: step 1 counts what it stops itself)."""
+    metrics.delivered(CHANNEL, outcome.status)
     if outcome.endpoint_disabled:
         reason = "gone" if outcome.response_code == 410 else "failing"
         metrics.WEBHOOK_ENDPOINTS_DISABLED.labels(reason=reason).inc()

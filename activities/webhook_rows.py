@@ -11,7 +11,6 @@ from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
-import metrics
 from domain import audit, send_guard
 from domain.models import BusinessCalendarVersion, Delivery, Item, User, WebhookEndpoint
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
@@ -102,24 +101,28 @@ async def endpoint_of(session: AsyncSession, request: SendWebhook, account_id: u
     return row
 
 
-def not_now(item: Any, endpoint: Any) -> str | None:
-    """Why nothing may be sent, or None."""
+def not_now(item: Any, endpoint: Any) -> tuple[str, str] | None:
+    """Why nothing may be sent, as (status, reason), or None. The item stopped being open:
+    `suppressed` (nobody needs it any more). The endpoint is deleted or disabled: `failed`
+    (it was needed and did not go out; it can be sent again once the endpoint is back)."""
     if item.state != "open":
-        return f"not sent: the item is {item.state}"
+        return "suppressed", f"not sent: the item is {item.state}"
     if endpoint.deleted_at is not None:
-        return "not sent: the endpoint is deleted"
+        return "failed", "not sent: the endpoint is deleted"
     if not endpoint.enabled:
-        return f"not sent: the endpoint is disabled ({endpoint.disabled_reason or 'no reason'})"
+        reason = endpoint.disabled_reason or "no reason"
+        return "failed", f"not sent: the endpoint is disabled ({reason})"
     return None
 
 
-async def suppress(
-    session: AsyncSession, row: Row[Any], reason: str, **values: Any
+async def stop(
+    session: AsyncSession, row: Row[Any], why: tuple[str, str], **values: Any
 ) -> WebhookOutcome:
-    await set_row(session, row, status="suppressed", last_error=reason, **values)
-    metrics.delivered(CHANNEL, "suppressed")
+    """The row ends unsent: `why` is `not_now`'s (status, reason). Counted by the caller."""
+    status, reason = why
+    await set_row(session, row, status=status, last_error=reason, **values)
     return WebhookOutcome(
-        status="suppressed", error=reason, attempts=values.get("attempts", row.attempts)
+        status=status, error=reason, attempts=values.get("attempts", row.attempts)
     )
 
 

@@ -127,6 +127,9 @@ class WebhookOut(BaseModel):
         description='why it stopped receiving: "410 Gone", "10 consecutive failures", an admin'
     )
     consecutive_failures: int
+    failing_since: datetime | None = Field(
+        default=None, description="when its current run of failures began (null: none)"
+    )
     previous_secret_valid_until: datetime | None = Field(
         description="after a rotation: until when the old secret still signs, beside the new"
     )
@@ -152,6 +155,7 @@ class WebhookOut(BaseModel):
             disabled_at=endpoint.disabled_at,
             disabled_reason=endpoint.disabled_reason,
             consecutive_failures=endpoint.consecutive_failures,
+            failing_since=endpoint.failing_since,
             previous_secret_valid_until=until if until and (now is None or until > now) else None,
             last_delivery=None
             if last is None

@@ -173,7 +173,7 @@ async def update_endpoint(
         endpoint.enabled = bool(changes["enabled"])
         if endpoint.enabled:
             endpoint.disabled_at, endpoint.disabled_reason = None, None
-            endpoint.consecutive_failures = 0
+            endpoint.consecutive_failures, endpoint.failing_since = 0, None
         else:
             endpoint.disabled_at, endpoint.disabled_reason = now, "disabled by an admin"
     endpoint.updated_at = now  # set, not left to onupdate: the answer shows it

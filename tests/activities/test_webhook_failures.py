@@ -5,9 +5,11 @@ a retryable error is raised, permanent answers fail at once, and an endpoint tha
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.webhook import WebhookActivities
@@ -101,13 +103,14 @@ async def test_a_410_disables_the_endpoint_audited_without_raising(
     assert {("webhook_endpoint_disabled", 0), ("delivery_failed", 0)} <= set(
         await tenant.audit(item_id)
     )
-    # Disabled: never planned again, and a send already planned is suppressed.
+    # Disabled: never planned again, and a send already planned is failed (it was needed
+    # and did not go out); `suppressed` keeps its one meaning, the item stopped being open.
     assert await run(webhooks.plan_webhooks, plan(tenant, item_id, "task.escalated")) == []
     late = await run(
         webhooks.send_webhook, send(tenant, item_id, endpoint_id, event_key="task.other")
     )
     assert (late.status, late.error) == (
-        "suppressed",
+        "failed",
         "not sent: the endpoint is disabled (410 Gone)",
     )
     assert len(webhook_receiver.requests) == 1
@@ -132,26 +135,70 @@ async def test_other_4xx_fail_at_once_and_count_as_failures(
     assert (endpoint.enabled, endpoint.consecutive_failures) == (True, 1)
 
 
-async def test_an_endpoint_failing_n_times_in_a_row_is_disabled(
-    tenant: Tenant, webhooks: WebhookActivities, webhook_receiver: WebhookReceiver
+class Moving:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.at = utcnow()
+
+    def now(self) -> datetime:
+        return self.at
+
+
+async def test_a_burst_of_failures_never_disables_a_day_without_success_does(
+    tenant: Tenant,
+    webhooks: WebhookActivities,
+    webhook_receiver: WebhookReceiver,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    """`disable_after` is 3 here: two retryable failures, then the third disables it."""
-    items = [await tenant.add_item(due_at=utcnow() + timedelta(days=1)) for _ in range(3)]
+    """At least 3 failures here, and a day with no success in between: a burst of five
+    failures stays enabled, a success starts the day again, and only failures a day after
+    the first of an unbroken run disable it."""
+    clock = Moving()
+    hooks = WebhookActivities(
+        app_sessionmaker,
+        base_url="http://escalator.test",
+        timeout_seconds=1.0,
+        disable_after=3,
+        disable_window=timedelta(days=1),
+        clock=clock,
+        allow_private=True,
+    )
+    items = [await tenant.add_item(due_at=utcnow() + timedelta(days=1)) for _ in range(8)]
     endpoint_id, _ = await add_endpoint(tenant, webhook_receiver.url)
-    webhook_receiver.status = 500
 
-    for item_id in items[:2]:
+    async def post(item_id: uuid.UUID) -> None:
         with pytest.raises(ApplicationError):
-            await run(webhooks.send_webhook, send(tenant, item_id, endpoint_id))
-    outcome = await run(webhooks.send_webhook, send(tenant, items[2], endpoint_id))
+            await run(hooks.send_webhook, send(tenant, item_id, endpoint_id))
 
+    webhook_receiver.status = 500
+    for item_id in items[:5]:  # a 09:00 burst during a receiver's blip
+        await post(item_id)
+    endpoint = await endpoint_row(tenant, endpoint_id)
+    assert (endpoint.enabled, endpoint.consecutive_failures) == (True, 5)
+    assert endpoint.failing_since == clock.at
+
+    clock.at += timedelta(hours=20)
+    webhook_receiver.status = 200
+    sent = await run(hooks.send_webhook, send(tenant, items[5], endpoint_id))
+    assert sent.status == "sent"
+    endpoint = await endpoint_row(tenant, endpoint_id)
+    assert (endpoint.consecutive_failures, endpoint.failing_since) == (0, None)
+
+    webhook_receiver.status = 500
+    clock.at += timedelta(hours=10)  # 30 h after the first failure, 10 h after a success
+    await post(items[6])
+    assert (await endpoint_row(tenant, endpoint_id)).enabled
+
+    clock.at += timedelta(days=1, minutes=1)  # an unbroken day of failures, and 3 of them
+    await post(items[6])  # its retry: the second
+    outcome = await run(hooks.send_webhook, send(tenant, items[7], endpoint_id))
     assert (outcome.status, outcome.endpoint_disabled) == ("failed", True)
     endpoint = await endpoint_row(tenant, endpoint_id)
-    assert (endpoint.enabled, endpoint.disabled_reason) == (False, "3 consecutive failures")
-    assert ("webhook_endpoint_disabled", 0) in await tenant.audit(items[2])
-    assert ("webhook_endpoint_disabled", 0) not in await tenant.audit(items[0])
-    [last] = await tenant.deliveries(items[2])
-    assert (last.status, last.response_code) == ("failed", 500)
+    assert not endpoint.enabled
+    assert endpoint.disabled_reason is not None
+    assert endpoint.disabled_reason.startswith("3 failures in a row, none sent since")
+    assert ("webhook_endpoint_disabled", 0) in await tenant.audit(items[7])
 
 
 async def test_exhausted_retries_are_recorded_failed_once(
