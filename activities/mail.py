@@ -26,7 +26,7 @@ from config import Settings
 from domain import links
 from domain.addresses import for_smtp
 from domain.people import Recipient
-from domain.policy import parse_rungs
+from domain.policy import base_event, parse_rungs
 from workflows.types import SendEmails
 
 TEMPLATES = Environment(
@@ -113,6 +113,7 @@ def render(
     the calendar's zone, and each mail links to its item and to a claim as its recipient.
     Raises `Undeliverable` for an address that cannot go on the wire."""
     to = to or MailLinks.from_settings(Settings())
+    event, repeat = base_event(request.event_key)  # a repeat reads as its rung does
     variables = {  # the whitelist: templates see nothing else
         "recipient_name": recipient.name,
         "item_title": item.title,
@@ -124,7 +125,7 @@ def render(
         "offset": item.offsets.get(request.rung, ""),
         "tier": request.tier,
         "rung": request.rung,
-        "event_key": request.event_key,
+        "event_key": event,
         "notes": item.engineer_notes or "",
         "priority": item.priority or "",
         "assignee": item.assignee,
@@ -135,12 +136,13 @@ def render(
     parts = {}
     for env, part in ((TEMPLATES, "subject"), (TEMPLATES, "text"), (HTML, "html")):
         try:
-            template = env.get_template(f"{request.event_key}.j2")
+            template = env.get_template(f"{event}.j2")
         except TemplateNotFound:  # an admin-defined event key without its own wording
             template = env.get_template("_base.j2")
         parts[part] = template.render(variables, part=part)
     message = MIMEMultipart("alternative")
-    subject = Header(_one_line(parts["subject"]), "utf-8", header_name="Subject")
+    again = f"[still unclaimed, notice {repeat + 1}] " if repeat else ""
+    subject = Header(again + _one_line(parts["subject"]), "utf-8", header_name="Subject")
     message["Subject"] = subject.encode()
     message["To"] = to_header(recipient.name, for_smtp(recipient.email, smtputf8=smtputf8))
     message["Message-ID"] = message_id(recipient.user_id, request.item_id, request.event_key)

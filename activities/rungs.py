@@ -156,14 +156,16 @@ async def _stamped(
     the first stamp. The plan's instant of a fired rung is its stamp (what record_plan
     would write next), so the workflow needs no record_plan after a fire."""
     params = {"p_item": uuid.UUID(request.item_id), "p_account": account_id, "p_at": request.at}
-    statement = _HANDOFF_LOCK if request.rung == HANDOFF else _stamp(request.rung)
+    locks_only = request.rung == HANDOFF or request.repeat  # nothing to stamp
+    statement = _LOCK if locks_only else _stamp(request.rung)
     row: Row[Any] | None = (await session.execute(statement, params)).one_or_none()
     return row
 
 
-# A handoff's fan-out has no rung to stamp: it locks the open item as the stamp would.
+# A handoff's fan-out, and a rung's repeat, have no stamp to set: they lock the open item
+# as the stamp would.
 HANDOFF = "handoff"
-_HANDOFF_LOCK = (
+_LOCK = (
     select(*(ITEM.c[name] for name in COLUMNS))
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
@@ -214,7 +216,7 @@ def _recipients_statement(
         .values(
             account_id=_Bound.account_id,
             item_id=item_id,
-            action="rung_fired",
+            action=bindparam("p_action", type_=String),
             tier=bindparam("p_tier", type_=Integer),
             data=bindparam("p_data", type_=JSONB),
             idempotency_key=bindparam("p_key", type_=String),
@@ -260,8 +262,15 @@ async def _audited_recipients(
         "p_claimer": item.claimed_by,
         "p_item": item.id,
         "p_tier": request.tier,
-        "p_data": {"rung": request.rung, "planned_at": request.planned_at.isoformat()},
-        "p_key": f"{item.id}:{request.rung}:fired",
+        "p_data": {
+            "rung": request.rung,
+            "planned_at": request.planned_at.isoformat(),
+            **({"repeat": request.repeat} if request.repeat else {}),
+        },
+        "p_action": "rung_repeated" if request.repeat else "rung_fired",
+        "p_key": f"{item.id}:{request.rung}:repeat:{request.repeat}"
+        if request.repeat
+        else f"{item.id}:{request.rung}:fired",
         "p_event": request.event_key,
     }
     rows = (await session.execute(query, params)).all()

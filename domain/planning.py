@@ -236,6 +236,11 @@ def next_pending(plan: Sequence[PlannedRung]) -> PlannedRung | None:
     return min(pending, key=lambda r: (r.fire_at, r.tier), default=None)
 
 
+def shifted(at: datetime, offset: Offset, cal: BusinessCalendar) -> datetime:
+    """`at` moved `offset` later in business time (a repeat's next instant)."""
+    return _deadline(at, offset, before=False, cal=cal)
+
+
 def _deadline(due: datetime, offset: Offset, *, before: bool, cal: BusinessCalendar) -> datetime:
     sign = -1 if before else 1
     if offset.business_days is not None:

@@ -9,6 +9,11 @@
 
 `recipients` is a chain of resolvers: the first that yields at least one *valid* recipient
 wins. A `null` rung (or a `null` offset) disables it, as DOC_ACK has no escalate_2.
+
+Escalation never goes silent: a rung may say `"repeat_every": {"business_hours": 4}`, and
+once it is the last to have fired, with nothing pending after it, it notifies its people
+again that often until someone claims (PagerDuty's repeat). Each repeat's event key is the
+rung's with `~<n>` (`task.escalated_final~2`): its own delivery rows, push and audit.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, get_args
 
 from domain.planning import Offset, RungName
@@ -43,6 +49,21 @@ class RungPolicy:
     channels: tuple[Channel, ...]
     event_key: str
     critical: bool
+    repeat_every: Offset | None = None
+
+
+REPEAT_MARK = "~"
+
+
+def repeat_event(event_key: str, repeat: int) -> str:
+    """The event key of a rung's `repeat`th repeat: `task.escalated_final~2`."""
+    return f"{event_key}{REPEAT_MARK}{repeat}" if repeat else event_key
+
+
+def base_event(event_key: str) -> tuple[str, int]:
+    """A (possibly repeated) event key's rung event key and repeat number (0: the first)."""
+    base, _, repeat = event_key.partition(REPEAT_MARK)
+    return base, int(repeat) if repeat.isdigit() else 0
 
 
 def check_resolver(resolver: str) -> str:
@@ -90,7 +111,20 @@ def parse_rung(name: RungName, data: Mapping[str, Any]) -> RungPolicy | None:
         channels=tuple(channels),
         event_key=event_key,
         critical=cls == "critical",
+        repeat_every=_repeat(name, data.get("repeat_every")),
     )
+
+
+def _repeat(name: RungName, data: Any) -> Offset | None:
+    if data is None:
+        return None
+    try:
+        every = Offset.from_dict(data)
+    except ValueError as error:
+        raise PolicyError(f"rung {name}: repeat_every: {error}") from error
+    if every.business_days == 0 or every.business_time == timedelta(0):
+        raise PolicyError(f"rung {name}: repeat_every must be more than no time")
+    return every
 
 
 def parse_rungs(data: Mapping[str, Any]) -> dict[RungName, RungPolicy | None]:

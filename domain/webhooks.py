@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import audit, destinations
 from domain.errors import Invalid, NotFound
 from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
+from domain.policy import base_event
 
 ROTATION_GRACE = timedelta(hours=24)
 MAX_URL = 2000
@@ -62,8 +63,10 @@ def check_url(url: str) -> str:
 
 def matches(event_filter: Sequence[str], event_key: str) -> bool:
     """Whether an endpoint with this filter receives `event_key`: an empty filter takes
-    every event, otherwise any fnmatch pattern (`task.*`) must match, case-sensitively."""
-    return not event_filter or any(fnmatch.fnmatchcase(event_key, p) for p in event_filter)
+    every event, otherwise any fnmatch pattern (`task.*`) must match, case-sensitively. A
+    rung's repeat (`task.escalated_final~2`) goes where its rung goes."""
+    event, _ = base_event(event_key)
+    return not event_filter or any(fnmatch.fnmatchcase(event, p) for p in event_filter)
 
 
 def signing_secrets(endpoint: Any, now: datetime) -> list[str]:

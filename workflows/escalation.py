@@ -35,8 +35,9 @@ with workflow.unsafe.imports_passed_through():
         PlannedRung,
         next_pending,
         plan_rungs,
+        shifted,
     )
-    from domain.policy import offsets, parse_rungs
+    from domain.policy import RungPolicy, offsets, parse_rungs, repeat_event
 
     # The webhook activities' messages are decoded here too: a dataclass whose module the
     # sandbox has not imported passed-through cannot resolve its `datetime` hints.
@@ -91,6 +92,9 @@ class EscalationWorkflow(EscalationState):
     @workflow.signal
     def release(self, signal: AtSignal) -> None:
         self._nudged()
+        # Released (whatever this run saw of the claim): at the last tier, its people hear
+        # again at once.
+        self._renotify = True
         if self._state == "claimed":
             self._state, self._claimed_by, self._claimer_name = "open", None, None
             self._dirty = True
@@ -188,6 +192,13 @@ class EscalationWorkflow(EscalationState):
             if falls_due is not None and (upcoming is None or falls_due <= upcoming.fire_at):
                 if await self._until(falls_due, f"due at {self._local(falls_due)}"):
                     await self._mark_due(ref, falls_due)
+                continue
+            if upcoming is not None:
+                self._renotify = False  # a rung is still to come: it does the telling
+            elif self._state == "open" and (again := self._next_repeat()) is not None:
+                policy, at = again
+                if await self._until(at, f"{policy.name} again at {self._local(at)}"):
+                    await self._fire_repeat(ref, policy, at, notifier)
                 continue
             if upcoming is None:
                 await workflow.wait_condition(lambda: self._dirty)
@@ -335,6 +346,46 @@ class EscalationWorkflow(EscalationState):
             self._recorded_plan[rung.name] = at
         notifier.fired(note, fired)
 
+    def _next_repeat(self) -> tuple[RungPolicy, datetime] | None:
+        """Escalation never goes silent: with nothing pending, the last rung that fired is
+        repeated `repeat_every` after it (or after its last repeat), or at once after a
+        release."""
+        fired = [m for m in self._done.values() if m.status == "fired"]
+        if not fired or self._calendar is None:
+            return None
+        last = max(fired, key=lambda m: RUNG_TIERS[m.name])  # type: ignore[index]
+        policy = self._rungs.get(last.name)  # type: ignore[call-overload]
+        if policy is None:
+            return None
+        if self._renotify:
+            return policy, workflow.now()
+        if policy.repeat_every is None:
+            return None
+        return policy, shifted(self._repeated_at or last.at, policy.repeat_every, self._calendar)
+
+    async def _fire_repeat(
+        self, ref: ItemRef, policy: RungPolicy, at: datetime, notifier: Notifier
+    ) -> None:
+        """The rung's people told again, as the rung told them (`~n` on its event key)."""
+        repeat = self._repeats + 1
+        note = Notification(
+            event_key=repeat_event(policy.event_key, repeat),
+            rung=policy.name,
+            tier=RUNG_TIERS[policy.name],
+            chain=list(policy.recipients),
+            channels=list(policy.channels),
+            critical=policy.critical,
+            push_kind="rung.repeated",
+            planned_at=at,
+            repeat=repeat,
+        )
+        fired = await _fire_and_send(ref, note, workflow.now(), at)
+        if not fired.recorded:
+            self._follow(fired.state, fired.claimed_by)
+            return
+        self._repeats, self._repeated_at, self._renotify = repeat, workflow.now(), False
+        notifier.fired(note, fired)
+
     def _follow(self, state: str, claimed_by: str | None) -> None:
         """The database moved on (a claim committed; its signal is on the way). Follow it
         now rather than re-arming the same overdue rung in a loop."""
@@ -379,5 +430,6 @@ async def _fire_and_send(
         push_kind=note.push_kind,
         critical=note.critical,
         actor_id=note.actor_id,
+        repeat=note.repeat,
     )
     return await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)

@@ -59,12 +59,19 @@ class EscalationState:
         self._sync_wanted = False
         # The effective due instant whose falling due was recorded (`record_due`).
         self._due_marked: datetime | None = None
+        # The last rung's repeats so far, the last one's instant, and whether a release
+        # asks for one now.
+        self._repeats = 0
+        self._repeated_at: datetime | None = None
+        self._renotify = False
 
     def _restore(self, carry: Carry) -> None:
         self._state, self._claimed_by, self._due = carry.state, carry.claimed_by, carry.due_at
         self._pauses, self._done = list(carry.pauses), {m.name: m for m in carry.done}
         self._handoff_notified, self._tier = carry.handoff_notified, carry.tier
         self._due_marked = carry.due_marked
+        self._repeats, self._repeated_at = carry.repeats, carry.repeated_at
+        self._renotify = carry.renotify
 
     def _carry(self, sends: list[PendingSend]) -> Carry:
         return Carry(
@@ -77,6 +84,9 @@ class EscalationState:
             tier=self._tier,
             sends=sends,
             due_marked=self._due_marked,
+            repeats=self._repeats,
+            repeated_at=self._repeated_at,
+            renotify=self._renotify,
         )
 
     def _fired_tier(self) -> int:

@@ -54,6 +54,7 @@ class Notification:
     push_kind: str
     actor_id: str | None = None
     planned_at: datetime | None = None  # the rung's instant: the lateness metric's start
+    repeat: int = 0  # the rung's nth repeat (its event key ends `~n`); 0: the rung itself
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +84,9 @@ class Carry:
     tier: int = -1
     sends: list[PendingSend] = field(default_factory=list)
     due_marked: datetime | None = None
+    repeats: int = 0
+    repeated_at: datetime | None = None
+    renotify: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,6 +187,7 @@ class FireRung:
     push_kind: str = "rung.fired"
     critical: bool = False  # `fire_and_send`: a critical rung's mail pierces quiet hours
     actor_id: str | None = None  # left out of the recipients (a handoff's escalator)
+    repeat: int = 0  # a repeat locks the item instead of stamping it, and audits its own row
 
 
 @dataclass(frozen=True, kw_only=True)

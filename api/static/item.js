@@ -39,6 +39,7 @@ const LABELS = {
 function actionLabel(entry) {
   if (entry.action === "rung_fired") return `${entry.data?.rung || "rung"} fired`;
   if (entry.action === "rung_skipped") return `${entry.data?.rung || "rung"} skipped`;
+  if (entry.action === "rung_repeated") return `${entry.data?.rung || "rung"} repeated (still unclaimed)`;
   return LABELS[entry.action] || entry.action.replaceAll("_", " ");
 }
 

@@ -8,7 +8,7 @@ import {
 } from "/static/common.js";
 
 const TITLE = "escalator · queue";
-const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "item.created", "item.overdue"]);
+const ESCALATIONS = new Set(["handoff.escalated", "rung.fired", "rung.repeated", "item.created", "item.overdue"]);
 const FILTERS_KEY = "escalator.queue.filters";
 const state = { me: null, items: [], live: null, poll: null, unseen: 0, flash: null, fresh: null };
 const filters = new Set(JSON.parse(localStorage.getItem(FILTERS_KEY) || "[]"));
