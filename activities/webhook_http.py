@@ -20,6 +20,7 @@ import structlog
 from standardwebhooks.webhooks import Webhook
 
 from domain.destinations import Pinned
+from domain.policy import base_event
 from workflows.webhook_types import SendWebhook
 
 log = structlog.get_logger()
@@ -54,10 +55,12 @@ def body(fmt: str, request: SendWebhook, item: HookItem, url: str) -> bytes:
 
 
 def standard(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
+    event, repeat = base_event(request.event_key)
     return {
-        "type": request.event_key,
+        "type": event,
         "timestamp": request.at.isoformat(),
         "data": {
+            **({"repeat": repeat} if repeat else {}),  # the rung's nth repeat: still unclaimed
             "id": item.id,
             "kind": item.kind,
             "item_type": item.item_type,
