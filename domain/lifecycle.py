@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit, deliveries, push, send_guard
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
-from domain.models import Item, User
+from domain.models import AuditEvent, Item, User
 
 ACTIVE = ("open", "paused", "claimed")
 # Lifecycle changes every open queue page must see at once.
@@ -260,3 +260,34 @@ async def _audit(
             dedup_key=key,
             data={"actor_id": str(actor_id) if actor_id else None},
         )
+
+
+async def add_note(
+    session: AsyncSession, account_id: uuid.UUID, item_id: uuid.UUID, actor_id: uuid.UUID, text: str
+) -> int:
+    """A note on the item's timeline (any state, ended ones too: "resolved: the valve was
+    replaced"), audited with its author and pushed; the audit row's id."""
+    item = await get_item(session, account_id, item_id)
+    note_id = uuid.uuid4()
+    await audit.record(
+        session,
+        account_id=account_id,
+        item_id=item.id,
+        action="noted",
+        key=f"{item.id}:note:{note_id}",
+        actor_id=actor_id,
+        data={"text": text},
+    )
+    await push.publish(
+        session,
+        account_id=account_id,
+        item=item,
+        kind="item.noted",
+        dedup_key=f"{item.id}:note:{note_id}",
+        data={"actor_id": str(actor_id)},
+    )
+    found = await session.scalar(
+        select(AuditEvent.id).where(AuditEvent.idempotency_key == f"{item.id}:note:{note_id}")
+    )
+    assert found is not None  # written just above
+    return found

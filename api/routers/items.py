@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, tuple_
 
 import metrics
@@ -119,10 +120,16 @@ async def list_items(
     claimed_by: uuid.UUID | None = None,
     due_from: Instant | None = None,
     due_to: Instant | None = None,
+    q: str | None = Query(
+        default=None, min_length=1, max_length=200, description="words in the title, any case"
+    ),
     limit: int = Query(default=50, ge=1, le=200),
     cursor: str | None = Query(default=None, min_length=1, max_length=200),
 ) -> ItemPage:
     query = select(Item).where(Item.account_id == uow.principal.account_id)
+    for word in (q or "").split():  # every word, anywhere in the title
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Item.title.ilike(f"%{escaped}%", escape="\\"))
     for column, value in (
         (Item.state, state),
         (Item.kind, kind),
@@ -301,6 +308,43 @@ async def item_audit(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[AuditOu
         )
         for r, name in rows
     ]
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "Valve replaced; watching."}]}
+    )
+
+    text: str = Field(min_length=1, max_length=10_000, description="plain text")
+
+
+@router.post(
+    "/{item_id}/notes",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AuditOut,
+    responses=NOT_FOUND,
+    summary="Add a note to the item's timeline",
+)
+async def add_note(item_id: uuid.UUID, body: NoteIn, uow: UowDep, principal: Engineer) -> AuditOut:
+    """Any state, ended items too ("resolved: the valve was replaced"). The note is an
+    audit row (`noted`) with you as its author, and every open page hears of it."""
+    if not body.text.strip():
+        raise Invalid("a note needs some text", field="text")
+    note_id = await lifecycle.add_note(
+        uow.session, principal.account_id, item_id, principal.user_id, body.text.strip()
+    )
+    row = await uow.session.get(AuditEvent, note_id)
+    names = await uow.session.execute(select(User.name).where(User.id == principal.user_id))
+    assert row is not None  # written just above
+    return AuditOut(
+        id=row.id,
+        action=row.action,
+        tier=row.tier,
+        actor_id=row.actor_id,
+        actor_name=names.scalar_one_or_none(),
+        data=row.data,
+        created_at=row.created_at,
+    )
 
 
 @router.get(

@@ -20,7 +20,10 @@ from tests.support.tenants import Tenant
 
 BY_RANK = {rank: role for role, rank in RANK.items()}
 MEMBER = {"viewer": "vera", "engineer": "emil", "admin": "ada", "owner": "otto"}
-BODIES: dict[str, dict[str, Any]] = {"PATCH /v1/items/{item_id}": {"title": "renamed"}}
+BODIES: dict[str, dict[str, Any]] = {
+    "PATCH /v1/items/{item_id}": {"title": "renamed"},
+    "POST /v1/items/{item_id}/notes": {"text": "a note"},
+}
 # Never completes over the in-process transport; getting in is covered in test_events.py.
 ENDLESS = {"GET /v1/events/stream"}
 
