@@ -24,6 +24,11 @@ async def queue_page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
+@router.get("/items")
+async def items_page() -> FileResponse:
+    return FileResponse(STATIC / "items.html")
+
+
 @router.get("/items/{item_id}")
 async def item_page(item_id: str) -> FileResponse:
     # Any id: the page itself says "not found" for one the API does not know.

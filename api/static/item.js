@@ -33,6 +33,7 @@ const LABELS = {
   replanned: "Moved to the latest policy",
   escalation_undeliverable: "Nobody valid to notify",
   delivery_failed: "Delivery failed",
+  noted: "Note",
   webhook_endpoint_disabled: "Webhook endpoint disabled",
 };
 
@@ -45,6 +46,7 @@ function actionLabel(entry) {
 
 function actionDetail(entry, people) {
   const data = entry.data || {};
+  if (entry.action === "noted") return data.text || "";
   switch (entry.action) {
     case "due_changed": return `from ${formatInstant(data.from)} to ${formatInstant(data.to)}`;
     case "rung_fired":
@@ -109,6 +111,72 @@ function renderItem(item) {
   $("#snapshot-box").hidden = item.kind !== "handoff" || !item.snapshot || !Object.keys(item.snapshot).length;
   renderActions(item);
   renderPlan(item);
+  renderWork(item);
+}
+
+// "2026-12-07T09:30" in the viewer's zone, as a datetime-local input takes it.
+function localInput(iso) {
+  if (!iso) return "";
+  const at = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:${pad(at.getMinutes())}`;
+}
+
+// The edit form shows the item as loaded, unless someone is typing in it.
+function renderWork(item) {
+  const may = state.me && rank(state.me.role) >= rank("engineer");
+  $("#work").hidden = !may;
+  if (!may) return;
+  state.item = item;
+  const ended = item.state === "resolved" || item.state === "cancelled";
+  $("#edit-form").hidden = ended;
+  $("#note-resolve").hidden = ended;
+  if ($("#edit-form").contains(document.activeElement)) return;
+  $("#edit-title").value = item.title;
+  $("#edit-due").value = localInput(item.due_at);
+  if (state.users) {
+    $("#edit-assignee").replaceChildren(...state.users.map((u) => el("option", { value: u.id }, u.name)));
+    $("#edit-assignee").value = item.assignee_id || "";
+  }
+}
+
+async function saveEdits(event) {
+  event.preventDefault();
+  const item = state.item;
+  const changes = {};
+  const title = $("#edit-title").value.trim();
+  if (!title) { notify($("#notice"), "The title cannot be empty."); return; }
+  if (title !== item.title) changes.title = title;
+  const due = $("#edit-due").value;
+  if (due && due !== localInput(item.due_at)) changes.due_at = new Date(due).toISOString();
+  const assignee = $("#edit-assignee").value;
+  if (assignee && assignee !== item.assignee_id) changes.assignee_id = assignee;
+  if (!Object.keys(changes).length) { notify($("#notice"), "Nothing changed.", "ok", 4000); return; }
+  $("#edit-save").disabled = true;
+  const result = await api(`/v1/items/${encodeURIComponent(ITEM_ID)}`, { method: "PATCH", body: changes });
+  $("#edit-save").disabled = false;
+  if (result.status === 401) return ended("your change");
+  if (!result.ok) return notify($("#notice"), errorText(result));
+  document.activeElement?.blur();
+  notify($("#notice"), "Saved.", "ok", 4000);
+  await load();
+}
+
+async function addNote(resolve) {
+  const text = $("#note-text").value.trim();
+  if (!text) { notify($("#notice"), "Write the note first."); $("#note-text").focus(); return; }
+  const base = `/v1/items/${encodeURIComponent(ITEM_ID)}`;
+  const noted = await api(`${base}/notes`, { method: "POST", body: { text } });
+  if (noted.status === 401) return ended("your note");
+  if (!noted.ok) return notify($("#notice"), errorText(noted));
+  $("#note-text").value = "";
+  if (resolve) {
+    const done = await api(`${base}/resolve`, { method: "POST" });
+    if (done.status === 401) return ended("the resolve");
+    if (done.status === 409) notify($("#notice"), conflictText(done));
+    else if (!done.ok) notify($("#notice"), errorText(done));
+  }
+  await load();
 }
 
 function renderActions(item) {
@@ -241,6 +309,10 @@ async function start() {
   if (me.status === 401) return signedOut();
   state.me = me.ok ? me.body : null;
   renderWho($("#who"), state.me, signedOut);
+  if (state.me && rank(state.me.role) >= rank("engineer")) {
+    const users = await api("/v1/users");
+    state.users = users.ok ? users.body.filter((u) => u.is_active) : null;
+  }
   await load();
   state.expiry = watchExpiry(() => ended(null));
   state.live = connectLive({
@@ -252,5 +324,8 @@ async function start() {
   });
 }
 
+$("#edit-form").addEventListener("submit", saveEdits);
+$("#note-form").addEventListener("submit", (event) => { event.preventDefault(); addNote(false); });
+$("#note-resolve").addEventListener("click", () => addNote(true));
 startCountdowns();
 start();

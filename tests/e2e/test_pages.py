@@ -634,3 +634,46 @@ async def test_people_never_read_a_raw_validation_message(pages: Pages, site: st
     await expect(page.locator("#error")).to_have_text(re.compile(r"^This link is incomplete"))
     assert "body.link" not in await page.locator("main").inner_text()
     assert "String should" not in await page.locator("main").inner_text()
+
+
+async def test_create_edit_note_and_resolve_a_task_from_the_pages(
+    pages: Pages, site: str, settings: Settings, tenant: Tenant
+) -> None:
+    """Issue 22 item 7: everything an engineer does with a task, without curl: create it on
+    All items, find it by its title, change its title and due date, note it, resolve it
+    with a note."""
+    context = await pages.context()
+    await context.add_init_script(remember(site, token(settings, tenant, "emil", "engineer")))
+    page = await context.new_page()
+    await page.goto(f"{site}/items")
+    await expect(page.locator("#create")).to_be_visible()
+    await page.click("#create summary")
+    await page.select_option("#new-type", "CAPA")
+    await page.fill("#new-title", "Filter F-3 clogged")
+    await page.select_option("#new-assignee", label="Erin Engineer")
+    await page.fill("#new-due", "2031-05-06T10:30")
+    await page.click("#new-submit")
+    await expect(page.locator("#title")).to_have_text("Filter F-3 clogged")
+    await expect(page.locator("#assignee")).to_have_text("Erin Engineer")
+    item_id = page.url.rsplit("/", 1)[1]
+
+    await page.fill("#edit-title", "Filter F-3 clogged again")
+    await page.fill("#edit-due", "2031-05-07T09:00")
+    await page.click("#edit-save")
+    await expect(page.locator("#title")).to_have_text("Filter F-3 clogged again")
+    item = await tenant.item(uuid.UUID(item_id))
+    assert item.title == "Filter F-3 clogged again"
+    await page.fill("#note-text", "Ordered a spare filter.")
+    await page.click("#note-add")
+    await expect(page.locator("#timeline")).to_contain_text("Ordered a spare filter.")
+    await page.fill("#note-text", "Replaced; pressure back to normal.")
+    await page.click("#note-resolve")
+    await expect(page.locator("#badges")).to_contain_text("resolved")
+    await expect(page.locator("#timeline")).to_contain_text("Replaced; pressure back to normal.")
+    assert (await tenant.item(uuid.UUID(item_id))).state == "resolved"
+
+    await page.goto(f"{site}/items")
+    await page.fill("#q", "clogged again")
+    await page.click("#search button[type=submit]")
+    await expect(page.locator("#items tbody tr")).to_have_count(1)
+    await expect(page.locator("#items tbody tr .title")).to_have_text("Filter F-3 clogged again")
