@@ -356,6 +356,11 @@ class RungIn(BaseModel):
     )
     event_key: str = Field(pattern=r"^[a-z0-9_.]{1,100}$", examples=["task.escalated"])
     notification_class: Literal["normal", "critical"] = Field(default="normal", alias="class")
+    repeat_every: OffsetIn | None = Field(
+        default=None,
+        description="once this is the last rung to have fired, tell its people again this "
+        "often (business time) until someone claims; null: once",
+    )
 
 
 class RungsIn(BaseModel):

@@ -405,3 +405,26 @@ async def test_another_account_sees_nothing_of_this_one(api: Api, tenant: Tenant
     assert {p["calendar_id"] for p in policies} == theirs_calendars
     untouched = await api.client.get(f"/v1/users/{nora['id']}", headers=api.headers(tenant, "ada"))
     assert (untouched.json()["name"], untouched.json()["deleted_at"]) == (NORA["name"], None)
+
+
+async def test_a_policy_version_can_repeat_its_last_rung(api: Api, tenant: Tenant) -> None:
+    """`repeat_every` is part of the policy document the API takes and stores."""
+    ada = api.headers(tenant, "ada")
+    current = (await api.client.get("/v1/policies/CAPA", headers=ada)).json()
+    rungs = current["rungs"]
+    rungs["escalate_2"]["repeat_every"] = {"business_hours": 4}
+    saved = await api.client.put(
+        "/v1/policies/CAPA",
+        json={"calendar_id": current["calendar_id"], "rungs": rungs},
+        headers=ada,
+    )
+    assert saved.status_code == 201, saved.text  # a new version
+    assert saved.json()["rungs"]["escalate_2"]["repeat_every"] == {"business_hours": 4}
+    rungs["escalate_2"]["repeat_every"] = {"business_hours": 0}
+    refused = await api.client.put(
+        "/v1/policies/CAPA",
+        json={"calendar_id": current["calendar_id"], "rungs": rungs},
+        headers=ada,
+    )
+    assert refused.status_code == 400, refused.text
+    assert "repeat_every" in refused.json()["error"]["message"]
