@@ -677,3 +677,37 @@ async def test_create_edit_note_and_resolve_a_task_from_the_pages(
     await page.click("#search button[type=submit]")
     await expect(page.locator("#items tbody tr")).to_have_count(1)
     await expect(page.locator("#items tbody tr .title")).to_have_text("Filter F-3 clogged again")
+
+
+async def test_an_admin_changes_a_policy_and_sees_the_plan_preview_move(
+    pages: Pages, site: str, settings: Settings, tenant: Tenant
+) -> None:
+    context = await pages.context()
+    await context.add_init_script(remember(site, token(settings, tenant, "ada", "admin")))
+    page = await context.new_page()
+    await page.goto(f"{site}/admin/policies")
+    await page.select_option("#type", "CAPA")
+    await page.select_option("#preview-assignee", label="Erin Engineer")
+    step = page.locator('#preview .step[data-rung="escalate_1"]')
+    await expect(step).to_contain_text("Ada Admin")
+    await expect(step).to_contain_text("escalate_1 ")
+    before = await step.inner_text()
+    assert "Ada Admin" in before  # Erin's manager, the first of the chain with someone
+
+    await page.fill("#escalate_1-value", "2")  # one more business day after due
+    await page.fill("#escalate_2-repeat", "4")
+    await page.click("#save")
+    await expect(page.locator("#notice")).to_have_text("Saved: CAPA version 2.")
+    await expect(step).not_to_have_text(before)
+    async with httpx.AsyncClient(base_url=site) as client:
+        saved = await client.get(
+            "/v1/policies/CAPA",
+            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
+        )
+    rungs = saved.json()["rungs"]
+    assert rungs["escalate_1"]["offset"] == {"business_days": 2}
+    assert rungs["escalate_2"]["repeat_every"] == {"business_hours": 4}
+
+    _, engineer = await fresh_page(pages)
+    await engineer.goto(f"{site}/admin/policies")
+    await expect(engineer.locator("#signed-out")).to_be_visible()  # admins only
