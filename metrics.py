@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,11 +22,13 @@ import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 log = structlog.get_logger()
@@ -139,8 +142,32 @@ def set_open_items(counts: list[tuple[str, int | None, int]]) -> None:
 __all__ = ["CONTENT_TYPE_LATEST"]
 
 
-def exposition() -> bytes:
-    return generate_latest(REGISTRY)
+# Which process counts what: each exports only its own, so neither shows the other's
+# series frozen at zero (process and Python collectors are everyone's).
+WORKER_ONLY = frozenset(
+    {RUNG_LATENESS, RUNGS_FIRED, DELIVERIES, RECONCILER_REPAIRS, WEBHOOK_ENDPOINTS_DISABLED}
+)
+API_ONLY = frozenset({TIME_TO_CLAIM, OPEN_ITEMS, SSE_SUBSCRIBERS, OUTBOX_LAG})
+
+
+class _Only:
+    """A collector of `REGISTRY`'s families but those of `left_out`."""
+
+    def __init__(self, left_out: frozenset[Any]) -> None:
+        self._names = {family._name for family in left_out}
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in REGISTRY.collect() if family.name not in self._names)
+
+
+def exposition(left_out: frozenset[Any] = frozenset()) -> bytes:
+    """The text format of this process's metrics, without the `left_out` ones (another
+    process's, `API_ONLY` or `WORKER_ONLY`)."""
+    if not left_out:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Only(left_out))
+    return generate_latest(registry)
 
 
 # ---- the worker's metrics port ------------------------------------------------------------
@@ -170,7 +197,9 @@ class MetricsServer:
     (fetched from its runtime's loopback endpoint on each scrape). A thread of its own, so a
     scrape never waits for the worker's event loop."""
 
-    def __init__(self, host: str, port: int, temporal_url: str | None) -> None:
+    def __init__(
+        self, host: str, port: int, temporal_url: str | None, left_out: frozenset[Any]
+    ) -> None:
         temporal = temporal_url
 
         class Handler(BaseHTTPRequestHandler):
@@ -178,7 +207,7 @@ class MetricsServer:
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404, "only /metrics is here")
                     return
-                body = exposition() + (_fetch(temporal) if temporal else b"")
+                body = exposition(left_out) + (_fetch(temporal) if temporal else b"")
                 self.send_response(200)
                 self.send_header("Content-Type", CONTENT_TYPE_LATEST)
                 self.send_header("Content-Length", str(len(body)))

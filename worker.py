@@ -150,7 +150,7 @@ def serve_metrics(settings: Settings, temporal_metrics: str) -> MetricsServer | 
     more than their metrics."""
     host, port = settings.worker_metrics_host, settings.worker_metrics_port
     try:
-        server = MetricsServer(host, port, temporal_metrics).start()
+        server = MetricsServer(host, port, temporal_metrics, metrics.API_ONLY).start()
     except OSError as error:
         log.error("worker.metrics_unavailable", host=host, port=port, error=str(error))
         return None

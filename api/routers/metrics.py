@@ -43,7 +43,7 @@ async def scrape(request: Request, engine: EngineDep, settings: SettingsDep) -> 
                 "(or scrape the internal port, ESCALATOR_API_METRICS_PORT)"
             )
     await refresh_open_items(engine, settings)
-    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(metrics.WORKER_ONLY), media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 async def refresh_open_items(engine: AsyncEngine, settings: Settings) -> None:
@@ -56,7 +56,9 @@ async def refresh_open_items(engine: AsyncEngine, settings: Settings) -> None:
 async def serve_internally(engine: AsyncEngine, settings: Settings) -> None:
     """The API's metrics on `api_metrics_host:api_metrics_port` with no token (an internal
     interface), the open-item counts refreshed every 15 s; until cancelled."""
-    server = metrics.MetricsServer(settings.api_metrics_host, settings.api_metrics_port, None)
+    server = metrics.MetricsServer(
+        settings.api_metrics_host, settings.api_metrics_port, None, metrics.WORKER_ONLY
+    )
     server.start()
     log.info("api.metrics", port=server.port)
     try:

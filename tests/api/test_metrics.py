@@ -44,3 +44,19 @@ async def test_open_items_are_counted_on_each_scrape(
     assert (await api.task(tenant, title="Second")).status_code == 201
     after = open_untiered((await api.client.get("/metrics")).text)
     assert after == before + 2
+
+
+async def test_the_api_exports_only_what_it_counts(api_without_temporal: Api) -> None:
+    """The worker's series (rungs, deliveries, the reconciler, webhooks) are counted in the
+    worker: the API's scrape leaves them out rather than showing them frozen at zero."""
+    scraped = (await api_without_temporal.client.get("/metrics")).text
+    for theirs in (
+        "escalator_rungs_fired",
+        "escalator_deliveries",
+        "escalator_reconciler_repairs",
+        "escalator_webhook_endpoints_disabled",
+        "escalator_rung_lateness_seconds",
+    ):
+        assert theirs not in scraped, theirs
+    for ours in ("escalator_open_items", "escalator_sse_subscribers", "escalator_time_to_claim"):
+        assert ours in scraped, ours
