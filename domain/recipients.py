@@ -111,6 +111,11 @@ def ranked(item: Subject, chain: Sequence[str], actor_id: uuid.UUID | None) -> C
     )
 
 
+# Who an escalated handoff goes to: every senior colleague (its escalator left out).
+HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
+HANDOFF_EVENT = "handoff.escalated"
+
+
 def describe(resolver: str) -> str:
     """A resolver as a person reads it: "the assignee's manager", "role quality_manager"."""
     fixed = {

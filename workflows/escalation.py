@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         shifted,
     )
     from domain.policy import RungPolicy, offsets, parse_rungs, repeat_event
+    from domain.recipients import HANDOFF_EVENT, HANDOFF_FAN_OUT
 
     # The webhook activities' messages are decoded here too: a dataclass whose module the
     # sandbox has not imported passed-through cannot resolve its `datetime` hints.
@@ -65,7 +66,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 TERMINAL = ("resolved", "cancelled")
-HANDOFF_FAN_OUT = "account_roles:engineer,admin,owner"
 HANDOFF = "handoff"  # the fan-out's `rung`: `activities.rungs` locks, not stamps, for it
 # A rung further off than PRE_WAKE is waited for in two timers, the second armed PRE_WAKE
 # before the instant by a task that does nothing else. A timer runs from the moment its
@@ -397,7 +397,7 @@ class EscalationWorkflow(EscalationState):
         mails (the engineer who escalated is left out)."""
         snapshot = self._snapshot_or_fail()
         note = Notification(
-            event_key="handoff.escalated",
+            event_key=HANDOFF_EVENT,
             rung=HANDOFF,
             tier=0,
             chain=[HANDOFF_FAN_OUT],

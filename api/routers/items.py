@@ -39,7 +39,8 @@ from domain import replan as domain_replan
 from domain.clock import utcnow
 from domain.errors import Invalid
 from domain.models import AuditEvent, Delivery, Item, User, WebhookEndpoint
-from domain.recipients import describe
+from domain.policy import base_event
+from domain.recipients import HANDOFF_EVENT, HANDOFF_FAN_OUT, describe
 from workflows.starts import signal_item
 from workflows.types import AtSignal, ChangeDueSignal, ClaimSignal
 
@@ -379,7 +380,7 @@ async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[De
             endpoint=EndpointRef(id=hook.id, name=hook.name, deleted=hook.deleted_at is not None)
             if hook
             else None,
-            why=_why(chains.get(d.event_key), d.resolver_rank),
+            why=_why(chains.get(base_event(d.event_key)[0]), d.resolver_rank),  # repeats too
             event_key=d.event_key,
             status=d.status,
             attempts=d.attempts,
@@ -394,12 +395,14 @@ async def item_deliveries(item_id: uuid.UUID, uow: UowDep, _: Viewer) -> list[De
 
 
 def _chains(policy: items.Policy) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """event key -> (rung, recipient chain) of the pinned policy version."""
-    return {
+    """event key -> (rung, recipient chain) of the pinned policy version, and the escalated
+    handoff's fan-out."""
+    chains = {
         rung.event_key: (name, rung.recipients)
         for name, rung in policy.rungs.items()
         if rung is not None
     }
+    return {**chains, HANDOFF_EVENT: ("handoff", (HANDOFF_FAN_OUT,))}
 
 
 def _why(chain: tuple[str, tuple[str, ...]] | None, rank: int | None) -> Why | None:

@@ -136,3 +136,25 @@ async def test_everyone_reads_whose_it_is_who_is_next_and_what_stopped_the_plan(
         ("claimed", "Emil Engineer")
     }
     assert detail["next_notifies"] is None
+
+
+async def test_a_handoffs_deliveries_say_who_and_why(api: Api, tenant: Tenant) -> None:
+    emil, vera = api.headers(tenant, "emil"), api.headers(tenant, "vera")
+    made = await api.client.post(
+        "/v1/sessions/acme-vpn/handoffs",
+        json={"intent": "escalate", "title": "VPN down at ACME"},
+        headers=emil,
+    )
+    assert made.status_code == 201, made.text
+    url = f"/v1/items/{made.json()['id']}/deliveries"
+    for _ in range(200):  # until the fan-out's mails are all sent
+        rows = (await api.client.get(url, headers=vera)).json()
+        if rows and all(row["status"] == "sent" for row in rows):
+            break
+        await asyncio.sleep(0.05)
+    assert rows
+    # The fan-out's chain is no policy's: the why names it. (Only rows that kept their
+    # resolver's rank can say it; see the closing note of issue 22.)
+    said = {row["why"]["summary"] for row in rows if row["why"]}
+    assert said == {"everyone who is engineer, admin or owner"}, rows
+    assert tenant.user("emil") not in {uuid.UUID(row["recipient_id"]) for row in rows}
