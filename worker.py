@@ -99,6 +99,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             items.record_plan,
             items.record_applied_version,
             items.record_due,
+            items.time_out_claim,
             email.send_emails,
             email.fire_and_send,
             email.record_outcomes,

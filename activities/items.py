@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import get_in_account, tenant_session
-from domain import audit, push, recipients
+from domain import audit, lifecycle, push, recipients
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
 from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy, User
@@ -27,6 +27,7 @@ from workflows.types import (
     RecordRung,
     RungMark,
     RungRecorded,
+    TimeOutClaim,
 )
 
 
@@ -93,6 +94,7 @@ class ItemActivities:
                 version=item.version,
                 notified=await _notified(session, item, policy.rungs),
                 claimer_name=await _name(session, item.account_id, item.claimed_by),
+                claimed_at=item.claimed_at,
             )
 
     @activity.defn
@@ -149,6 +151,20 @@ class ItemActivities:
                     dedup_key=f"{item.id}:overdue:{due}",
                     data={"overdue_since": due},
                 )
+
+    @activity.defn
+    async def time_out_claim(self, request: TimeOutClaim) -> bool:
+        """Side effect: the item reopened if the claim still holds (see
+        `domain.lifecycle.time_out_claim`); idempotent: a second call finds it open."""
+        async with tenant_session(self._sessionmaker, uuid.UUID(request.account_id)) as session:
+            return await lifecycle.time_out_claim(
+                session,
+                uuid.UUID(request.account_id),
+                uuid.UUID(request.item_id),
+                uuid.UUID(request.claimed_by),
+                request.claimed_at,
+                request.at,
+            )
 
     @activity.defn
     async def record_applied_version(self, request: AppliedVersion) -> None:

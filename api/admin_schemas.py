@@ -369,6 +369,11 @@ class RungsIn(BaseModel):
     remind: RungIn | None = None
     escalate_1: RungIn | None = None
     escalate_2: RungIn | None = None
+    claim_timeout: OffsetIn | None = Field(
+        default=None,
+        description="a claim not resolved within this (business time) reopens the item, "
+        "and the last tier that fired is told again",
+    )
 
 
 class PolicyVersionIn(BaseModel):

@@ -39,7 +39,7 @@ from domain.models import AuditEvent, Item, User
 
 ACTIVE = ("open", "paused", "claimed")
 # Lifecycle changes every open queue page must see at once.
-PUSHED = {"claimed", "released", "resolved", "cancelled"}
+PUSHED = {"claimed", "released", "resolved", "cancelled", "claim_timed_out"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,3 +291,29 @@ async def add_note(
     )
     assert found is not None  # written just above
     return found
+
+
+async def time_out_claim(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    claimed_by: uuid.UUID,
+    claimed_at: datetime,
+    now: datetime,
+) -> bool:
+    """Reopen the item if `claimed_by`'s claim of `claimed_at` still holds (a claim not
+    resolved within the policy's `claim_timeout`), audited `claim_timed_out` with no actor;
+    False if it was released, resolved or claimed anew meanwhile."""
+    item = await _transition(
+        session,
+        account_id,
+        item_id,
+        allowed_from=("claimed",),
+        values=RULES["release"].values(now),
+        extra_condition=(Item.claimed_by == claimed_by) & (Item.claimed_at == claimed_at),
+    )
+    if item is None:
+        return False
+    data = {"claimed_by": str(claimed_by), "claimed_at": claimed_at.isoformat()}
+    await _audit(session, item, "claim_timed_out", None, now, data)
+    return True

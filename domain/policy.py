@@ -13,7 +13,9 @@ wins. A `null` rung (or a `null` offset) disables it, as DOC_ACK has no escalate
 Escalation never goes silent: a rung may say `"repeat_every": {"business_hours": 4}`, and
 once it is the last to have fired, with nothing pending after it, it notifies its people
 again that often until someone claims (PagerDuty's repeat). Each repeat's event key is the
-rung's with `~<n>` (`task.escalated_final~2`): its own delivery rows, push and audit.
+rung's with `~<n>` (`task.escalated_final~2`): its own delivery rows, push and audit. And
+`"claim_timeout": {"business_hours": 8}` beside the rungs reopens an item whose claim was
+not resolved in that time (audited `claim_timed_out`), which tells its people again.
 """
 
 from __future__ import annotations
@@ -130,9 +132,10 @@ def _repeat(name: RungName, data: Any) -> Offset | None:
 def parse_rungs(data: Mapping[str, Any]) -> dict[RungName, RungPolicy | None]:
     if not isinstance(data, Mapping):
         raise PolicyError("rungs must be an object keyed by remind, escalate_1, escalate_2")
-    unknown = set(data) - set(RUNG_NAMES)
+    unknown = set(data) - set(RUNG_NAMES) - {CLAIM_TIMEOUT}
     if unknown:
         raise PolicyError(f"unknown rungs {sorted(unknown)}: use {', '.join(RUNG_NAMES)}")
+    claim_timeout(data)  # checked with the rungs
     parsed = {name: parse_rung(name, data[name]) if data.get(name) else None for name in RUNG_NAMES}
     keys = [rung.event_key for rung in parsed.values() if rung is not None]
     if len(keys) != len(set(keys)):
@@ -140,6 +143,24 @@ def parse_rungs(data: Mapping[str, Any]) -> dict[RungName, RungPolicy | None]:
         # collapse the second onto the first (EasySynQ's S-remind2 lesson).
         raise PolicyError(f"each rung needs its own event_key, got {keys}")
     return parsed
+
+
+CLAIM_TIMEOUT = "claim_timeout"
+
+
+def claim_timeout(data: Mapping[str, Any]) -> Offset | None:
+    """The policy's acknowledgement timeout (`"claim_timeout": {"business_hours": 8}` beside
+    the rungs): a claim not resolved within it reopens the item and tells its people again."""
+    found = data.get(CLAIM_TIMEOUT) if isinstance(data, Mapping) else None
+    if found is None:
+        return None
+    try:
+        timeout = Offset.from_dict(found)
+    except ValueError as error:
+        raise PolicyError(f"claim_timeout: {error}") from error
+    if timeout.business_days == 0 or timeout.business_time == timedelta(0):
+        raise PolicyError("claim_timeout must be more than no time")
+    return timeout
 
 
 def offsets(rungs: Mapping[RungName, RungPolicy | None]) -> dict[RungName, Offset | None]:

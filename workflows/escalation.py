@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         plan_rungs,
         shifted,
     )
-    from domain.policy import RungPolicy, offsets, parse_rungs, repeat_event
+    from domain.policy import RungPolicy, claim_timeout, offsets, parse_rungs, repeat_event
     from domain.recipients import HANDOFF_EVENT, HANDOFF_FAN_OUT
 
     # The webhook activities' messages are decoded here too: a dataclass whose module the
@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         RungMark,
         RungView,
         StateView,
+        TimeOutClaim,
     )
 
 TERMINAL = ("resolved", "cancelled")
@@ -86,7 +87,7 @@ class EscalationWorkflow(EscalationState):
         if self._state not in TERMINAL:
             self._close_pause(signal.at)
             self._state, self._claimed_by = "claimed", signal.user_id
-            self._claimer_name = signal.name
+            self._claimer_name, self._claimed_at = signal.name, signal.at or workflow.now()
             self._dirty = True
 
     @workflow.signal
@@ -189,6 +190,11 @@ class EscalationWorkflow(EscalationState):
             await self._replan(ref)
             upcoming = next_pending(self._plan) if self._state == "open" else None
             falls_due = self._due_to_mark()
+            expiry = self._claim_expiry()
+            if expiry is not None and (falls_due is None or expiry < falls_due):
+                if await self._until(expiry, f"claim times out at {self._local(expiry)}"):
+                    await self._time_out_claim(ref)
+                continue
             if falls_due is not None and (upcoming is None or falls_due <= upcoming.fire_at):
                 if await self._until(falls_due, f"due at {self._local(falls_due)}"):
                     await self._mark_due(ref, falls_due)
@@ -255,6 +261,7 @@ class EscalationWorkflow(EscalationState):
                 snapshot.due_at,
             )
             self._claimer_name = None  # the snapshot's `claimer_name` is the truth now
+            self._claimed_at = snapshot.claimed_at
             self._done = {m.name: m for m in snapshot.done}
             if snapshot.pauses:
                 self._pauses = list(snapshot.pauses)
@@ -345,6 +352,34 @@ class EscalationWorkflow(EscalationState):
         if self._recorded_plan is not None:  # the fire stamped `<rung>_at` too
             self._recorded_plan[rung.name] = at
         notifier.fired(note, fired)
+
+    def _claim_expiry(self) -> datetime | None:
+        """When the current claim times out (the policy's `claim_timeout`), if it can."""
+        snapshot = self._snapshot_or_fail()
+        timeout = claim_timeout(snapshot.rungs)
+        if self._state != "claimed" or timeout is None or self._calendar is None:
+            return None
+        if self._claimed_at is None or self._claimed_by is None:
+            return None
+        return shifted(self._claimed_at, timeout, self._calendar)
+
+    async def _time_out_claim(self, ref: ItemRef) -> None:
+        """The claim was not resolved in time: the item reopens (in Postgres first) and the
+        last tier's people hear again."""
+        assert self._claimed_by is not None
+        assert self._claimed_at is not None
+        request = TimeOutClaim(
+            item_id=ref.item_id,
+            account_id=ref.account_id,
+            claimed_by=self._claimed_by,
+            claimed_at=self._claimed_at,
+            at=workflow.now(),
+        )
+        if await db_step(ItemActivities.time_out_claim, request):
+            self._state, self._claimed_by, self._claimer_name = "open", None, None
+            self._claimed_at, self._renotify = None, True
+        else:
+            self._sync_wanted = True  # the database moved on: read it back
 
     def _next_repeat(self) -> tuple[RungPolicy, datetime] | None:
         """Escalation never goes silent: with nothing pending, the last rung that fired is

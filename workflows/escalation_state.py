@@ -64,6 +64,8 @@ class EscalationState:
         self._repeats = 0
         self._repeated_at: datetime | None = None
         self._renotify = False
+        # When the current claim was made (its timeout runs from then).
+        self._claimed_at: datetime | None = None
 
     def _restore(self, carry: Carry) -> None:
         self._state, self._claimed_by, self._due = carry.state, carry.claimed_by, carry.due_at
@@ -72,6 +74,7 @@ class EscalationState:
         self._due_marked = carry.due_marked
         self._repeats, self._repeated_at = carry.repeats, carry.repeated_at
         self._renotify = carry.renotify
+        self._claimed_at = carry.claimed_at
 
     def _carry(self, sends: list[PendingSend]) -> Carry:
         return Carry(
@@ -87,6 +90,7 @@ class EscalationState:
             repeats=self._repeats,
             repeated_at=self._repeated_at,
             renotify=self._renotify,
+            claimed_at=self._claimed_at,
         )
 
     def _fired_tier(self) -> int:

@@ -87,6 +87,7 @@ class Carry:
     repeats: int = 0
     repeated_at: datetime | None = None
     renotify: bool = False
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,7 @@ class ItemSnapshot:
     # the claimer, by name.
     notified: dict[str, list[str]] = field(default_factory=dict)
     claimer_name: str = ""
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +164,17 @@ class MarkDue:
     item_id: str
     account_id: str
     due_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeOutClaim:
+    """`claimed_by`'s claim of `claimed_at` was not resolved in time: reopen the item."""
+
+    item_id: str
+    account_id: str
+    claimed_by: str
+    claimed_at: datetime
+    at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

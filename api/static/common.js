@@ -8,7 +8,7 @@ export const RANK = { viewer: 0, engineer: 1, admin: 2, owner: 3 };
 export const PRIORITY_RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
 export const EVENT_KINDS = [
   "item.created", "item.overdue", "handoff.escalated", "rung.fired", "rung.repeated", "item.claimed", "item.released",
-  "item.resolved", "item.cancelled", "item.paused", "item.resumed", "item.noted", "delivery.failed",
+  "item.resolved", "item.cancelled", "item.paused", "item.resumed", "item.noted", "item.claim_timed_out", "delivery.failed",
   "webhook.disabled",
 ];
 

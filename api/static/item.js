@@ -34,6 +34,7 @@ const LABELS = {
   escalation_undeliverable: "Nobody valid to notify",
   delivery_failed: "Delivery failed",
   noted: "Note",
+  claim_timed_out: "Claim timed out (reopened)",
   webhook_endpoint_disabled: "Webhook endpoint disabled",
 };
 

@@ -80,3 +80,32 @@ async def test_without_repeat_a_release_at_the_last_tier_still_tells_it_again(
     assert [m.rcpt_tos for m in mails] == [(tenant.email("ada"),)] * 2
     await runner.skip_to(due + timedelta(days=3))
     assert len(runner.sink.mails) == 2  # no repeat_every: told once more, not for ever
+
+
+async def test_a_claim_not_resolved_in_time_reopens_the_item_and_tells_again(
+    runner: Runner, tenant: Tenant
+) -> None:
+    await tenant.around_the_clock(
+        {
+            "remind": None,
+            "escalate_1": rung({"business_hours": 1}, ["assignee_manager"], "task.escalated"),
+            "escalate_2": None,
+            "claim_timeout": {"business_hours": 2},
+        }
+    )
+    due = await runner.now() + timedelta(hours=1)
+    item_id = await tenant.add_item(due_at=due)
+    handle = await runner.start(tenant, item_id)
+    await runner.skip_to(due + timedelta(hours=1) + MINUTE)
+    await runner.sink.wait_for(1)
+    await runner.claim(tenant, handle, item_id, "emil")
+    await runner.skip_to(due + timedelta(hours=2))
+    assert (await tenant.item(item_id)).state == "claimed"  # an hour in: still Emil's
+
+    await runner.skip_to(due + timedelta(hours=3, minutes=2))
+    mails = await runner.sink.wait_for(2)
+    assert [m.rcpt_tos for m in mails] == [(tenant.email("ada"),)] * 2  # told again
+    item = await tenant.item(item_id)
+    assert (item.state, item.claimed_by) == ("open", None)
+    assert ("claim_timed_out", None) in await tenant.audit(item_id)
+    await runner.save_history(handle, "claim_timed_out")

@@ -108,6 +108,7 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
     "a fan-out too big to mail with the fire": _activity("send_emails"),
     "a rung is skipped": _activity("record_rung"),
     "the last rung repeats until claimed": _timer("again at"),
+    "a claim not resolved in time reopens the item": _activity("time_out_claim"),
     "the item falls due, audited and pushed": _activity("record_due"),
     "the timer until the item falls due": _timer("due at"),
     "the plan is recorded": _activity("record_plan"),
