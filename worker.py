@@ -33,6 +33,7 @@ from temporal_connection import connection
 from workflows.escalation import EscalationWorkflow
 from workflows.notifier import WEBHOOK_QUEUE_SUFFIX
 from workflows.reconcile import ReconcileWorkflow
+from workflows.resend import ResendWebhookWorkflow
 from workflows.schedules import ensure_reconciler
 from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
 
@@ -91,7 +92,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     items_worker = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow, AccountMailWorkflow],
+        workflows=[
+            EscalationWorkflow,
+            ReconcileWorkflow,
+            SignInMailWorkflow,
+            AccountMailWorkflow,
+            ResendWebhookWorkflow,
+        ],
         activities=[
             items.load_item,
             items.record_rung,

@@ -28,8 +28,11 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit, destinations
-from domain.errors import Invalid, NotFound
+from domain.errors import Conflict, Invalid, NotFound
+from domain.items import pinned_policy
+from domain.lifecycle import get_item
 from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
+from domain.planning import RUNG_TIERS
 from domain.policy import base_event
 
 ROTATION_GRACE = timedelta(hours=24)
@@ -290,4 +293,72 @@ async def _audit(
         action=action,
         key=f"{endpoint.id}:{action}:{uuid.uuid4()}",  # every admin write is its own event
         data={"endpoint_id": str(endpoint.id), "endpoint_name": endpoint.name, **data},
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resend:
+    """A delivery made `pending` again, and what its POST needs."""
+
+    delivery_id: uuid.UUID
+    item_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_key: str
+    rung: str
+    tier: int
+
+
+async def resend(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+) -> Resend:
+    """A `failed` or `suppressed` delivery to an enabled endpoint, about an item still
+    open, made `pending` again (audited `delivery_resent` with its actor); the caller
+    starts its POST after the commit. Anything else is a 409 that says why."""
+    endpoint = await get_endpoint(session, account_id, endpoint_id)
+    row = await session.scalar(
+        select(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.account_id == account_id,
+            Delivery.endpoint_id == endpoint.id,
+        )
+        .with_for_update()
+    )
+    if row is None or row.item_id is None:
+        raise NotFound(f"delivery {delivery_id} of webhook endpoint {endpoint_id} not found")
+    if row.status not in ("failed", "suppressed"):
+        raise Conflict(
+            f"only a failed or suppressed delivery is sent again; this one is {row.status}"
+        )
+    if not endpoint.enabled:
+        raise Conflict("the endpoint is disabled: enable it first, then send again")
+    item = await get_item(session, account_id, row.item_id)
+    if item.state != "open":
+        raise Conflict(f"the item is {item.state}: there is nothing to tell its receiver now")
+    event, _ = base_event(row.event_key)
+    policy = await pinned_policy(session, item)
+    rung = next((n for n, r in policy.rungs.items() if r and r.event_key == event), None)
+    row.status, row.last_error = "pending", None
+    await audit.record(
+        session,
+        account_id=account_id,
+        item_id=item.id,
+        action="delivery_resent",
+        actor_id=actor_id,
+        key=f"{row.id}:resent:{uuid.uuid4()}",
+        data={"endpoint": endpoint.name, "event_key": row.event_key},
+    )
+    await session.flush()
+    return Resend(
+        delivery_id=row.id,
+        item_id=item.id,
+        endpoint_id=endpoint.id,
+        event_key=row.event_key,
+        rung=rung or "handoff",
+        tier=RUNG_TIERS[rung] if rung else 0,
     )

@@ -281,33 +281,41 @@ class Notifier:
         key = next(self._ids)
         self._pending[key] = PendingSend(note=note, endpoint_id=endpoint_id, at=at)
         try:
-            await workflow.execute_activity_method(
-                WebhookActivities.send_webhook,
-                SendWebhook(
-                    item_id=ref.item_id,
-                    account_id=ref.account_id,
-                    endpoint_id=endpoint_id,
-                    event_key=note.event_key,
-                    rung=note.rung,
-                    tier=note.tier,
-                    at=at,
-                ),
-                task_queue=workflow.info().task_queue + WEBHOOK_QUEUE_SUFFIX,
-                start_to_close_timeout=WEBHOOK_TIMEOUT,
-                retry_policy=WEBHOOK_RETRY,
-                summary=f"webhook {note.rung} → endpoint {endpoint_id}",
+            request = SendWebhook(
+                item_id=ref.item_id,
+                account_id=ref.account_id,
+                endpoint_id=endpoint_id,
+                event_key=note.event_key,
+                rung=note.rung,
+                tier=note.tier,
+                at=at,
             )
-        except ActivityError as error:  # out of attempts: on the record as failed
-            await db_step(
-                WebhookActivities.record_webhook_failure,
-                WebhookFailure(
-                    item_id=ref.item_id,
-                    account_id=ref.account_id,
-                    endpoint_id=endpoint_id,
-                    event_key=note.event_key,
-                    error=str(error.cause or error),
-                    tier=note.tier,
-                ),
-            )
+            await post_webhook(request, f"webhook {note.rung} → endpoint {endpoint_id}")
         finally:
             self._pending.pop(key, None)
+
+
+async def post_webhook(request: SendWebhook, summary: str) -> None:
+    """One endpoint's delivery, retried by Temporal on the webhooks queue; out of attempts,
+    it is `failed` on the record."""
+    try:
+        await workflow.execute_activity_method(
+            WebhookActivities.send_webhook,
+            request,
+            task_queue=workflow.info().task_queue + WEBHOOK_QUEUE_SUFFIX,
+            start_to_close_timeout=WEBHOOK_TIMEOUT,
+            retry_policy=WEBHOOK_RETRY,
+            summary=summary,
+        )
+    except ActivityError as error:  # out of attempts: on the record as failed
+        await db_step(
+            WebhookActivities.record_webhook_failure,
+            WebhookFailure(
+                item_id=request.item_id,
+                account_id=request.account_id,
+                endpoint_id=request.endpoint_id,
+                event_key=request.event_key,
+                error=str(error.cause or error),
+                tier=request.tier,
+            ),
+        )

@@ -22,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from workflows.types import (
     ACCOUNT_MAIL_WORKFLOW,
     ESCALATION_WORKFLOW,
+    RESEND_WEBHOOK_WORKFLOW,
     SIGN_IN_WORKFLOW,
     AccountMails,
     EscalationInput,
@@ -62,6 +63,15 @@ async def start_account_mails(client: Client | None, task_queue: str, mails: Acc
     workflow = f"address-{mails.id}"
     return await _start(
         client, ACCOUNT_MAIL_WORKFLOW, mails, workflow, task_queue, "address change"
+    )
+
+
+async def start_resend(client: Client | None, task_queue: str, request: Any, name: str) -> bool:
+    """Start the workflow that sends one webhook delivery again (`request`, a
+    `SendWebhook`); False (logged) if Temporal did not take it: the row stays `pending`
+    and the admin asks again."""
+    return await _start(
+        client, RESEND_WEBHOOK_WORKFLOW, request, name, task_queue, "webhook sent again"
     )
 
 

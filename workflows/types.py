@@ -22,6 +22,7 @@ __all__ = ["Recipient"]
 ESCALATION_WORKFLOW = "EscalationWorkflow"
 SIGN_IN_WORKFLOW = "SignInMailWorkflow"
 ACCOUNT_MAIL_WORKFLOW = "AccountMailWorkflow"
+RESEND_WEBHOOK_WORKFLOW = "ResendWebhookWorkflow"
 
 
 def workflow_id(item_id: str) -> str:

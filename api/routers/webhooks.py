@@ -11,12 +11,13 @@ back on. A deleted endpoint is 404 and receives nothing more.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, Field
 
 from api.auth import Admin
-from api.deps import SettingsDep, UnitOfWork, UowDep
+from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
 from api.webhook_schemas import (
     WebhookCreate,
@@ -28,6 +29,8 @@ from api.webhook_schemas import (
 from domain import webhooks
 from domain.clock import utcnow
 from domain.models import WebhookEndpoint
+from workflows.starts import start_resend
+from workflows.webhook_types import SendWebhook
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 _ERROR = {"model": ErrorResponse}
@@ -137,6 +140,51 @@ async def delete_webhook(webhook_id: uuid.UUID, uow: UowDep, principal: Admin) -
     await webhooks.delete_endpoint(
         uow.session, principal.account_id, webhook_id, actor_id=principal.user_id, now=utcnow()
     )
+
+
+class ResendOut(BaseModel):
+    delivery_id: uuid.UUID
+    status: Literal["pending"] = "pending"
+    workflow: Literal["started", "pending"] = Field(
+        description="pending: Temporal was unreachable; ask again"
+    )
+
+
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/resend",
+    response_model=ResendOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=WRITE,
+    summary="Send a failed or suppressed delivery again",
+)
+async def resend_delivery(
+    webhook_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    uow: UowDep,
+    principal: Admin,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> ResendOut:
+    """The same delivery (the same `webhook-id`), POSTed again with the same retries as the
+    first time. 409 unless it is `failed` or `suppressed`, its endpoint is enabled and its
+    item still open."""
+    again = await webhooks.resend(
+        uow.session, principal.account_id, webhook_id, delivery_id, actor_id=principal.user_id
+    )
+    request = SendWebhook(
+        item_id=str(again.item_id),
+        account_id=str(principal.account_id),
+        endpoint_id=str(again.endpoint_id),
+        event_key=again.event_key,
+        rung=again.rung,
+        tier=again.tier,
+        at=utcnow(),
+    )
+    await uow.commit()  # the row is pending before its POST can start
+    started = await start_resend(
+        temporal, settings.task_queue, request, f"resend-{delivery_id}-{uuid.uuid4().hex[:8]}"
+    )
+    return ResendOut(delivery_id=delivery_id, workflow="started" if started else "pending")
 
 
 @router.get(
