@@ -232,6 +232,23 @@ function renderTimeline(entries, people) {
   if (!entries.length) $("#timeline").append(el("li", { class: "muted" }, "Nothing recorded yet."));
 }
 
+// Admins send a failed or suppressed webhook delivery again (the same webhook-id).
+function resendButton(row) {
+  const may = state.me && rank(state.me.role) >= rank("admin");
+  if (!may || !row.endpoint || row.endpoint.deleted || !["failed", "suppressed"].includes(row.status)) return "";
+  const button = el("button", { type: "button", class: "resend" }, "Send again");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const url = `/v1/webhooks/${encodeURIComponent(row.endpoint.id)}/deliveries/${encodeURIComponent(row.id)}/resend`;
+    const result = await api(url, { method: "POST" });
+    if (result.status === 401) return ended("the resend");
+    if (result.ok) notify($("#notice"), `Sending again to ${row.endpoint.name}.`, "ok", 5000);
+    else notify($("#notice"), errorText(result));
+    await load();
+  });
+  return button;
+}
+
 function renderDeliveries(rows) {
   $("#deliveries tbody").replaceChildren(...rows.map((row) => el("tr", { "data-delivery-id": row.id },
     el("td", { "data-label": "Recipient", class: "recipient" },
@@ -240,7 +257,8 @@ function renderDeliveries(rows) {
     el("td", { "data-label": "Rung / event", class: "event" },
       row.why ? `${row.why.rung} · ` : "", row.event_key, el("span", { class: "person-email" }, row.channel)),
     el("td", { "data-label": "Status" }, badge(row.status, `status-${row.status}`),
-      row.deferred_until ? el("span", { class: "person-email" }, `until ${formatInstant(row.deferred_until)}`) : ""),
+      row.deferred_until ? el("span", { class: "person-email" }, `until ${formatInstant(row.deferred_until)}`) : "",
+      resendButton(row)),
     el("td", { "data-label": "Attempts", class: "attempts" }, row.attempts),
     el("td", { "data-label": "Last error", class: "error" }, row.last_error || ""),
     el("td", { "data-label": "Sent", class: "nowrap" }, row.sent_at ? formatInstant(row.sent_at) : "—"),

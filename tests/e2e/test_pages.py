@@ -27,9 +27,12 @@ from domain.clock import utcnow
 from domain.demo import rung
 from domain.models import AuditEvent, Delivery, Item
 from mailsink import MailSink, ReceivedMail
+from tests.api.test_resend import failed_delivery
 from tests.e2e.test_queue_page import ARTIFACTS, token
 from tests.support.live import serve
 from tests.support.tenants import Tenant
+from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhooks import add_endpoint
 from worker import build_worker
 
 LOCALE, ZONE = "de-DE", "America/New_York"
@@ -711,3 +714,28 @@ async def test_an_admin_changes_a_policy_and_sees_the_plan_preview_move(
     _, engineer = await fresh_page(pages)
     await engineer.goto(f"{site}/admin/policies")
     await expect(engineer.locator("#signed-out")).to_be_visible()  # admins only
+
+
+async def test_an_admin_sends_a_failed_webhook_again_from_the_item_page(
+    pages: Pages, working_site: str, settings: Settings, tenant: Tenant
+) -> None:
+    site = working_site
+    with WebhookReceiver() as receiver:
+        endpoint_id, _ = await add_endpoint(tenant, receiver.url)
+        item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=5))
+        delivery_id = await failed_delivery(tenant, item_id, endpoint_id)
+        page = await signed_in(
+            pages, site, token(settings, tenant, "ada", "admin"), f"/items/{item_id}"
+        )
+        row = page.locator(f'#deliveries tr[data-delivery-id="{delivery_id}"]')
+        await expect(row).to_contain_text("failed")
+        await row.locator("button.resend").click()
+        await expect(page.locator("#notice")).to_have_text("Sending again to Ops.")
+        for _ in range(100):  # the worker posts it; a delivery's outcome pushes nothing
+            if receiver.requests:
+                break
+            await asyncio.sleep(0.1)
+        assert [r.headers["webhook-id"] for r in receiver.requests] == [str(delivery_id)]
+        await asyncio.sleep(0.5)
+        await page.reload()
+        await expect(row).to_contain_text("sent")
