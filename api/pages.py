@@ -24,6 +24,11 @@ async def queue_page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
+@router.get("/admin/people")
+async def people_page() -> FileResponse:
+    return FileResponse(STATIC / "people.html")
+
+
 @router.get("/admin/policies")
 async def policies_page() -> FileResponse:
     return FileResponse(STATIC / "policies.html")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,7 +25,7 @@ from api.tokens import Principal, mint
 from config import Settings
 from domain.clock import utcnow
 from domain.demo import rung
-from domain.models import AuditEvent, Delivery, Item
+from domain.models import AuditEvent, Delivery, Item, User
 from mailsink import MailSink, ReceivedMail
 from tests.api.test_resend import failed_delivery
 from tests.e2e.test_queue_page import ARTIFACTS, token
@@ -739,3 +739,31 @@ async def test_an_admin_sends_a_failed_webhook_again_from_the_item_page(
         await asyncio.sleep(0.5)
         await page.reload()
         await expect(row).to_contain_text("sent")
+
+
+async def test_an_admin_invites_someone_and_changes_their_role_and_status(
+    pages: Pages, working_site: str, settings: Settings, tenant: Tenant, mail_sink: MailSink
+) -> None:
+    site = working_site
+    context = await pages.context()
+    await context.add_init_script(remember(site, token(settings, tenant, "ada", "admin")))
+    page = await context.new_page()
+    await page.goto(f"{site}/admin/people")
+    nora = f"nora@{tenant.slug}.escalator.test"
+    await page.click("#invite summary")
+    await page.fill("#invite-name", "Nora Newcomer")
+    await page.fill("#invite-email", nora)
+    await page.select_option("#invite-role", "engineer")
+    await page.click("#invite-send")
+    await expect(page.locator("#notice")).to_contain_text("Invited Nora Newcomer")
+    [invitation] = [m for m in await mail_sink.wait_for(1, within=20) if m.rcpt_tos == (nora,)]
+    assert "sign-in link" in invitation.subject
+
+    row = page.locator("#users tr", has_text="Nora Newcomer")
+    await row.locator("select").select_option("viewer")
+    await expect(page.locator("#notice")).to_contain_text("Nora Newcomer: the role saved.")
+    await row.locator("input[type=checkbox]").uncheck()
+    await expect(page.locator("#notice")).to_contain_text("deactivation saved")
+    async with tenant.owner() as session:
+        user = (await session.execute(select(User).where(User.email == nora))).scalar_one()
+    assert (user.role, user.is_active) == ("viewer", False)
