@@ -405,6 +405,23 @@ def with_next(link: str, next_path: str) -> str:
     return f"{path}?next={next_path}#{fragment}"
 
 
+async def new_task(site: str, settings: Settings, tenant: Tenant, title: str, due: datetime) -> str:
+    """A CAPA task for Erin, created through the API as Ada: its id."""
+    async with httpx.AsyncClient(base_url=site) as client:
+        made = await client.post(
+            "/v1/tasks",
+            json={
+                "type": "CAPA",
+                "title": title,
+                "assignee_id": str(tenant.user("erin")),
+                "due_at": due.isoformat(),
+            },
+            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
+        )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 async def fresh_page(pages: Pages) -> tuple[BrowserContext, Page]:
     context = await pages.context()
     return context, await context.new_page()
@@ -501,19 +518,7 @@ async def test_claim_from_the_mail_link_and_already_claimed_page(
     )
     mail_sink.clear()
     due = utcnow() + timedelta(seconds=3)
-    async with httpx.AsyncClient(base_url=site) as client:
-        made = await client.post(
-            "/v1/tasks",
-            json={
-                "type": "CAPA",
-                "title": "Pump P-101 leaks",
-                "assignee_id": str(tenant.user("erin")),
-                "due_at": due.isoformat(),
-            },
-            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
-        )
-    assert made.status_code == 201, made.text
-    item_id = made.json()["id"]
+    item_id = await new_task(site, settings, tenant, "Pump P-101 leaks", due)
     reminder, escalated = await mail_sink.wait_for(2, within=30)
     assert (reminder.rcpt_tos, escalated.rcpt_tos) == (
         (tenant.email("erin"),),
@@ -577,19 +582,7 @@ async def test_an_item_that_falls_due_shows_on_an_open_queue_at_once(
     site = working_site
     page = await signed_in(pages, site, token(settings, tenant, "erin", "engineer"))
     due = utcnow() + timedelta(seconds=4)
-    async with httpx.AsyncClient(base_url=site) as client:
-        made = await client.post(
-            "/v1/tasks",
-            json={
-                "type": "CAPA",
-                "title": "Falls due while you look",
-                "assignee_id": str(tenant.user("erin")),
-                "due_at": due.isoformat(),
-            },
-            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
-        )
-    assert made.status_code == 201, made.text
-    item_id = made.json()["id"]
+    item_id = await new_task(site, settings, tenant, "Falls due while you look", due)
     assert item_id not in await row_ids(page)  # not due yet: not in the queue
     row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')
     await expect(row).to_be_visible(timeout=8_000)  # no other event would bring it
@@ -602,18 +595,9 @@ async def test_an_expired_session_says_so_and_keeps_the_page(
 ) -> None:
     """The token runs out while the queue is open: the page keeps its rows, stops saying
     "live", and says the session ended; a claim tried then says it did not happen."""
-    async with httpx.AsyncClient(base_url=site) as client:
-        made = await client.post(
-            "/v1/tasks",
-            json={
-                "type": "CAPA",
-                "title": "Outlives the session",
-                "assignee_id": str(tenant.user("erin")),
-                "due_at": (utcnow() - timedelta(hours=1)).isoformat(),
-            },
-            headers={"Authorization": f"Bearer {token(settings, tenant, 'ada', 'admin')}"},
-        )
-    item_id = made.json()["id"]
+    item_id = await new_task(
+        site, settings, tenant, "Outlives the session", (utcnow() - timedelta(hours=1))
+    )
     principal = Principal(
         user_id=tenant.user("erin"), account_id=tenant.account_id, role="engineer"
     )

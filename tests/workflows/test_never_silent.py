@@ -4,11 +4,13 @@ again at once. Each repeat is its own event (`~n`): its own delivery rows and au
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 from domain.demo import rung
 from tests.support.tenants import Tenant
-from tests.workflows.conftest import Runner
+from tests.workflows.conftest import Handle, Runner
 
 MINUTE = timedelta(minutes=1)
 
@@ -59,14 +61,17 @@ async def test_the_last_tier_repeats_until_claimed_and_again_after_a_release(
     await runner.save_history(handle, "repeated_until_claimed")
 
 
-async def test_without_repeat_a_release_at_the_last_tier_still_tells_it_again(
-    runner: Runner, tenant: Tenant
-) -> None:
+async def escalated_then_claimed(
+    runner: Runner, tenant: Tenant, **policy: Any
+) -> tuple[uuid.UUID, Handle, datetime]:
+    """An item whose one rung (escalate_1, an hour after due, to Erin's manager) fired, then
+    claimed by Emil; the item, its workflow and its due."""
     await tenant.around_the_clock(
         {
             "remind": None,
             "escalate_1": rung({"business_hours": 1}, ["assignee_manager"], "task.escalated"),
             "escalate_2": None,
+            **policy,
         }
     )
     due = await runner.now() + timedelta(hours=1)
@@ -75,6 +80,13 @@ async def test_without_repeat_a_release_at_the_last_tier_still_tells_it_again(
     await runner.skip_to(due + timedelta(hours=1) + MINUTE)
     await runner.sink.wait_for(1)
     await runner.claim(tenant, handle, item_id, "emil")
+    return item_id, handle, due
+
+
+async def test_without_repeat_a_release_at_the_last_tier_still_tells_it_again(
+    runner: Runner, tenant: Tenant
+) -> None:
+    item_id, handle, due = await escalated_then_claimed(runner, tenant)
     await runner.act(tenant, handle, item_id, "release", who="emil")
     mails = await runner.sink.wait_for(2)
     assert [m.rcpt_tos for m in mails] == [(tenant.email("ada"),)] * 2
@@ -85,20 +97,9 @@ async def test_without_repeat_a_release_at_the_last_tier_still_tells_it_again(
 async def test_a_claim_not_resolved_in_time_reopens_the_item_and_tells_again(
     runner: Runner, tenant: Tenant
 ) -> None:
-    await tenant.around_the_clock(
-        {
-            "remind": None,
-            "escalate_1": rung({"business_hours": 1}, ["assignee_manager"], "task.escalated"),
-            "escalate_2": None,
-            "claim_timeout": {"business_hours": 2},
-        }
+    item_id, handle, due = await escalated_then_claimed(
+        runner, tenant, claim_timeout={"business_hours": 2}
     )
-    due = await runner.now() + timedelta(hours=1)
-    item_id = await tenant.add_item(due_at=due)
-    handle = await runner.start(tenant, item_id)
-    await runner.skip_to(due + timedelta(hours=1) + MINUTE)
-    await runner.sink.wait_for(1)
-    await runner.claim(tenant, handle, item_id, "emil")
     await runner.skip_to(due + timedelta(hours=2))
     assert (await tenant.item(item_id)).state == "claimed"  # an hour in: still Emil's
 
