@@ -393,9 +393,11 @@ async def people_names(
 async def next_recipients(
     session: AsyncSession, wanted: list[tuple[Item, str]]
 ) -> dict[uuid.UUID, list[str]]:
-    """Who each item's named rung would notify if it fired now, by name (one query per
-    item; each policy read once)."""
+    """Who each item's named rung would notify if it fired now, by name. The resolvers read
+    only the item's assignee and claimer (and the account's roles), so items alike in
+    those, their policy and their next rung share one query; each policy is read once."""
     chains: dict[uuid.UUID, dict[RungName, RungPolicy | None]] = {}
+    resolved: dict[tuple[Any, ...], list[str]] = {}
     names: dict[uuid.UUID, list[str]] = {}
     for item, rung in wanted:
         if item.policy_id is None:
@@ -405,9 +407,13 @@ async def next_recipients(
             assert policy is not None  # a RESTRICT foreign key
             chains[item.policy_id] = parse_rungs(policy.rungs)
         rung_policy = chains[item.policy_id].get(rung)  # type: ignore[call-overload]
-        if rung_policy is not None:
+        if rung_policy is None:
+            continue
+        alike = (item.policy_id, rung, item.assignee_id, item.claimed_by)
+        if alike not in resolved:
             found = await resolve(session, item, rung_policy.recipients, actor_id=None)
-            names[item.id] = [r.name for r in found.recipients]
+            resolved[alike] = [r.name for r in found.recipients]
+        names[item.id] = resolved[alike]
     return names
 
 

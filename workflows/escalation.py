@@ -254,6 +254,7 @@ class EscalationWorkflow(EscalationState):
         self._snapshot = snapshot
         self._calendar = BusinessCalendar.from_dict(snapshot.calendar)
         self._rungs = parse_rungs(snapshot.rungs)
+        self._claim_timeout = claim_timeout(snapshot.rungs)
         if first:
             self._state, self._claimed_by, self._due = (
                 snapshot.state,
@@ -332,20 +333,10 @@ class EscalationWorkflow(EscalationState):
         policy = self._rungs.get(rung.name)
         if policy is None:
             return
-        note = Notification(
-            event_key=policy.event_key,
-            rung=rung.name,
-            tier=rung.tier,
-            chain=list(policy.recipients),
-            channels=list(policy.channels),
-            critical=policy.critical,
-            push_kind="rung.fired",
-            planned_at=rung.fire_at,
-        )
+        note = _rung_note(policy, rung.fire_at)
         at = workflow.now()
-        fired = await _fire_and_send(ref, note, at, rung.fire_at)
-        if not fired.recorded:  # a claim won the race: nothing was written, nothing is sent
-            self._follow(fired.state, fired.claimed_by)
+        fired = await self._fire_or_follow(ref, note, at, rung.fire_at)
+        if fired is None:
             return
         self._done[rung.name] = RungMark(name=rung.name, status="fired", at=at)
         self._tier = max(self._tier, RUNG_TIERS[rung.name])
@@ -355,8 +346,7 @@ class EscalationWorkflow(EscalationState):
 
     def _claim_expiry(self) -> datetime | None:
         """When the current claim times out (the policy's `claim_timeout`), if it can."""
-        snapshot = self._snapshot_or_fail()
-        timeout = claim_timeout(snapshot.rungs)
+        timeout = self._claim_timeout
         if self._state != "claimed" or timeout is None or self._calendar is None:
             return None
         if self._claimed_at is None or self._claimed_by is None:
@@ -403,20 +393,9 @@ class EscalationWorkflow(EscalationState):
     ) -> None:
         """The rung's people told again, as the rung told them (`~n` on its event key)."""
         repeat = self._repeats + 1
-        note = Notification(
-            event_key=repeat_event(policy.event_key, repeat),
-            rung=policy.name,
-            tier=RUNG_TIERS[policy.name],
-            chain=list(policy.recipients),
-            channels=list(policy.channels),
-            critical=policy.critical,
-            push_kind="rung.repeated",
-            planned_at=at,
-            repeat=repeat,
-        )
-        fired = await _fire_and_send(ref, note, workflow.now(), at)
-        if not fired.recorded:
-            self._follow(fired.state, fired.claimed_by)
+        note = _rung_note(policy, at, repeat)
+        fired = await self._fire_or_follow(ref, note, workflow.now(), at)
+        if fired is None:
             return
         self._repeats, self._repeated_at, self._renotify = repeat, workflow.now(), False
         notifier.fired(note, fired)
@@ -441,11 +420,36 @@ class EscalationWorkflow(EscalationState):
             push_kind="handoff.escalated",
             actor_id=snapshot.creator_id,
         )
-        fired = await _fire_and_send(ref, note, workflow.now(), workflow.now())
-        if fired.recorded:
+        fired = await self._fire_or_follow(ref, note, workflow.now(), workflow.now())
+        if fired is not None:
             notifier.fired(note, fired)
-        else:
-            self._follow(fired.state, fired.claimed_by)
+
+    async def _fire_or_follow(
+        self, ref: ItemRef, note: Notification, at: datetime, planned_at: datetime
+    ) -> RungFired | None:
+        """A rung's (its repeat's, the handoff fan-out's) one transaction and its first
+        mails; None if a claim won the race (nothing was written, nothing is sent), and the
+        workflow follows the database."""
+        fired = await _fire_and_send(ref, note, at, planned_at)
+        if fired.recorded:
+            return fired
+        self._follow(fired.state, fired.claimed_by)
+        return None
+
+
+def _rung_note(policy: RungPolicy, planned_at: datetime, repeat: int = 0) -> Notification:
+    """What a rung, or its `repeat`th repeat (`~n` on its event key), tells its people."""
+    return Notification(
+        event_key=repeat_event(policy.event_key, repeat),
+        rung=policy.name,
+        tier=RUNG_TIERS[policy.name],
+        chain=list(policy.recipients),
+        channels=list(policy.channels),
+        critical=policy.critical,
+        push_kind="rung.repeated" if repeat else "rung.fired",
+        planned_at=planned_at,
+        repeat=repeat,
+    )
 
 
 async def _fire_and_send(

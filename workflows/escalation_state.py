@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.calendar import BusinessCalendar
     from domain.planning import (
         RUNG_TIERS,
+        Offset,
         Pause,
         PlannedRung,
         RungName,
@@ -51,6 +52,7 @@ class EscalationState:
         self._snapshot: ItemSnapshot | None = None
         self._calendar: BusinessCalendar | None = None
         self._rungs: dict[RungName, RungPolicy | None] = {}
+        self._claim_timeout: Offset | None = None  # the pinned policy's, as loaded
         self._plan: list[PlannedRung] = []
         self._recorded_plan: dict[str, datetime | None] | None = None
         # What the search attributes were last upserted from (kind, type and account never

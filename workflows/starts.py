@@ -29,6 +29,7 @@ from workflows.types import (
     SignIn,
     workflow_id,
 )
+from workflows.webhook_types import SendWebhook
 
 log = structlog.get_logger()
 TIMEOUT_SECONDS = 3.0
@@ -66,10 +67,11 @@ async def start_account_mails(client: Client | None, task_queue: str, mails: Acc
     )
 
 
-async def start_resend(client: Client | None, task_queue: str, request: Any, name: str) -> bool:
-    """Start the workflow that sends one webhook delivery again (`request`, a
-    `SendWebhook`); False (logged) if Temporal did not take it: the row stays `pending`
-    and the admin asks again."""
+async def start_resend(
+    client: Client | None, task_queue: str, request: SendWebhook, name: str
+) -> bool:
+    """Start the workflow that sends one webhook delivery again; False (logged) if Temporal
+    did not take it: the row stays `pending` and the admin asks again."""
     return await _start(
         client, RESEND_WEBHOOK_WORKFLOW, request, name, task_queue, "webhook sent again"
     )

@@ -173,6 +173,11 @@ export function countdownNode(name, iso) {
 // ---- DOM ----
 
 // el("td", {class: "x"}, "text", child): attributes by setAttribute, text by textContent.
+// A table cell that stacks under its label on a phone.
+export function cell(label, className, ...children) {
+  return el("td", { "data-label": label, class: className }, ...children);
+}
+
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {

@@ -1,15 +1,11 @@
 // Every item, newest first, found by words of its title and by state; engineers and up
 // create a task here. GET /v1/items (cursor pages), POST /v1/tasks.
 import {
-  $, api, el, errorText, formatInstant, kindText, notify, rank, renderWho, sessionEnded,
+  $, api, cell, el, errorText, formatInstant, kindText, notify, rank, renderWho, sessionEnded,
   stateBadge, token,
 } from "/static/common.js";
 
 const state = { me: null, cursor: null };
-
-function cell(label, className, ...children) {
-  return el("td", { "data-label": label, class: className }, ...children);
-}
 
 function row(item) {
   return el("tr", { "data-item-id": item.id },

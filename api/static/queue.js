@@ -2,7 +2,7 @@
 // event of the SSE stream (ticket + resume by last id). The tab title flashes on
 // escalations while the tab is hidden.
 import {
-  $, api, coalesced, conflictText, connectLive, countdownNode, el, errorText,
+  $, api, cell, coalesced, conflictText, connectLive, countdownNode, el, errorText,
   eventItemId, formatInstant, kindText, nextLabel, notify, overdueNode, PRIORITY_RANK, priorityBadge, rank, renderWho,
   sessionEnded, startCountdowns, stateBadge, tierBadge, token, watchExpiry,
 } from "/static/common.js";
@@ -32,10 +32,6 @@ function urgency(a, b) {
     || (prio(b) - prio(a))
     || (at(a.due_at) - at(b.due_at))
     || a.id.localeCompare(b.id);
-}
-
-function cell(label, className, ...children) {
-  return el("td", { "data-label": label, class: className }, ...children);
 }
 
 function actions(item) {
