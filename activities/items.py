@@ -12,13 +12,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import get_in_account, tenant_session
-from domain import audit, lifecycle, push, recipients
+from domain import audit, item_hooks, lifecycle, push, recipients, webhooks
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
-from domain.models import RUNG_NAMES, BusinessCalendarVersion, Item, SlaPolicy, User
+from domain.models import RUNG_NAMES, BusinessCalendarVersion, Delivery, Item, SlaPolicy, User
 from domain.policy import PolicyError, parse_rungs
 from workflows.types import (
     AppliedVersion,
+    ItemHook,
     ItemRef,
     ItemSnapshot,
     MarkDue,
@@ -95,6 +96,7 @@ class ItemActivities:
                 notified=await _notified(session, item, policy.rungs),
                 claimer_name=await _name(session, item.account_id, item.claimed_by),
                 claimed_at=item.claimed_at,
+                hooks=await _hooks(session, item),
             )
 
     @activity.defn
@@ -194,6 +196,25 @@ class ItemActivities:
                 .where(Item.id == uuid.UUID(request.item_id), Item.account_id == account_id)
                 .values({f"{rung}_at": request.instants.get(rung) for rung in RUNG_NAMES})
             )
+
+
+async def _hooks(session: AsyncSession, item: Item) -> list[ItemHook]:
+    """The item's lifecycle webhooks not yet final, oldest transition first."""
+    rows = await session.execute(
+        select(Delivery.endpoint_id, Delivery.event_key, Delivery.created_at)
+        .where(
+            Delivery.item_id == item.id,
+            Delivery.account_id == item.account_id,
+            Delivery.channel == "webhook",
+            Delivery.event_key.like(f"%{item_hooks.MARK}%"),
+            Delivery.status.not_in(webhooks.FINAL),
+        )
+        .order_by(Delivery.created_at, Delivery.event_key, Delivery.endpoint_id)
+    )
+    return [
+        ItemHook(endpoint_id=str(r.endpoint_id), event_key=r.event_key, at=r.created_at)
+        for r in rows
+    ]
 
 
 async def _notified(

@@ -182,7 +182,7 @@ class WebhookActivities:
         assert row is not None  # inserted above if it was missing
         if row.status in FINAL:
             return rows.final(row)
-        why = rows.not_now(item, endpoint)
+        why = rows.not_now(item, endpoint, request.event_key)
         if why is not None:
             stopped = await rows.stop(session, row, why)
             metrics.delivered(CHANNEL, stopped.status)
@@ -204,10 +204,10 @@ class WebhookActivities:
         if row.status in FINAL:  # a concurrent attempt finished it meanwhile
             return rows.final(row), None
         endpoint = await rows.endpoint_of(session, request, account_id)
-        why = rows.not_now(item, endpoint)
+        why = rows.not_now(item, endpoint, request.event_key)
         if why is not None:  # changed between the steps: step 1's attempt never went out
             return await rows.stop(session, row, why, attempts=max(row.attempts - 1, 0)), None
-        answer = await self._post(request, item, endpoint, row.id)
+        answer = await self._post(request, item, endpoint, row.id, await rows.people(session, row))
         code = answer.code
         if answer.ok:
             note = row.last_error if row.last_error == UNKNOWN_OUTCOME else None  # sent twice
@@ -281,7 +281,12 @@ class WebhookActivities:
         return outcome, None
 
     async def _post(
-        self, request: SendWebhook, item: Any, endpoint: Any, msg_id: uuid.UUID
+        self,
+        request: SendWebhook,
+        item: Any,
+        endpoint: Any,
+        msg_id: uuid.UUID,
+        people: http.People,
     ) -> http.Answer:
         """The signed POST of the endpoint's format, to the endpoint's URL; not sent at all
         to a host that is not public when private ones are not allowed (checked now: DNS
@@ -303,6 +308,8 @@ class WebhookActivities:
             zone=item.tz,
             assignee_id=str(item.assignee_id) if item.assignee_id else None,
             assignee_name=item.assignee_name,
+            state=item.state,
+            people=people,
         )
         content = http.body(endpoint.format, request, hook, f"{self._base_url}/items/{item.id}")
         now = self._clock.now()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ import httpx
 import structlog
 from standardwebhooks.webhooks import Webhook
 
+from domain import item_hooks
 from domain.destinations import Pinned
 from domain.policy import base_event
 from workflows.webhook_types import SendWebhook
@@ -35,6 +36,25 @@ RUNG_LABELS = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class Person:
+    id: str
+    name: str
+    status: str | None = None  # a notified person's: their mail's delivery status
+
+    def json(self) -> dict[str, str]:
+        found = {"id": self.id, "name": self.name}
+        return found if self.status is None else {**found, "status": self.status}
+
+
+@dataclass(frozen=True, kw_only=True)
+class People:
+    """Who an event is about: a rung's `notified` people, a transition's actor (`by`)."""
+
+    notified: list[Person] = field(default_factory=list)
+    by: Person | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class HookItem:
     """What a webhook may say about its item."""
 
@@ -46,6 +66,8 @@ class HookItem:
     zone: str = "UTC"  # the pinned calendar's: Slack shows the due instant in it
     assignee_id: str | None = None
     assignee_name: str | None = None
+    state: str = "open"
+    people: People = field(default_factory=People)
 
 
 def body(fmt: str, request: SendWebhook, item: HookItem, url: str) -> bytes:
@@ -55,22 +77,35 @@ def body(fmt: str, request: SendWebhook, item: HookItem, url: str) -> bytes:
 
 
 def standard(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
-    event, repeat = base_event(request.event_key)
+    """`data` has the item (with its state now and its assignee) and, for a rung, the rung,
+    its tier and the people its mails went to (`notified`); for a transition
+    (`item.claimed`), who made it (`by`)."""
+    _, repeat = base_event(request.event_key)
+    about: dict[str, Any]
+    if item_hooks.is_lifecycle(request.event_key):
+        by = item.people.by
+        about = {"by": by.json() if by else None}
+    else:
+        about = {
+            **({"repeat": repeat} if repeat else {}),  # the rung's nth repeat: still unclaimed
+            "rung": request.rung,
+            "tier": request.tier,
+            "notified": [p.json() for p in item.people.notified],
+        }
     return {
-        "type": event,
+        "type": item_hooks.event_name(request.event_key),
         "timestamp": request.at.isoformat(),
         "data": {
-            **({"repeat": repeat} if repeat else {}),  # the rung's nth repeat: still unclaimed
             "id": item.id,
             "kind": item.kind,
             "item_type": item.item_type,
             "title": item.title,
-            "rung": request.rung,
-            "tier": request.tier,
+            "state": item.state,
             "due_at": item.due_at.isoformat() if item.due_at else None,
             "assignee": None
             if item.assignee_id is None
             else {"id": item.assignee_id, "name": item.assignee_name},
+            **about,
             "url": url,
         },
     }
@@ -78,6 +113,13 @@ def standard(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
 
 def slack(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
     label = RUNG_LABELS.get(request.rung, request.rung)
+    context = f"`{request.event_key}` · {request.rung} (tier {request.tier})"
+    if item_hooks.is_lifecycle(request.event_key):
+        by = item.people.by
+        label = request.rung.replace("_", " ").capitalize() + (
+            f" by {_escape(by.name)}" if by else ""
+        )
+        context = f"`{item_hooks.event_name(request.event_key)}` · now {item.state}"
     due = (
         item.due_at.astimezone(ZoneInfo(item.zone)).strftime("%a %d %b %Y %H:%M %Z")
         if item.due_at
@@ -99,7 +141,7 @@ def slack(request: SendWebhook, item: HookItem, url: str) -> dict[str, Any]:
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"`{request.event_key}` · {request.rung} (tier {request.tier})",
+                        "text": context,
                     }
                 ],
             },

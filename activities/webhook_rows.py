@@ -11,7 +11,8 @@ from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
-from domain import audit, send_guard
+from activities import webhook_http as http
+from domain import audit, item_hooks, send_guard
 from domain.models import BusinessCalendarVersion, Delivery, Item, User, WebhookEndpoint
 from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
 
@@ -101,11 +102,12 @@ async def endpoint_of(session: AsyncSession, request: SendWebhook, account_id: u
     return row
 
 
-def not_now(item: Any, endpoint: Any) -> tuple[str, str] | None:
+def not_now(item: Any, endpoint: Any, event_key: str) -> tuple[str, str] | None:
     """Why nothing may be sent, as (status, reason), or None. The item stopped being open:
-    `suppressed` (nobody needs it any more). The endpoint is deleted or disabled: `failed`
-    (it was needed and did not go out; it can be sent again once the endpoint is back)."""
-    if item.state != "open":
+    `suppressed` (nobody needs it any more), unless the event tells of that very change
+    (`item.resolved@9`). The endpoint is deleted or disabled: `failed` (it was needed and
+    did not go out; it can be sent again once the endpoint is back)."""
+    if item.state != "open" and not item_hooks.is_lifecycle(event_key):
         return "suppressed", f"not sent: the item is {item.state}"
     if endpoint.deleted_at is not None:
         return "failed", "not sent: the endpoint is deleted"
@@ -147,4 +149,27 @@ async def audit_failure(
 ) -> None:
     await audit.delivery_failed(
         session, row, tier, endpoint_id=str(row.endpoint_id), endpoint_name=name, error=error
+    )
+
+
+async def people(session: AsyncSession, row: Row[Any]) -> http.People:
+    """Who the event is about, for its body: the actor of a lifecycle event (`by`), or the
+    people the rung's mails went to (`notified`, with each one's status)."""
+    if item_hooks.is_lifecycle(row.event_key):
+        if row.actor_id is None:
+            return http.People(by=None)
+        name = await session.scalar(select(User.name).where(User.id == row.actor_id))
+        return http.People(by=http.Person(id=str(row.actor_id), name=name or ""))
+    told = await session.execute(
+        select(DELIVERY.c.recipient_id, User.name, DELIVERY.c.status)
+        .join(User, User.id == DELIVERY.c.recipient_id)
+        .where(
+            DELIVERY.c.item_id == row.item_id,
+            DELIVERY.c.event_key == row.event_key,
+            DELIVERY.c.channel == "email",
+        )
+        .order_by(DELIVERY.c.resolver_rank.nulls_last(), User.name)
+    )
+    return http.People(
+        notified=[http.Person(id=str(t.recipient_id), name=t.name, status=t.status) for t in told]
     )

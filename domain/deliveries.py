@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
-from domain import audit
+from domain import audit, item_hooks
 from domain.models import Delivery
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
@@ -216,13 +216,15 @@ async def suppress_item(
 ) -> int:
     """The item stopped being open: every row of it, on every channel, still waiting
     (`pending`, `deferred`) or in flight (`sending`) becomes `suppressed` with `reason`, at
-    once. Returns how many."""
+    once; except the webhooks that tell of its transitions (`item.claimed@7`), which are
+    about exactly that. Returns how many."""
     changed = await session.execute(
         update(DELIVERY)
         .where(
             DELIVERY.c.account_id == account_id,
             DELIVERY.c.item_id == item_id,
             DELIVERY.c.status.in_(LIVE),
+            DELIVERY.c.event_key.not_like(f"%{item_hooks.MARK}%"),
         )
         .values(status="suppressed", last_error=reason, updated_at=func.now())
     )

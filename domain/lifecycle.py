@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, deliveries, push, send_guard
+from domain import audit, deliveries, item_hooks, push, send_guard
 from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
 from domain.models import AuditEvent, Item, User
 
@@ -250,6 +250,7 @@ async def _audit(
         data=data,
         key=key,
     )
+    await item_hooks.plan(session, item, action, actor_id)  # its webhooks, if any take it
     if action in PUSHED:
         # Last in the transaction: the outbox's ordering lock is held until commit.
         await push.publish(

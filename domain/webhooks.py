@@ -14,7 +14,6 @@ Admin writes are audited as account-level rows (no item), without secrets (nor U
 from __future__ import annotations
 
 import base64
-import fnmatch
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,13 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, destinations
+from domain import audit, destinations, item_hooks
 from domain.errors import Conflict, Invalid, NotFound
+from domain.item_hooks import matches as matches
 from domain.items import pinned_policy
 from domain.lifecycle import get_item
 from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
 from domain.planning import RUNG_TIERS
-from domain.policy import base_event
 
 ROTATION_GRACE = timedelta(hours=24)
 MAX_URL = 2000
@@ -62,14 +61,6 @@ def check_url(url: str) -> str:
     if not parts.hostname:
         raise Invalid("url must name a host", field="url")
     return url
-
-
-def matches(event_filter: Sequence[str], event_key: str) -> bool:
-    """Whether an endpoint with this filter receives `event_key`: an empty filter takes
-    every event, otherwise any fnmatch pattern (`task.*`) must match, case-sensitively. A
-    rung's repeat (`task.escalated_final~2`) goes where its rung goes."""
-    event, _ = base_event(event_key)
-    return not event_filter or any(fnmatch.fnmatchcase(event, p) for p in event_filter)
 
 
 def signing_secrets(endpoint: Any, now: datetime) -> list[str]:
@@ -338,9 +329,10 @@ async def resend(
     if not endpoint.enabled:
         raise Conflict("the endpoint is disabled: enable it first, then send again")
     item = await get_item(session, account_id, row.item_id)
-    if item.state != "open":
+    lifecycle = item_hooks.is_lifecycle(row.event_key)  # tells of a transition: any state
+    if item.state != "open" and not lifecycle:
         raise Conflict(f"the item is {item.state}: there is nothing to tell its receiver now")
-    event, _ = base_event(row.event_key)
+    event = item_hooks.event_name(row.event_key)
     policy = await pinned_policy(session, item)
     rung = next((n for n, r in policy.rungs.items() if r and r.event_key == event), None)
     row.status, row.last_error = "pending", None
@@ -359,6 +351,6 @@ async def resend(
         item_id=item.id,
         endpoint_id=endpoint.id,
         event_key=row.event_key,
-        rung=rung or "handoff",
+        rung=rung or (event.removeprefix("item.") if lifecycle else "handoff"),
         tier=RUNG_TIERS[rung] if rung else 0,
     )

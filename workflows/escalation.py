@@ -169,6 +169,7 @@ class EscalationWorkflow(EscalationState):
         if input.carry is not None:
             self._restore(input.carry)
             notifier.resume(input.carry.sends)
+        notifier.announce(self._snapshot_or_fail().hooks)
         await self._record_applied(ref)
         if self._needs_handoff_fan_out():
             self._handoff_notified = True
@@ -181,7 +182,7 @@ class EscalationWorkflow(EscalationState):
                 )
             if self._sync_wanted:
                 self._sync_wanted = self._reload = False
-                await self._sync(ref)
+                await self._sync(ref, notifier)
                 continue  # the database may have ended it
             if self._reload:
                 self._reload = False
@@ -223,9 +224,10 @@ class EscalationWorkflow(EscalationState):
                     continue  # the last stretch, armed afresh
             await self._fire(ref, upcoming, notifier)
         if self._sync_wanted:
-            await self._sync(ref)  # record the version that ended it
+            await self._sync(ref, notifier)  # record the version that ended it
         notifier.cancel_pending()
         await self._publish_state(ref)
+        await notifier.settle()  # the webhooks that tell of the end go out all the same
         await workflow.wait_condition(workflow.all_handlers_finished)
         fired = [m.name for m in self._done.values() if m.status == "fired"]
         return EscalationResult(state=self._state, fired=fired)
@@ -269,10 +271,11 @@ class EscalationWorkflow(EscalationState):
             elif snapshot.state == "paused":  # a parked handoff starts with its clock stopped
                 self._pauses = [PauseSpan(start=snapshot.paused_at or snapshot.created_at)]
 
-    async def _sync(self, ref: ItemRef) -> None:
-        """The database's state of the item replaces the workflow's, then the applied
-        version is recorded."""
+    async def _sync(self, ref: ItemRef, notifier: Notifier) -> None:
+        """The database's state of the item replaces the workflow's, its transitions'
+        webhooks go out, then the applied version is recorded."""
         await self._load(ref, first=True)
+        notifier.announce(self._snapshot_or_fail().hooks)
         await self._record_applied(ref)
 
     async def _record_applied(self, ref: ItemRef) -> None:
@@ -368,8 +371,8 @@ class EscalationWorkflow(EscalationState):
         if await db_step(ItemActivities.time_out_claim, request):
             self._state, self._claimed_by, self._claimer_name = "open", None, None
             self._claimed_at, self._renotify = None, True
-        else:
-            self._sync_wanted = True  # the database moved on: read it back
+        # Read it back: the database moved on, or the timeout's own webhooks are to post.
+        self._sync_wanted = True
 
     def _next_repeat(self) -> tuple[RungPolicy, datetime] | None:
         """Escalation never goes silent: with nothing pending, the last rung that fired is

@@ -11,7 +11,9 @@ else's retry. Outcomes an activity could not record are recorded by `record_outc
 retried until Postgres answers. Out of attempts, the rest are `failed` (`record_failures`).
 
 Webhooks. A rung that names the channel gets a delivery row per matching endpoint
-(`plan_webhooks`) and one `send_webhook` per endpoint, retried by Temporal.
+(`plan_webhooks`) and one `send_webhook` per endpoint, retried by Temporal. A transition's
+webhooks (`item.claimed@7`, planned by the transition itself) are posted as the workflow
+reads them back (`announce`); the item's end does not cancel them (`settle` waits for them).
 
 Every send runs in a task of its own, so one slow recipient, receiver or quiet window never
 delays another. What is still to send when the workflow continues as new is carried into
@@ -33,6 +35,7 @@ from temporalio.exceptions import ActivityError
 
 from activities.email import EmailActivities
 from activities.webhook import WebhookActivities
+from domain import item_hooks
 from workflows.retries import (
     BATCH,
     BATCH_TIMEOUT,
@@ -44,6 +47,7 @@ from workflows.retries import (
     smtp_backoff,
 )
 from workflows.types import (
+    ItemHook,
     ItemRef,
     MailOutcome,
     Notification,
@@ -66,6 +70,8 @@ class Notifier:
         self._pending: dict[int, PendingSend] = {}  # what each live send task still owes
         self._ids = itertools.count()
         self._busy = 0  # mail activities in flight (continue-as-new waits for them)
+        self._announced: set[tuple[str, str]] = set()  # lifecycle (endpoint, event) posted
+        self._lifecycle: list[asyncio.Task[None]] = []
 
     # ---- entry points ---------------------------------------------------------------------
     def fired(self, note: Notification, fired: RungFired) -> None:
@@ -79,10 +85,18 @@ class Notifier:
         if "webhook" in note.channels:
             self._start(self._hook_all(note))
 
+    def announce(self, hooks: list[ItemHook]) -> None:
+        """Post the transitions' webhooks not posted yet (read back with the item)."""
+        for hook in hooks:
+            self._lifecycle_hook(hook.event_key, hook.endpoint_id, hook.at)
+
     def resume(self, carried: list[PendingSend]) -> None:
         """The sends the run before this one carried over."""
         for send in carried:
             if send.endpoint_id is not None and send.at is not None:
+                if item_hooks.is_lifecycle(send.note.event_key):
+                    self._lifecycle_hook(send.note.event_key, send.endpoint_id, send.at)
+                    continue
                 self._start(self._hook_one(send.note, send.endpoint_id, send.at))
             else:
                 self._spawn(
@@ -101,6 +115,10 @@ class Notifier:
         for task in self._tasks:
             if not task.done():
                 task.cancel()
+
+    async def settle(self) -> None:
+        """The item ended: wait until every transition's webhook is sent or failed."""
+        await asyncio.gather(*self._lifecycle)
 
     # ---- mails ----------------------------------------------------------------------------
     def _send(self, note: Notification, recipients: list[Recipient]) -> None:
@@ -275,6 +293,22 @@ class Notifier:
                 tier=note.tier,
             ),
         )
+
+    def _lifecycle_hook(self, event_key: str, endpoint_id: str, at: datetime) -> None:
+        if (endpoint_id, event_key) in self._announced:
+            return
+        self._announced.add((endpoint_id, event_key))
+        action = item_hooks.event_name(event_key).removeprefix("item.")
+        note = Notification(
+            event_key=event_key,
+            rung=action,
+            tier=0,
+            chain=[],
+            channels=["webhook"],
+            critical=False,
+            push_kind="",
+        )
+        self._lifecycle.append(asyncio.create_task(self._hook_one(note, endpoint_id, at)))
 
     async def _hook_one(self, note: Notification, endpoint_id: str, at: datetime) -> None:
         ref = self._ref

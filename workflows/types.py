@@ -111,6 +111,16 @@ class ItemRef:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ItemHook:
+    """A lifecycle webhook still to post (`item.claimed@7` to one endpoint), its event
+    stamped `at` (when the transition committed)."""
+
+    endpoint_id: str
+    event_key: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class ItemSnapshot:
     """Everything the workflow plans with, loaded once (and again on `replan`)."""
 
@@ -138,6 +148,7 @@ class ItemSnapshot:
     notified: dict[str, list[str]] = field(default_factory=dict)
     claimer_name: str = ""
     claimed_at: datetime | None = None
+    hooks: list[ItemHook] = field(default_factory=list)  # lifecycle webhooks to post
 
 
 @dataclass(frozen=True, kw_only=True)

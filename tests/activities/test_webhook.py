@@ -18,7 +18,7 @@ from db import tenant_session
 from domain import lifecycle
 from domain import webhooks as endpoints
 from domain.clock import utcnow
-from domain.models import WebhookEndpoint
+from domain.models import Delivery, WebhookEndpoint
 from tests.support.tenants import Tenant
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import EVENT, add_endpoint, plan, run, send
@@ -30,6 +30,18 @@ async def test_a_signed_webhook_is_sent_once_and_recorded(
     item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=1), title="Pump leaks")
     endpoint_id, secret = await add_endpoint(tenant, webhook_receiver.url)
     webhook_receiver.secrets = [secret]
+    async with tenant.owner() as session, session.begin():  # the rung's mail, to Ada
+        session.add(
+            Delivery(
+                account_id=tenant.account_id,
+                item_id=item_id,
+                recipient_id=tenant.user("ada"),
+                event_key=EVENT,
+                channel="email",
+                status="sent",
+                resolver_rank=0,
+            )
+        )
 
     assert await run(webhooks.plan_webhooks, plan(tenant, item_id)) == [endpoint_id]
     request = send(tenant, item_id, endpoint_id)
@@ -40,7 +52,7 @@ async def test_a_signed_webhook_is_sent_once_and_recorded(
     assert (again.status, again.sent_at) == ("sent", first.sent_at)
     [got] = webhook_receiver.requests
     assert got.verified_with == [secret]
-    [delivery] = await tenant.deliveries(item_id)
+    [delivery] = [d for d in await tenant.deliveries(item_id) if d.channel == "webhook"]
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("sent", 1, 200)
     assert (delivery.endpoint_id, delivery.recipient_id, delivery.channel) == (
         uuid.UUID(endpoint_id),
@@ -56,10 +68,12 @@ async def test_a_signed_webhook_is_sent_once_and_recorded(
         "kind": "task",
         "item_type": "CAPA",
         "title": "Pump leaks",
+        "state": "open",
         "rung": "remind",
         "tier": 0,
         "due_at": (await tenant.item(item_id)).due_at.isoformat(),  # type: ignore[union-attr]
         "assignee": {"id": str(tenant.user("erin")), "name": "Erin Engineer"},
+        "notified": [{"id": str(tenant.user("ada")), "name": "Ada Admin", "status": "sent"}],
         "url": f"http://escalator.test/items/{item_id}",
     }
     assert await run(webhooks.plan_webhooks, plan(tenant, item_id)) == []  # final: nothing left
@@ -114,8 +128,9 @@ async def test_no_webhook_once_a_claim_has_committed(
 
     assert (outcome.status, outcome.error) == ("suppressed", "not sent: the item is claimed")
     assert webhook_receiver.requests == []
-    [delivery] = await tenant.deliveries(item_id)
+    delivery, claimed = await tenant.deliveries(item_id)  # the rung's, then the claim's own
     assert (delivery.status, delivery.attempts) == ("suppressed", 0)
+    assert (claimed.event_key, claimed.status) == ("item.claimed@2", "pending")
 
 
 async def test_a_claim_racing_a_send_waits_for_the_post_to_be_answered(

@@ -179,9 +179,60 @@ async def test_nothing_is_posted_after_a_claim(
         return bool(rows) and rows[0].status == "suppressed"
 
     await _until(settled)
-    assert len(receiver.requests) == 1, "a webhook went out after the claim"
-    [row] = await _hooks(runner, tenant, item_id)
-    assert row.attempts == 1
+    told = [r.json["type"] for r in receiver.requests]
+    assert told == ["task.reminder", "item.claimed"], "a rung's webhook went out after the claim"
+    [row, claimed] = await _hooks(runner, tenant, item_id)
+    assert (row.attempts, claimed.status) == (1, "sent")
+
+
+async def test_a_claim_a_release_and_a_resolve_post_their_own_events(
+    runner: Runner, tenant: Tenant, receiver: WebhookReceiver
+) -> None:
+    endpoint_id = await _endpoint(runner, tenant, receiver)
+    async with tenant_session(runner.app, tenant.account_id) as session:
+        only_ends = await webhooks.create_endpoint(
+            session,
+            tenant.account_id,
+            actor_id=tenant.user("ada"),
+            values={"name": "Ends", "url": receiver.url, "event_filter": ["item.resolved"]},
+            allow_private=True,
+        )
+    receiver.secrets = [receiver.secrets[0], only_ends.secret]
+    now = await runner.now()
+    item_id = await tenant.add_item(due_at=now + timedelta(days=30))
+    handle = await runner.start(tenant, item_id)
+    await runner.claim(tenant, handle, item_id, "emil")
+    await _until(lambda: _told(receiver, 1))
+    await runner.act(tenant, handle, item_id, "release", who="ada")
+    await _until(lambda: _told(receiver, 2))
+    receiver.answers = [503]  # the first try of the end fails: retried after the item ended
+    await runner.act(tenant, handle, item_id, "resolve", who="erin")
+    await runner.skip_to(now + timedelta(minutes=5))
+    result = await handle.result()
+
+    assert result.state == "resolved"
+    assert all(r.verified_with for r in receiver.requests)
+    sent = [(r.json["type"], r.json["data"]["by"]["name"]) for r in receiver.requests]
+    assert sent[:2] == [("item.claimed", "Emil Engineer"), ("item.released", "Ada Admin")]
+    assert sorted(sent[2:]) == [("item.resolved", "Erin Engineer")] * 3  # 503, retry, Ends
+    last = receiver.requests[-1].json["data"]
+    assert (last["state"], last["id"]) == ("resolved", str(item_id))
+    rows = await _hooks(runner, tenant, item_id)
+    assert sorted((str(r.endpoint_id), r.event_key.partition("@")[0], r.status) for r in rows) == (
+        sorted(
+            [
+                (str(endpoint_id), "item.claimed", "sent"),
+                (str(endpoint_id), "item.released", "sent"),
+                (str(endpoint_id), "item.resolved", "sent"),
+                (str(only_ends.id), "item.resolved", "sent"),
+            ]
+        )
+    )
+    await runner.save_history(handle, "lifecycle_webhooks")
+
+
+async def _told(receiver: WebhookReceiver, count: int) -> bool:
+    return len(receiver.requests) >= count
 
 
 async def test_a_slow_receiver_never_delays_the_mails(
