@@ -117,6 +117,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             sign_in.sign_in_handled,
             hooks.plan_webhooks,
             hooks.record_webhook_failure,
+            hooks.endpoint_news,
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,
             reconcile.start_missing_sign_ins,

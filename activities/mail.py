@@ -200,6 +200,8 @@ SUBJECTS = {
     "auth.sign_in": "Your sign-in link for {account}",
     "auth.confirm_email": "Confirm your new address for {account}",
     "auth.email_changing": "Your address for {account} is being changed",
+    "webhook.disabled": "A webhook endpoint of {account} was switched off",
+    "webhook.recovered": "A webhook endpoint of {account} works again",
 }
 
 

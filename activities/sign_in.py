@@ -138,6 +138,12 @@ class SignInActivities:
 
     def _variables(self, mail: AccountMail) -> dict[str, str]:
         """What the kind's template needs: a link for a sign-in or a confirmation."""
+        if mail.kind.startswith("webhook."):
+            return {
+                "endpoint": mail.endpoint or "",
+                "reason": mail.reason or "",
+                "url": f"{self._links.base_url.rstrip('/')}/admin/webhooks",
+            }
         if mail.kind == "auth.email_changing":
             return {"new_address": mail.new_address or "", "actor": mail.actor or "an admin"}
         purpose: links.Purpose = "address" if mail.kind == "auth.confirm_email" else "sign_in"

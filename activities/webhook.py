@@ -38,7 +38,15 @@ from db import tenant_session
 from domain import audit, destinations, push, webhooks
 from domain.clock import Clock, SystemClock
 from domain.errors import Invalid
-from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure, WebhookOutcome
+from domain.models import User
+from workflows.types import AccountMail
+from workflows.webhook_types import (
+    EndpointNews,
+    PlanWebhooks,
+    SendWebhook,
+    WebhookFailure,
+    WebhookOutcome,
+)
 
 DELIVERY, ENDPOINT, ITEM, CHANNEL = rows.DELIVERY, rows.ENDPOINT, rows.ITEM, rows.CHANNEL
 FINAL = webhooks.FINAL
@@ -168,6 +176,47 @@ class WebhookActivities:
             await rows.audit_failure(session, row, request.tier, name or "", request.error)
         metrics.delivered(CHANNEL, "failed")
 
+    @activity.defn
+    async def endpoint_news(self, request: EndpointNews) -> list[AccountMail]:
+        """Side effect: none (a read). One account mail of `request.kind` per active admin
+        and owner of the account, naming the endpoint and why it was switched off; the
+        workflow sends them (`workflows.sign_in.send`), each a delivery row of its own."""
+        account_id = uuid.UUID(request.account_id)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            endpoint = (
+                await session.execute(
+                    select(ENDPOINT.c.name, ENDPOINT.c.disabled_reason).where(
+                        ENDPOINT.c.id == uuid.UUID(request.endpoint_id),
+                        ENDPOINT.c.account_id == account_id,
+                    )
+                )
+            ).one_or_none()
+            if endpoint is None:
+                return []
+            admins = await session.scalars(
+                select(User.id)
+                .where(
+                    User.account_id == account_id,
+                    User.role.in_(("admin", "owner")),
+                    User.is_active,
+                    User.deleted_at.is_(None),
+                )
+                .order_by(User.id)
+            )
+            now = self._clock.now()
+            return [
+                AccountMail(
+                    delivery_id=str(uuid.uuid4()),  # fixed once in the workflow's history
+                    account_id=request.account_id,
+                    user_id=str(admin),
+                    requested_at=now,
+                    kind=request.kind,
+                    endpoint=endpoint.name,
+                    reason=endpoint.disabled_reason,
+                )
+                for admin in admins
+            ]
+
     async def _attempt(
         self, session: AsyncSession, request: SendWebhook, account_id: uuid.UUID
     ) -> WebhookOutcome | None:
@@ -226,8 +275,18 @@ class WebhookActivities:
                 )
                 .values(consecutive_failures=0, failing_since=None)
             )
+            recovered = await session.scalar(  # of concurrent first successes, one tells
+                update(ENDPOINT)
+                .where(ENDPOINT.c.id == endpoint.id, ENDPOINT.c.recovering)
+                .values(recovering=False)
+                .returning(ENDPOINT.c.id)
+            )
             outcome = WebhookOutcome(
-                status="sent", response_code=code, sent_at=sent_at, attempts=row.attempts
+                status="sent",
+                response_code=code,
+                sent_at=sent_at,
+                attempts=row.attempts,
+                endpoint_recovered=recovered is not None,
             )
             return outcome, None
         error = answer.error

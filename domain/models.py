@@ -319,6 +319,8 @@ class WebhookEndpoint(Base):
     # When the current run of failures began (cleared by any success): disabling waits for
     # a sustained outage, not a burst.
     failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Switched back on after escalator switched it off: its next success tells the admins.
+    recovering: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(

@@ -35,6 +35,7 @@ from domain.models import WEBHOOK_FORMATS, Delivery, WebhookEndpoint
 from domain.planning import RUNG_TIERS
 
 ROTATION_GRACE = timedelta(hours=24)
+BY_ADMIN = "disabled by an admin"
 MAX_URL = 2000
 # The statuses after which a delivery is never attempted again.
 FINAL = ("sent", "failed", "suppressed")
@@ -162,17 +163,20 @@ async def update_endpoint(
     allow_private: bool = True,
 ) -> WebhookEndpoint:
     """`changes`: any of name, url, event_filter, format, enabled. Re-enabling clears the
-    disable (reason, time, failure count); disabling records who did it."""
+    disable (reason, time, failure count) and, after escalator's own switch-off, has the
+    next success tell the admins (`recovering`); disabling records who did it."""
     endpoint = await get_endpoint(session, account_id, endpoint_id)
     await _check_destination(changes, allow_private)
     _apply(endpoint, changes)
     if "enabled" in changes and changes["enabled"] != endpoint.enabled:
         endpoint.enabled = bool(changes["enabled"])
         if endpoint.enabled:
+            endpoint.recovering = endpoint.disabled_reason not in (None, BY_ADMIN)
             endpoint.disabled_at, endpoint.disabled_reason = None, None
             endpoint.consecutive_failures, endpoint.failing_since = 0, None
         else:
-            endpoint.disabled_at, endpoint.disabled_reason = now, "disabled by an admin"
+            endpoint.disabled_at, endpoint.disabled_reason = now, BY_ADMIN
+            endpoint.recovering = False
     endpoint.updated_at = now  # set, not left to onupdate: the answer shows it
     await session.flush()
     data = {k: v for k, v in changes.items() if k in ("name", "event_filter", "format")}

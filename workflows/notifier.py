@@ -46,6 +46,7 @@ from workflows.retries import (
     db_step,
     smtp_backoff,
 )
+from workflows.sign_in import send as send_account_mail
 from workflows.types import (
     ItemHook,
     ItemRef,
@@ -58,7 +59,7 @@ from workflows.types import (
     RungFired,
     SendEmails,
 )
-from workflows.webhook_types import PlanWebhooks, SendWebhook, WebhookFailure
+from workflows.webhook_types import EndpointNews, PlanWebhooks, SendWebhook, WebhookFailure
 
 WEBHOOK_QUEUE_SUFFIX = "-webhooks"  # webhook POSTs run on a task queue of their own
 
@@ -333,7 +334,7 @@ async def post_webhook(request: SendWebhook, summary: str) -> None:
     """One endpoint's delivery, retried by Temporal on the webhooks queue; out of attempts,
     it is `failed` on the record."""
     try:
-        await workflow.execute_activity_method(
+        outcome = await workflow.execute_activity_method(
             WebhookActivities.send_webhook,
             request,
             task_queue=workflow.info().task_queue + WEBHOOK_QUEUE_SUFFIX,
@@ -341,6 +342,13 @@ async def post_webhook(request: SendWebhook, summary: str) -> None:
             retry_policy=WEBHOOK_RETRY,
             summary=summary,
         )
+        if outcome.endpoint_disabled or outcome.endpoint_recovered:
+            kind = "webhook.disabled" if outcome.endpoint_disabled else "webhook.recovered"
+            news = EndpointNews(
+                account_id=request.account_id, endpoint_id=request.endpoint_id, kind=kind
+            )
+            mails = await db_step(WebhookActivities.endpoint_news, news)
+            await asyncio.gather(*(send_account_mail(m) for m in mails))  # to the account's admins
     except ActivityError as error:  # out of attempts: on the record as failed
         await db_step(
             WebhookActivities.record_webhook_failure,

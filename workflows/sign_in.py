@@ -41,7 +41,7 @@ class SignInMailWorkflow:
     @workflow.run
     async def run(self, request: SignIn) -> list[str]:
         mails = await db_step(SignInActivities.sign_in_recipients, request)
-        sent = await asyncio.gather(*(_send(mail) for mail in mails))
+        sent = await asyncio.gather(*(send(mail) for mail in mails))
         await db_step(SignInActivities.sign_in_handled, request)
         return list(sent)
 
@@ -50,10 +50,12 @@ class SignInMailWorkflow:
 class AccountMailWorkflow:
     @workflow.run
     async def run(self, mails: AccountMails) -> list[str]:
-        return list(await asyncio.gather(*(_send(mail) for mail in mails.mails)))
+        return list(await asyncio.gather(*(send(mail) for mail in mails.mails)))
 
 
-async def _send(mail: AccountMail) -> str:
+async def send(mail: AccountMail) -> str:
+    """One account mail through the delivery engine, retried for up to 10 minutes; its
+    outcome on the record (`failed` once out of time)."""
     try:
         outcome = await workflow.execute_activity_method(
             SignInActivities.send_account_mail,
@@ -61,7 +63,7 @@ async def _send(mail: AccountMail) -> str:
             start_to_close_timeout=timedelta(minutes=1),
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=SIGN_IN_RETRY,
-            summary="sign-in mail",
+            summary=mail.kind,
         )
     except ActivityError as error:  # out of time: on the record as failed
         outcome = AccountMailOutcome(status="failed", error=str(error.cause or error))

@@ -357,7 +357,9 @@ class AccountMail:
     - `auth.confirm_email`: the link that confirms `address` as the user's new address, sent
       to it (only while that change is still pending);
     - `auth.email_changing`: the notice to the old `address` that `new_address` was asked
-      for by `actor`."""
+      for by `actor`;
+    - `webhook.disabled` / `webhook.recovered`: to an admin, that escalator switched the
+      webhook `endpoint` off (for `reason`), or that it works again."""
 
     delivery_id: str
     account_id: str
@@ -367,6 +369,8 @@ class AccountMail:
     address: str | None = None
     new_address: str | None = None
     actor: str | None = None
+    endpoint: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,17 @@ class WebhookOutcome:
     error: str | None = None  # why failed or suppressed
     attempts: int = 0
     endpoint_disabled: bool = False  # this attempt disabled the endpoint (410, N failures)
+    endpoint_recovered: bool = False  # this attempt was the first to reach it after that
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointNews:
+    """The account's admins are to hear of an endpoint: `webhook.disabled` (escalator
+    switched it off) or `webhook.recovered` (it works again)."""
+
+    account_id: str
+    endpoint_id: str
+    kind: str
 
 
 @dataclass(frozen=True, kw_only=True)

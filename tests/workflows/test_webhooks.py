@@ -133,7 +133,13 @@ async def test_a_410_disables_the_endpoint_for_every_later_rung(
     item_id = await tenant.add_item(due_at=now + timedelta(days=3))
     await runner.start(tenant, item_id)
     await runner.skip_to(now + timedelta(days=4, minutes=5))  # remind and escalate_1
-    await runner.sink.wait_for(2)
+    mails = await runner.sink.wait_for(4)  # the two rungs', and one to each admin
+    admins = sorted((tenant.email("ada"), tenant.email("otto")))
+    told = [m for m in mails if m.message["X-Escalator-Event"] == "webhook.disabled"]
+    assert sorted(a for m in told for a in m.rcpt_tos) == admins
+    assert "switched off" in told[0].subject
+    text = told[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert all(s in text for s in ('"PSA"', "410 Gone", "/admin/webhooks")), text
 
     async with tenant_session(runner.app, tenant.account_id) as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
@@ -154,6 +160,25 @@ async def test_a_410_disables_the_endpoint_for_every_later_rung(
     )
     [row] = await _hooks(runner, tenant, item_id)
     assert (row.status, row.response_code) == ("failed", 410)
+
+    # An admin switches it back on: its first success tells the admins it works again.
+    async with tenant_session(runner.app, tenant.account_id) as session:
+        await webhooks.update_endpoint(
+            session,
+            tenant.account_id,
+            endpoint_id,
+            actor_id=tenant.user("ada"),
+            changes={"enabled": True},
+            now=now,
+        )
+    receiver.status = 200
+    later = await runner.now()
+    await runner.start(tenant, await tenant.add_item(due_at=later + timedelta(days=1)))
+    await runner.skip_to(later + timedelta(days=2, minutes=5))
+    mails = await runner.sink.wait_for(7)  # and the new item's remind
+    back = [m for m in mails if m.message["X-Escalator-Event"] == "webhook.recovered"]
+    assert sorted(a for m in back for a in m.rcpt_tos) == admins
+    assert "works again" in back[0].subject
 
 
 async def test_nothing_is_posted_after_a_claim(
