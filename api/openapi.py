@@ -43,6 +43,46 @@ _DESCRIPTIONS = {
     "500": "An unexpected error, logged under the request id",
     "503": "The database cannot be reached right now; retry after `Retry-After` seconds",
 }
+_ID = "7f1c2e9a4b6d4e0f8a3b5c7d9e1f2a4b"
+# One example per status, each what that status really says (Swagger shows it beside it).
+_EXAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "400": (
+        "invalid",
+        "unknown item type 'CAPX': no SLA policy defines it",
+        {"field": "type"},
+    ),
+    "401": ("unauthenticated", "missing bearer token", {}),
+    "403": ("forbidden", "requires role engineer or above", {}),
+    "404": ("not_found", "item 0b9e4a52-6a4f-4c1e-9a53-2f0d4f5b7c11 not found", {}),
+    "409": (
+        "already_claimed",
+        "item already claimed by Emil Engineer",
+        {
+            "claimed_by": {"id": "5d2c8f0e-1b7a-4c3e-9f6d-2a4b8c1e7d90", "name": "Emil Engineer"},
+            "claimed_at": "2026-12-07T09:14:03+00:00",
+        },
+    ),
+    "413": ("too_large", "the request body is larger than 1048576 bytes", {"limit_bytes": 1048576}),
+    "422": (
+        "invalid_payload",
+        "body.title: String should have at least 1 character",
+        {"problems": [{"at": "body.title", "problem": "String should have at least 1 character"}]},
+    ),
+    "500": ("internal", "an unexpected error; it is logged under this request id", {}),
+    "503": (
+        "database_unavailable",
+        "the database cannot be reached right now; retry shortly",
+        {},
+    ),
+}
+
+
+def _error_content(status: str) -> dict[str, Any]:
+    code, message, details = _EXAMPLES[status]
+    example = {"error": {"code": code, "message": message, "details": details, "request_id": _ID}}
+    return {"application/json": {**_ERROR["application/json"], "example": example}}
+
+
 _HEADERS = {
     "401": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
     "503": {
@@ -110,7 +150,8 @@ def install(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for status in sorted(error_statuses(route.dependant, method.lower())):
                     entry = responses.setdefault(status, {})
-                    entry["content"] = _ERROR  # FastAPI's own 422 shape is not what we send
+                    # FastAPI's own 422 shape is not what we send.
+                    entry["content"] = _error_content(status)
                     entry.setdefault("description", _DESCRIPTIONS[status])
                     if entry["description"] in ("Validation Error", "Additional Response"):
                         entry["description"] = _DESCRIPTIONS[status]

@@ -14,6 +14,7 @@ from domain.clock import utcnow
 from domain.demo import seed_demo, stable_id
 from tests.api.conftest import Api
 
+HOUR = timedelta(hours=1)
 # Path parameters as the demo has them; the item is one the task example creates.
 PATHS = {
     "session_ref": "acme-vpn",
@@ -62,3 +63,39 @@ async def test_every_body_example_works_on_the_demo_account(
         if path == "/v1/webhooks":
             ids["webhook_id"] = answered.json()["id"]
     assert refused == []
+
+
+async def test_each_error_status_shows_an_example_of_what_it_really_answers(
+    api_without_temporal: Api, owner_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Issue 22 found every error example the same `not_found`: each status now shows its
+    own, and the code in it is the one a real request with that status gets."""
+    async with owner_sessionmaker() as session, session.begin():
+        account_id = await seed_demo(session)
+    api = api_without_temporal
+    vera = Principal(user_id=stable_id("demo", "user:vera"), account_id=account_id, role="viewer")
+    otto = Principal(user_id=stable_id("demo", "user:otto"), account_id=account_id, role="owner")
+    as_vera, as_otto = (
+        {"Authorization": f"Bearer {mint(p, api.settings.jwt_secret, ttl=HOUR, now=utcnow())}"}
+        for p in (vera, otto)
+    )
+    operation = api.app.openapi()["paths"]["/v1/tasks"]["post"]["responses"]
+    shown = {
+        status: entry["content"]["application/json"]["example"]["error"]
+        for status, entry in operation.items()
+        if status >= "400"
+    }
+    assert len({e["code"] for e in shown.values()}) == len(shown), shown  # all different
+    due = (utcnow() + timedelta(days=3)).isoformat()
+    task = {"type": "CAPA", "title": "t", "assignee_id": PATHS["user_id"], "due_at": due}
+    real = {
+        "400": await api.client.post("/v1/tasks", json={**task, "type": "CAPX"}, headers=as_otto),
+        "401": await api.client.post("/v1/tasks", json=task),
+        "403": await api.client.post("/v1/tasks", json=task, headers=as_vera),
+        "422": await api.client.post("/v1/tasks", json={"title": 5}, headers=as_otto),
+    }
+    for status, answered in real.items():
+        assert answered.status_code == int(status), answered.text
+        got = answered.json()["error"]
+        assert got["code"] == shown[status]["code"], (status, got)
+    assert real["400"].json()["error"]["message"] == shown["400"]["message"]
