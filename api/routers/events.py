@@ -152,12 +152,15 @@ async def stream(
             while not subscriber.overflowed.is_set():
                 getting = asyncio.ensure_future(subscriber.queue.get())
                 overflow = asyncio.ensure_future(subscriber.overflowed.wait())
-                done, _ = await asyncio.wait(
-                    {getting, overflow}, return_when=asyncio.FIRST_COMPLETED
-                )
-                overflow.cancel()
+                try:
+                    done, _ = await asyncio.wait(
+                        {getting, overflow}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:  # also when the client left mid-wait: no task is left pending
+                    overflow.cancel()
+                    if not getting.done():
+                        getting.cancel()
                 if getting not in done:
-                    getting.cancel()
                     break  # too slow: disconnect, and the client resumes by id
                 event = getting.result()
                 if event.id > last:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -297,3 +299,30 @@ async def test_concurrent_publishers_lose_nothing_for_a_live_subscriber(
     ids = [int(e.id or 0) for e in got]
     assert ids == sorted(ids)
     assert len(set(ids)) == 120
+
+
+async def test_a_closed_stream_leaves_no_task_pending(
+    two_servers: tuple[str, str], settings: Settings, tenant: Tenant
+) -> None:
+    """Issue 22: each closed stream wrote `Task was destroyed but it is pending!` to the API
+    log (the stream's waits on its queue and its overflow flag were left behind)."""
+    first, _ = two_servers
+    bearer = token(settings, tenant, "emil", "engineer")
+    destroyed: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            destroyed.append(record.getMessage())
+
+    catch = Catch(logging.ERROR)
+    logging.getLogger("asyncio").addHandler(catch)
+    try:
+        for _ in range(5):
+            async with subscribe(first, bearer):
+                pass  # connected, "ready" read: the client leaves
+        await asyncio.sleep(1.5)  # the server sees each disconnect
+        gc.collect()
+        await asyncio.sleep(0.2)
+    finally:
+        logging.getLogger("asyncio").removeHandler(catch)
+    assert [m for m in destroyed if "destroyed" in m] == []
