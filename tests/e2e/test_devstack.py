@@ -1,14 +1,16 @@
 """`make run`'s launcher for real (devstack.py: Temporal dev server with its UI, migrations,
 worker, API, mail sink, demo data), on free ports and a scratch state folder; then what the
 README promises of it: the curl walk-through runs as written (only the port differs), the
-docs load with no CDN, and the moving demo item is at tier 2 within three minutes, in the
-queue, in the Temporal UI's list and in the mail sink."""
+docs load with no CDN, the moving demo item is at tier 2 within three minutes, in the
+queue, in the Temporal UI's list and in the mail sink; and a newcomer's afternoon on its
+pages, in Chromium."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import email
+import email.policy
 import os
 import re
 import signal
@@ -17,13 +19,19 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import expect
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from domain.clock import utcnow
+from domain.demo import stable_id
 from mailsink import free_port
+from tests.e2e.journeys import change_capa_policy, create_edit_note_and_resolve
+from tests.e2e.test_pages import Pages
 from tests.support.pg import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,3 +250,74 @@ async def test_the_demo_item_is_at_tier_2_within_three_minutes(stack: Stack) -> 
     assert re.search(lateness, worker_page)
     assert "temporal_worker_task_slots_available" in worker_page
     assert 'escalator_open_items{state="open",tier="2"}' in api_page
+
+
+def sign_in_links(state: Path, address: str) -> list[str]:
+    """The sign-in links mailed to `address` so far, oldest first (the sink's .eml files)."""
+    found = []
+    for path in sorted((state / "mail").glob("*.eml"), key=lambda p: p.stat().st_mtime):
+        mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if mail["X-Escalator-Event"] == "auth.sign_in" and address in str(mail["To"]):
+            body = mail.get_body(("plain",))
+            assert body is not None
+            found += re.findall(r"https?://\S+(/signin#link=\S+)", body.get_content())
+    return found
+
+
+async def test_a_newcomers_afternoon(stack: Stack, pages: Pages) -> None:
+    """Issue 22's afternoon, as one test, on the stack `make run` started, stopped and
+    started again: sign in from a mailed link and land on the item it was opened from; see
+    an item fall due live on the queue; create a task, edit it, note it and resolve it with
+    a note, from the pages; change a policy and see its plan preview move."""
+    site, ada = stack.api, "ada@demo.escalator.test"
+    standing = next(
+        i for i in stack.second_items.values() if i["title"] != DEMO_TITLE and i["state"] == "open"
+    )
+    context = await pages.context()
+    page = await context.new_page()
+    await page.goto(f"{site}/items/{standing['id']}")
+    await expect(page.locator("#status")).to_have_text("signed out")
+    await page.click("#signin-link-main")
+    mailed = len(sign_in_links(stack.state, ada))
+    await page.fill("#email", ada)
+    await page.click("#send")
+    await expect(page.locator("#sent")).to_be_visible()
+    for _ in range(100):
+        if len(links := sign_in_links(stack.state, ada)) > mailed:
+            break
+        await asyncio.sleep(0.2)
+    await page.goto(f"{site}{links[-1]}")
+    await page.click("#confirm")
+    await expect(page).to_have_url(f"{site}/items/{standing['id']}")
+    await expect(page.locator("#me-name")).to_have_text("Ada Admin")
+    await expect(page.locator("#title")).to_have_text(str(standing["title"]))
+
+    await page.goto(f"{site}/")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    bearer = await page.evaluate("localStorage.getItem('escalator.token')")
+    due = utcnow() + timedelta(seconds=5)
+    as_ada = httpx.AsyncClient(
+        base_url=site, headers={"Authorization": f"Bearer {bearer}"}, timeout=10
+    )
+    made = await as_ada.post(
+        "/v1/tasks",
+        json={
+            "type": "CAPA",
+            "title": "Falls due this afternoon",
+            "assignee_id": str(stable_id("demo", "user:emil")),
+            "due_at": due.isoformat(),
+        },
+    )
+    assert made.status_code == 201, made.text
+    row = page.locator(f'#queue tbody tr[data-item-id="{made.json()["id"]}"]')
+    await expect(row).to_be_visible(timeout=15_000)  # falling due is its only event
+    await expect(row.locator(".overdue-by")).to_have_text(re.compile(r"^overdue \d+s$"))
+
+    item_id = await create_edit_note_and_resolve(page, site, "Newcomer's filter clogged")
+    resolved = (await as_ada.get(f"/v1/items/{item_id}")).json()
+    await as_ada.aclose()
+    assert (resolved["state"], resolved["title"]) == ("resolved", "Newcomer's filter clogged again")
+
+    before, after = await change_capa_policy(page, site)
+    assert before != after
+    await context.close()

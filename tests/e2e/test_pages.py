@@ -28,6 +28,7 @@ from domain.demo import rung
 from domain.models import AuditEvent, Delivery, Item, User
 from mailsink import MailSink, ReceivedMail
 from tests.api.test_resend import failed_delivery
+from tests.e2e.journeys import change_capa_policy, create_edit_note_and_resolve
 from tests.e2e.test_queue_page import ARTIFACTS, token
 from tests.support.live import serve
 from tests.support.tenants import Tenant
@@ -37,6 +38,11 @@ from worker import build_worker
 
 LOCALE, ZONE = "de-DE", "America/New_York"
 VIEWPORT = ViewportSize(width=1280, height=860)
+
+
+def german_due(year: int, month: int, day: int, hour: int) -> datetime:
+    """A due date typed into a page's date field, in the browser's zone."""
+    return datetime(year, month, day, hour, tzinfo=ZoneInfo(ZONE))
 
 
 def german(at: datetime) -> str:
@@ -632,31 +638,9 @@ async def test_create_edit_note_and_resolve_a_task_from_the_pages(
     context = await pages.context()
     await context.add_init_script(remember(site, token(settings, tenant, "emil", "engineer")))
     page = await context.new_page()
-    await page.goto(f"{site}/items")
-    await expect(page.locator("#create")).to_be_visible()
-    await page.click("#create summary")
-    await page.select_option("#new-type", "CAPA")
-    await page.fill("#new-title", "Filter F-3 clogged")
-    await page.select_option("#new-assignee", label="Erin Engineer")
-    await page.fill("#new-due", "2031-05-06T10:30")
-    await page.click("#new-submit")
-    await expect(page.locator("#title")).to_have_text("Filter F-3 clogged")
-    await expect(page.locator("#assignee")).to_have_text("Erin Engineer")
-    item_id = page.url.rsplit("/", 1)[1]
-
-    await page.fill("#edit-title", "Filter F-3 clogged again")
-    await page.fill("#edit-due", "2031-05-07T09:00")
-    await page.click("#edit-save")
-    await expect(page.locator("#title")).to_have_text("Filter F-3 clogged again")
+    item_id = await create_edit_note_and_resolve(page, site, "Filter F-3 clogged")
     item = await tenant.item(uuid.UUID(item_id))
-    assert item.title == "Filter F-3 clogged again"
-    await page.fill("#note-text", "Ordered a spare filter.")
-    await page.click("#note-add")
-    await expect(page.locator("#timeline")).to_contain_text("Ordered a spare filter.")
-    await page.fill("#note-text", "Replaced; pressure back to normal.")
-    await page.click("#note-resolve")
-    await expect(page.locator("#badges")).to_contain_text("resolved")
-    await expect(page.locator("#timeline")).to_contain_text("Replaced; pressure back to normal.")
+    assert (item.title, item.due_at) == ("Filter F-3 clogged again", german_due(2031, 5, 7, 9))
     assert (await tenant.item(uuid.UUID(item_id))).state == "resolved"
 
     await page.goto(f"{site}/items")
@@ -672,20 +656,10 @@ async def test_an_admin_changes_a_policy_and_sees_the_plan_preview_move(
     context = await pages.context()
     await context.add_init_script(remember(site, token(settings, tenant, "ada", "admin")))
     page = await context.new_page()
-    await page.goto(f"{site}/admin/policies")
-    await page.select_option("#type", "CAPA")
-    await page.select_option("#preview-assignee", label="Erin Engineer")
-    step = page.locator('#preview .step[data-rung="escalate_1"]')
-    await expect(step).to_contain_text("Ada Admin")
-    await expect(step).to_contain_text("escalate_1 ")
-    before = await step.inner_text()
-    assert "Ada Admin" in before  # Erin's manager, the first of the chain with someone
-
-    await page.fill("#escalate_1-value", "2")  # one more business day after due
-    await page.fill("#escalate_2-repeat", "4")
-    await page.click("#save")
+    before, after = await change_capa_policy(page, site)
+    assert "Ada Admin" in before
+    assert before != after
     await expect(page.locator("#notice")).to_have_text("Saved: CAPA version 2.")
-    await expect(step).not_to_have_text(before)
     async with httpx.AsyncClient(base_url=site) as client:
         saved = await client.get(
             "/v1/policies/CAPA",
