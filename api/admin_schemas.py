@@ -24,6 +24,7 @@ from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
 from domain import limits
+from domain.calendar_preview import DayOff, WorkingDay
 from domain.demo import stable_id
 from domain.models import BusinessCalendarRow, BusinessCalendarVersion, Role, SlaPolicy, User
 from domain.policy import USER_ROLES
@@ -293,6 +294,37 @@ class CalendarOut(BaseModel):
             holiday_subdivision=source.holiday_subdivision,
             custom_holidays=source.custom_holidays,
             created_at=source.created_at,
+        )
+
+
+class CalendarDayOut(BaseModel):
+    date: date
+    hours: list[tuple[str, str]] = Field(
+        description='working intervals in local wall time; "24:00" ends the day',
+        examples=[[["09:00", "12:00"], ["13:00", "17:00"]]],
+    )
+    off: DayOff | None = Field(description="why the day has no working time (null: a working day)")
+    reason: str | None = Field(examples=["weekend", "Christmas Day", "custom holiday"])
+
+
+class CalendarPreviewOut(BaseModel):
+    calendar_id: uuid.UUID
+    version: int
+    tz: str
+    days: list[CalendarDayOut] = Field(
+        description="local dates, today in the calendar's zone first"
+    )
+
+    @classmethod
+    def of(cls, row: BusinessCalendarRow, days: list[WorkingDay]) -> CalendarPreviewOut:
+        return cls(
+            calendar_id=row.id,
+            version=row.version,
+            tz=row.tz,
+            days=[
+                CalendarDayOut(date=d.day, hours=list(d.hours), off=d.off, reason=d.reason)
+                for d in days
+            ],
         )
 
 

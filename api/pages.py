@@ -34,6 +34,16 @@ async def policies_page() -> FileResponse:
     return FileResponse(STATIC / "policies.html")
 
 
+@router.get("/admin/calendars")
+async def calendars_page() -> FileResponse:
+    return FileResponse(STATIC / "calendars.html")
+
+
+@router.get("/admin/webhooks")
+async def webhooks_page() -> FileResponse:
+    return FileResponse(STATIC / "webhooks.html")
+
+
 @router.get("/items")
 async def items_page() -> FileResponse:
     return FileResponse(STATIC / "items.html")

@@ -158,13 +158,22 @@ def business_time_between(a: datetime, b: datetime, cal: BusinessCalendar) -> ti
     sign = 1
     if hi < lo:
         lo, hi, sign = hi, lo, -1
-    total = 0
-    for day in range(lo // _DAY, (hi - 1) // _DAY + 1):
-        for s, e in _chunk(cal, day):
-            overlap = min(e, hi) - max(s, lo)
-            if overlap > 0:
-                total += overlap
+    total = sum(e - s for s, e in _between(cal, lo, hi))
     return timedelta(microseconds=sign * total)
+
+
+def working_intervals(
+    start: datetime, end: datetime, cal: BusinessCalendar
+) -> list[tuple[datetime, datetime]]:
+    """The working time in [start, end) as real UTC intervals, clipped to it, in order.
+    Intervals that touch are one, also across a UTC midnight."""
+    merged: list[tuple[int, int]] = []
+    for s, e in _between(cal, _to_us(start, "start"), _to_us(end, "end")):
+        if merged and merged[-1][1] == s:
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return [(_from_us(s), _from_us(e)) for s, e in merged]
 
 
 def add_business_days(start: datetime, days: int, cal: BusinessCalendar) -> datetime:
@@ -270,6 +279,14 @@ def _chunk(cal: BusinessCalendar, day: int) -> tuple[tuple[int, int], ...]:
                 else:
                     out.append((a - offset, b - offset))
     return tuple(out)
+
+
+def _between(cal: BusinessCalendar, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """Working intervals inside [lo, hi), clipped to it."""
+    for day in range(lo // _DAY, (hi - 1) // _DAY + 1):
+        for s, e in _chunk(cal, day):
+            if min(e, hi) > max(s, lo):
+                yield max(s, lo), min(e, hi)
 
 
 def _forward(cal: BusinessCalendar, origin: int) -> Iterator[tuple[int, int]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import Select, select
 
 from domain.calendar import BusinessCalendar
-from domain.holidays_expand import build_calendar
+from domain.calendar_preview import WorkingDay, preview_days
+from domain.holidays_expand import build_calendar, holiday_names
 from domain.models import BusinessCalendarRow, BusinessCalendarVersion
 
 WORKING_TIME = ("tz", "hours", "holiday_country", "holiday_subdivision", "custom_holidays")
@@ -37,6 +39,17 @@ def calendar_from_row(row: BusinessCalendarRow | BusinessCalendarVersion) -> Bus
         row.holiday_subdivision,
         tuple(row.custom_holidays),
     )
+
+
+def preview(row: BusinessCalendarRow, now: datetime, days: int) -> list[WorkingDay]:
+    """The calendar as stored, day by day for `days` local dates from today in its zone."""
+    cal = calendar_from_row(row)
+    first = now.astimezone(cal.zone).date()
+    years = range(first.year, (first + timedelta(days=days)).year + 1)
+    country, subdivision = row.holiday_country, row.holiday_subdivision
+    names = holiday_names(country, subdivision, years) if country else {}
+    custom = {date.fromisoformat(day) for day in row.custom_holidays}
+    return preview_days(cal, first, days, holiday_names=names, custom=custom)
 
 
 # Expanding seventeen years of holiday rules costs milliseconds; a calendar is the same

@@ -38,6 +38,12 @@ def build_calendar(
 
 
 def expand_holidays(country: str, subdivision: str | None, years: Iterable[int]) -> set[date]:
+    return set(holiday_names(country, subdivision, years))
+
+
+def holiday_names(country: str, subdivision: str | None, years: Iterable[int]) -> dict[date, str]:
+    """Each holiday of `country`/`subdivision` in `years`, with its name in English
+    ("Christmas Day"; several on one date are joined by "; ")."""
     supported: dict[str, list[str]] = holiday_rules.list_supported_countries()
     if country not in supported:
         raise ValueError(f"unknown holiday country {country!r} (use an ISO code like 'DE')")
@@ -47,7 +53,9 @@ def expand_holidays(country: str, subdivision: str | None, years: Iterable[int])
             f"unknown subdivision {subdivision!r} for {country} (known: {known})",
         )
     try:
-        rules = holiday_rules.country_holidays(country, subdiv=subdivision, years=list(years))
+        rules = holiday_rules.country_holidays(
+            country, subdiv=subdivision, years=list(years), language="en_US"
+        )
     except NotImplementedError as exc:  # the package's own "not available" signal
         raise ValueError(str(exc)) from exc
-    return set(rules.keys())
+    return dict(rules.items())

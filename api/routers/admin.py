@@ -13,12 +13,13 @@ import functools
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.admin_schemas import (
     CalendarCreate,
     CalendarIn,
     CalendarOut,
+    CalendarPreviewOut,
     PolicyCreate,
     PolicyOut,
     PolicyVersionIn,
@@ -31,7 +32,7 @@ from api.admin_schemas import (
 from api.auth import Admin, Viewer
 from api.deps import SettingsDep, TemporalDep, UowDep
 from api.errors import ErrorResponse
-from domain import admin
+from domain import admin, calendars
 from domain import admin_policies as policies
 from domain.clock import utcnow
 from workflows.starts import start_account_mails
@@ -299,6 +300,25 @@ async def calendar_versions(calendar_id: uuid.UUID, uow: UowDep, _: Viewer) -> l
     row = await policies.get_calendar(uow.session, uow.principal.account_id, calendar_id)
     versions = await policies.calendar_versions(uow.session, uow.principal.account_id, calendar_id)
     return [CalendarOut.of(row, version) for version in versions]
+
+
+@router.get(
+    "/calendars/{calendar_id}/preview",
+    response_model=CalendarPreviewOut,
+    responses=NOT_FOUND,
+    summary="A business calendar's working time, day by day from today",
+)
+async def calendar_preview(
+    calendar_id: uuid.UUID,
+    uow: UowDep,
+    _: Viewer,
+    days: Annotated[int, Query(ge=1, le=31, description="how many local dates")] = 14,
+) -> CalendarPreviewOut:
+    """The calendar as it is now, from today in its zone: each date's working intervals in
+    local wall time, or why it has none (`weekend`, a `holiday` by its name, a `custom`
+    date)."""
+    row = await policies.get_calendar(uow.session, uow.principal.account_id, calendar_id)
+    return CalendarPreviewOut.of(row, calendars.preview(row, utcnow(), days))
 
 
 # --- policies ---------------------------------------------------------------------------

@@ -225,6 +225,24 @@ export function notify(node, text, kind = "error", ms = 10000) {
   if (ms) node._hide = setTimeout(() => { node.hidden = true; }, ms);
 }
 
+// "Send again" for a failed or suppressed webhook delivery (admins): the same delivery, with
+// its webhook-id, POSTed once more. Nothing for any other, or for a deleted endpoint.
+// `ended(undone)` when the session has ended, `after()` once the API has answered.
+export function resendButton(endpoint, delivery, { notice, ended, after }) {
+  if (!endpoint || endpoint.deleted || !["failed", "suppressed"].includes(delivery.status)) return "";
+  const button = el("button", { type: "button", class: "resend" }, "Send again");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const url = `/v1/webhooks/${encodeURIComponent(endpoint.id)}/deliveries/${encodeURIComponent(delivery.id)}/resend`;
+    const result = await api(url, { method: "POST" });
+    if (result.status === 401) return ended("the resend");
+    if (result.ok) notify(notice, `Sending again to ${endpoint.name}.`, "ok", 5000);
+    else notify(notice, errorText(result));
+    await after();
+  });
+  return button;
+}
+
 // The bearer token's expiry (ms since the epoch), from its payload; null if unreadable.
 export function tokenExpiry() {
   try {

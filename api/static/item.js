@@ -3,7 +3,8 @@
 import {
   $, api, badge, coalesced, conflictText, connectLive, countdownNode, el, errorText,
   eventItemId, formatInstant, kindText, nextLabel, notify, priorityBadge, rank, renderWho,
-  sessionEnded, startCountdowns, stateBadge, tierBadge, token, viewerZone, watchExpiry,
+  resendButton, sessionEnded, startCountdowns, stateBadge, tierBadge, token, viewerZone,
+  watchExpiry,
 } from "/static/common.js";
 
 const ITEM_ID = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "").toLowerCase();
@@ -233,20 +234,9 @@ function renderTimeline(entries, people) {
 }
 
 // Admins send a failed or suppressed webhook delivery again (the same webhook-id).
-function resendButton(row) {
+function sendAgain(row) {
   const may = state.me && rank(state.me.role) >= rank("admin");
-  if (!may || !row.endpoint || row.endpoint.deleted || !["failed", "suppressed"].includes(row.status)) return "";
-  const button = el("button", { type: "button", class: "resend" }, "Send again");
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    const url = `/v1/webhooks/${encodeURIComponent(row.endpoint.id)}/deliveries/${encodeURIComponent(row.id)}/resend`;
-    const result = await api(url, { method: "POST" });
-    if (result.status === 401) return ended("the resend");
-    if (result.ok) notify($("#notice"), `Sending again to ${row.endpoint.name}.`, "ok", 5000);
-    else notify($("#notice"), errorText(result));
-    await load();
-  });
-  return button;
+  return may ? resendButton(row.endpoint, row, { notice: $("#notice"), ended, after: load }) : "";
 }
 
 function renderDeliveries(rows) {
@@ -258,7 +248,7 @@ function renderDeliveries(rows) {
       row.why ? `${row.why.rung} · ` : "", row.event_key, el("span", { class: "person-email" }, row.channel)),
     el("td", { "data-label": "Status" }, badge(row.status, `status-${row.status}`),
       row.deferred_until ? el("span", { class: "person-email" }, `until ${formatInstant(row.deferred_until)}`) : "",
-      resendButton(row)),
+      sendAgain(row)),
     el("td", { "data-label": "Attempts", class: "attempts" }, row.attempts),
     el("td", { "data-label": "Last error", class: "error" }, row.last_error || ""),
     el("td", { "data-label": "Sent", class: "nowrap" }, row.sent_at ? formatInstant(row.sent_at) : "—"),
