@@ -35,7 +35,7 @@ from activities import webhook_http as http
 from activities import webhook_rows as rows
 from config import Settings
 from db import tenant_session
-from domain import audit, destinations, push, webhooks
+from domain import audit, destinations, item_hooks, push, webhooks
 from domain.clock import Clock, SystemClock
 from domain.errors import Invalid
 from domain.models import User
@@ -119,14 +119,7 @@ class WebhookActivities:
                 for e in endpoints
                 if webhooks.matches(e.event_filter, request.event_key)
             ]
-            if keys:
-                await session.execute(
-                    insert(DELIVERY).on_conflict_do_nothing(
-                        index_elements=["endpoint_id", "item_id", "event_key", "channel"],
-                        index_where=DELIVERY.c.endpoint_id.is_not(None),
-                    ),
-                    keys,
-                )
+            await item_hooks.add_rows(session, keys)
             live = await session.scalars(
                 select(DELIVERY.c.endpoint_id).where(
                     *rows.row_of(request, account_id), DELIVERY.c.status.not_in(FINAL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
@@ -78,6 +79,11 @@ async def plan(session: AsyncSession, item: Item, action: str, actor_id: uuid.UU
         for endpoint in endpoints
         if matches(endpoint.event_filter, key)
     ]
+    await add_rows(session, rows)
+
+
+async def add_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Webhook delivery rows (`pending`), each at most once per (endpoint, item, event)."""
     if rows:
         await session.execute(
             insert(DELIVERY).on_conflict_do_nothing(

@@ -161,9 +161,10 @@ async def test_make_run_starts_again_on_its_state_with_its_data(stack: Stack) ->
 
 
 def walkthrough() -> str:
-    """The README's curl block, exactly as written."""
-    after = README.read_text().split("<!-- walkthrough:", 1)[1]
-    return after.split("```sh\n", 1)[1].split("```", 1)[0]
+    """The README's curl blocks, exactly as written, one after the other (the webhook
+    block uses the first one's `API` and `ADA`)."""
+    marked = README.read_text().split("<!-- walkthrough:")[1:]
+    return "".join(block.split("```sh\n", 1)[1].split("```", 1)[0] for block in marked)
 
 
 def test_the_readme_walkthrough_runs_as_written(stack: Stack) -> None:
@@ -186,6 +187,7 @@ def test_the_readme_walkthrough_runs_as_written(stack: Stack) -> None:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert '"state": "claimed"' in run.stdout
     assert '"claimer_name": "Emil Engineer"' in run.stdout
+    assert '"secret":"whsec_' in run.stdout.replace(" ", "")  # the webhook block's endpoint
 
 
 def test_make_run_prints_a_sign_in_link_per_role_and_they_sign_in(stack: Stack) -> None:
