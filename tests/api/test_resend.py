@@ -17,6 +17,7 @@ from tests.support.errors import error
 from tests.support.tenants import Tenant
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.webhooks import add_endpoint, endpoint_row
+from tests.workflows.conftest import save_history
 
 
 async def failed_delivery(tenant: Tenant, item_id: uuid.UUID, endpoint_id: str) -> uuid.UUID:
@@ -65,6 +66,11 @@ async def test_a_failed_delivery_is_sent_again_with_its_webhook_id(
             await asyncio.sleep(0.05)
         assert row.status == "sent"
         assert ("delivery_resent", None) in await tenant.audit(item_id)
+        client = api.app.state.temporal.client
+        [started] = [
+            w async for w in client.list_workflows(f'WorkflowId STARTS_WITH "resend-{delivery_id}"')
+        ]
+        await save_history(client.get_workflow_handle(started.id), "webhook_resent")
 
         sent = await api.client.post(url, headers=ada)  # nothing to do for a sent one
         assert "this one is sent" in error(sent, 409)["message"]

@@ -25,6 +25,7 @@ from temporalio.worker import Replayer
 
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.resend import ResendWebhookWorkflow
 from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
 
 HISTORIES = {
@@ -124,6 +125,11 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
     ),
     "a carried send resumes in the next run": _timer("carried retry"),
     "webhooks are planned and posted": _activity("send_webhook"),
+    "a transition's webhooks are posted, the item's end waits for them": _result_says(
+        "item.resolved@"
+    ),
+    "an endpoint's admins are told it was switched off": _activity("endpoint_news"),
+    "a delivery sent again at an admin's request": lambda s: s.workflow == "ResendWebhookWorkflow",
     **{
         f"signal {name}": _signal(name)
         for name in (
@@ -158,5 +164,11 @@ def test_every_workflow_path_has_a_saved_history(path: str) -> None:
 async def test_history_replays_deterministically(name: str) -> None:
     history = WorkflowHistory.from_json(f"wf-{name}", HISTORIES[name])
     await Replayer(
-        workflows=[EscalationWorkflow, ReconcileWorkflow, SignInMailWorkflow, AccountMailWorkflow]
+        workflows=[
+            EscalationWorkflow,
+            ReconcileWorkflow,
+            SignInMailWorkflow,
+            AccountMailWorkflow,
+            ResendWebhookWorkflow,
+        ]
     ).replay_workflow(history)

@@ -131,7 +131,7 @@ async def test_a_410_disables_the_endpoint_for_every_later_rung(
     disabled_before = _sample("escalator_webhook_endpoints_disabled_total", reason="gone")
     now = await runner.now()
     item_id = await tenant.add_item(due_at=now + timedelta(days=3))
-    await runner.start(tenant, item_id)
+    handle = await runner.start(tenant, item_id)
     await runner.skip_to(now + timedelta(days=4, minutes=5))  # remind and escalate_1
     mails = await runner.sink.wait_for(4)  # the two rungs', and one to each admin
     admins = sorted((tenant.email("ada"), tenant.email("otto")))
@@ -179,6 +179,7 @@ async def test_a_410_disables_the_endpoint_for_every_later_rung(
     back = [m for m in mails if m.message["X-Escalator-Event"] == "webhook.recovered"]
     assert sorted(a for m in back for a in m.rcpt_tos) == admins
     assert "works again" in back[0].subject
+    await runner.save_history(handle, "endpoint_switched_off")
 
 
 async def test_nothing_is_posted_after_a_claim(
