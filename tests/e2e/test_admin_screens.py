@@ -94,7 +94,7 @@ async def test_an_admin_edits_a_calendar_and_sees_the_two_weeks_change(
     assert saved["custom_holidays"] == [holiday.isoformat()]
     ARTIFACTS.mkdir(exist_ok=True)
     await page.evaluate("window.scrollTo(0, 0)")  # the sticky bar stays on top of the shot
-    await page.add_style_tag(content=".topbar { position: static; }")
+    await page.evaluate("document.querySelector('.topbar').style.position = 'static'")
     await page.screenshot(path=str(ARTIFACTS / "calendars.png"), full_page=True)
 
 
