@@ -76,8 +76,13 @@ OUTBOX_LAG = Histogram(
 RECONCILER_REPAIRS = Counter(
     "escalator_reconciler_repairs",
     "Repairs by the reconciler: workflows started that the API never started, lagging "
-    "workflows nudged, sign-in requests answered that the API never started",
+    "workflows nudged, items whose workflow was gone, sign-in requests answered that the "
+    "API never started",
     ["kind"],
+)
+RECONCILER_NUDGES_FAILED = Counter(
+    "escalator_reconciler_nudges_failed",
+    "Sync signals to lagging workflows that did not arrive (tried again on the next walk)",
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "escalator_webhook_endpoints_disabled",
@@ -94,7 +99,7 @@ DISABLE_REASONS = ("gone", "failing")  # a 410, or `webhook_disable_after_failur
 for _channel in CHANNELS:
     for _status in DELIVERY_STATUSES:
         DELIVERIES.labels(channel=_channel, status=_status)
-for _kind in ("started", "nudged", "sign_in"):
+for _kind in ("started", "nudged", "sign_in", "gone"):
     RECONCILER_REPAIRS.labels(kind=_kind)
 for _reason in DISABLE_REASONS:
     WEBHOOK_ENDPOINTS_DISABLED.labels(reason=_reason)

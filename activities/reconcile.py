@@ -4,17 +4,23 @@ away). Both read across accounts through definer functions made for them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import time
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 import metrics
 from domain.clock import Clock
-from workflows.starts import signal_item, start_item, start_sign_in
-from workflows.types import SignIn
+from workflows.starts import start_item, start_sign_in
+from workflows.types import NudgeCursor, Nudged, NudgePass, SignIn, workflow_id
 
 # Younger items and sign-in requests are probably being started by the API right now.
 GRACE = timedelta(seconds=30)
@@ -22,6 +28,12 @@ GRACE = timedelta(seconds=30)
 # (15 minutes from the request) to be worth a mail.
 SIGN_IN_SPAN = timedelta(minutes=10)
 BATCH = 500
+PASS_BUDGET = timedelta(seconds=20)  # one nudge pass: then the walk goes on next round
+SIGNALS_AT_ONCE = 32
+SIGNAL_TIMEOUT_SECONDS = 3.0
+NUDGED, GONE, FAILED = "nudged", "gone", "failed"
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+NIL = str(uuid.UUID(int=0))
 
 
 class ReconcileActivities:
@@ -36,6 +48,7 @@ class ReconcileActivities:
         self._sessionmaker = sessionmaker
         self._task_queue = task_queue
         self._clock = clock
+        self._signals = asyncio.Semaphore(SIGNALS_AT_ONCE)
 
     @activity.defn
     async def start_missing_workflows(self) -> int:
@@ -59,23 +72,80 @@ class ReconcileActivities:
         return started
 
     @activity.defn
-    async def nudge_lagging_workflows(self) -> int:
+    async def nudge_lagging_workflows(self, request: NudgePass) -> Nudged:
         """Side effect: a `sync` signal to each workflow whose item's version is ahead of the
-        version it applied (after a grace for the API's own signal). Idempotent: a workflow
-        that already caught up ignores the extra nudge; one that has ended is skipped."""
+        version it applied (after a grace for the API's own signal), walking the lagging
+        items in (updated_at, id) order from `request.after`, a page at a time, for at most
+        `PASS_BUDGET`; returns where the walk stands, so the next pass goes on from there
+        and no item waits behind others for ever. An item whose workflow Temporal no longer
+        has is settled (`escalator_workflows_gone`); a signal that fails otherwise is
+        counted and logged, and tried again on the next walk. Idempotent: a workflow that
+        already caught up ignores the extra nudge."""
+        started = time.monotonic()
+        done, after = Nudged(), request.after
+        while time.monotonic() - started < PASS_BUDGET.total_seconds():
+            page = await self._lagging(after)
+            outcomes = await asyncio.gather(*(self._nudge(row.id) for row in page))
+            gone = [row.id for row, outcome in zip(page, outcomes, strict=True) if outcome == GONE]
+            if gone:
+                async with self._sessionmaker() as session, session.begin():
+                    await session.execute(
+                        text("SELECT * FROM escalator_workflows_gone(:ids)"), {"ids": gone}
+                    )
+            done = Nudged(
+                nudged=done.nudged + outcomes.count(NUDGED),
+                gone=done.gone + len(gone),
+                failed=done.failed + outcomes.count(FAILED),
+            )
+            if len(page) < BATCH:
+                after = None  # the end: the next pass starts over
+                break
+            after = NudgeCursor(updated_at=page[-1].updated_at, item_id=str(page[-1].id))
+        metrics.RECONCILER_REPAIRS.labels(kind="nudged").inc(done.nudged)
+        metrics.RECONCILER_REPAIRS.labels(kind="gone").inc(done.gone)
+        metrics.RECONCILER_NUDGES_FAILED.inc(done.failed)
+        summary = {**asdict(done), "seconds": round(time.monotonic() - started, 3)}
+        log = activity.logger.warning if done.failed else activity.logger.info
+        log("reconcile.nudged", extra={**summary, "walk": "on" if after else "complete"})
+        return Nudged(nudged=done.nudged, gone=done.gone, failed=done.failed, after=after)
+
+    async def _lagging(self, after: NudgeCursor | None) -> list[Any]:
+        """The next page of lagging items after the cursor."""
+        at, item_id = (after.updated_at, after.item_id) if after else (BEGINNING, NIL)
         async with self._sessionmaker() as session:
             rows = await session.execute(
-                text("SELECT id FROM escalator_items_to_nudge(:before, :max_rows)"),
-                {"before": self._clock.now() - GRACE, "max_rows": BATCH},
+                text(
+                    "SELECT id, state, updated_at FROM "
+                    "escalator_items_to_nudge(:before, :after_at, :after_id, :max_rows)"
+                ),
+                {
+                    "before": self._clock.now() - GRACE,
+                    "after_at": at,
+                    "after_id": uuid.UUID(item_id),
+                    "max_rows": BATCH,
+                },
             )
-            lagging = [item_id for (item_id,) in rows]
-        nudged = 0
-        for item_id in lagging:
-            if await signal_item(self._client, item_id, "sync", None):
-                nudged += 1
-        metrics.RECONCILER_REPAIRS.labels(kind="nudged").inc(nudged)
-        activity.logger.info("reconcile.nudged", extra={"lagging": len(lagging), "nudged": nudged})
-        return nudged
+            return list(rows)
+
+    async def _nudge(self, item_id: uuid.UUID) -> str:
+        """One `sync` signal, a bounded number at a time: NUDGED, GONE (Temporal has no
+        such workflow, or it has ended) or FAILED (logged)."""
+        async with self._signals:
+            handle = self._client.get_workflow_handle(workflow_id(str(item_id)))
+            try:
+                await asyncio.wait_for(handle.signal("sync"), SIGNAL_TIMEOUT_SECONDS)
+            except RPCError as error:
+                if error.status == RPCStatusCode.NOT_FOUND:
+                    return GONE
+                failure = str(error)
+            except Exception as error:  # a timeout, Temporal unreachable
+                failure = repr(error)
+            else:
+                return NUDGED
+        activity.logger.warning(
+            "reconcile.nudge_failed", extra={"item_id": str(item_id), "error": failure}
+        )
+        return FAILED
 
     @activity.defn
     async def start_missing_sign_ins(self) -> int:

@@ -225,6 +225,13 @@ class Item(Base):
         CheckConstraint("state <> 'claimed' OR claimed_by IS NOT NULL", name="claimed_has_claimer"),
         Index("ix_item_account_id_state_due_at", "account_id", "state", "due_at"),
         Index("ix_item_account_id_session_ref", "account_id", "session_ref"),
+        # The reconciler's walk: only the items whose workflow has not applied their version.
+        Index(
+            "ix_item_lagging",
+            "updated_at",
+            "id",
+            postgresql_where=text("applied_version < version AND workflow_started_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -335,10 +335,40 @@ class StateView:
 @dataclass(frozen=True, kw_only=True)
 class ReconcileInput:
     """The reconciler's rounds: one every `every_seconds`; `rounds` ends it after that many
-    (tests), else it runs for ever (continuing as new)."""
+    (tests), else it runs for ever (continuing as new, with its walk's cursor)."""
 
     every_seconds: int
     rounds: int | None = None
+    after: NudgeCursor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NudgeCursor:
+    """Where the reconciler's walk through the lagging items stands: the last item it
+    reached, in (updated_at, id) order."""
+
+    updated_at: datetime
+    item_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NudgePass:
+    """One pass of the walk, from `after` (None: from the start)."""
+
+    after: NudgeCursor | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Nudged:
+    """What a pass did: `nudged` workflows signalled `sync`; `gone`, items whose workflow
+    Temporal no longer has (settled, or to start afresh); `failed`, signals that did not
+    arrive (counted, logged, tried again on the next walk); `after`, where the next pass
+    goes on (None: this one reached the end, the next starts over)."""
+
+    nudged: int = 0
+    gone: int = 0
+    failed: int = 0
+    after: NudgeCursor | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from prometheus_client import REGISTRY
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
+    Client,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleIntervalSpec,
@@ -25,15 +27,19 @@ from temporalio.client import (
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities import reconcile as reconcile_module
 from activities.reconcile import ReconcileActivities
 from db import tenant_session
 from domain import lifecycle
 from domain.clock import utcnow
+from domain.models import Item
+from mailsink import free_port
 from tests.api.conftest import Api
 from tests.support.tenants import Tenant
 from workflows.escalation import EscalationWorkflow
 from workflows.schedules import RECONCILER_ID, ensure_reconciler
-from workflows.types import StateView, workflow_id
+from workflows.starts import start_item
+from workflows.types import NudgePass, StateView, workflow_id
 
 
 class Later:
@@ -122,7 +128,8 @@ async def test_a_lost_release_and_due_change_heal_at_the_next_reconcile(
     reconcile = ReconcileActivities(
         dev_env.client, api.app.state.sessionmaker, api.settings.task_queue, Later()
     )
-    assert await ActivityEnvironment().run(reconcile.nudge_lagging_workflows) >= 1
+    nudged = await ActivityEnvironment().run(reconcile.nudge_lagging_workflows, NudgePass())
+    assert nudged.nudged >= 1
     state = await until(lambda s: s.state == "open" and s.due_at == new_due, handle)
     assert state.claimed_by is None
     assert any(r.status == "pending" for r in state.rungs)  # armed to escalate again
@@ -154,7 +161,99 @@ async def until_applied(tenant: Tenant, item_id: uuid.UUID, within: float = 20) 
 async def lagging(tenant: Tenant) -> set[uuid.UUID]:
     async with tenant.owner() as session:
         rows = await session.execute(
-            text("SELECT id FROM escalator_items_to_nudge(:before, 1000)"),
-            {"before": utcnow() + timedelta(minutes=5)},
+            text(
+                "SELECT id FROM escalator_items_to_nudge(:before, 'epoch', :nil, 100000) "
+                "WHERE account_id = :account"
+            ),
+            {
+                "before": utcnow() + timedelta(minutes=5),
+                "nil": uuid.UUID(int=0),
+                "account": tenant.account_id,
+            },
         )
         return {item_id for (item_id,) in rows}
+
+
+async def stuck(tenant: Tenant, count: int, state: str) -> list[uuid.UUID]:
+    """`count` items that lag with no workflow in Temporal (an ended or lost one), older
+    than anything else: what used to fill the nudge query's 500 rows for ever."""
+    long_ago = utcnow() - timedelta(days=30)
+    ids = await tenant.add_items([utcnow() + timedelta(days=5)] * count)
+    async with tenant.owner() as session, session.begin():
+        await session.execute(
+            update(Item)
+            .where(Item.id.in_(ids))
+            .values(
+                state=state,
+                version=Item.applied_version + 1,
+                workflow_started_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
+    return ids
+
+
+async def test_no_lagging_item_waits_behind_stuck_ones(
+    api: Api, tenant: Tenant, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: the nudge query's first 500 rows were items whose workflow had ended, so a
+    lagging item behind them was never nudged. Now the walk goes on from a cursor, pass
+    after pass, and settles what has no workflow: an ended item counts as applied, an
+    active one is started afresh by the next start step."""
+    monkeypatch.setattr(reconcile_module, "BATCH", 5)  # pages of 5: the walk shows
+    ended = await stuck(tenant, 6, "resolved")
+    lost = await stuck(tenant, 1, "open")
+    deaf = await stuck(tenant, 12, "open")  # their workflows take the signal, never apply it
+    for deaf_id in deaf:
+        assert await start_item(dev_env.client, "nobody", deaf_id, tenant.account_id, "deaf")
+    created = await api.task(tenant)
+    item_id = uuid.UUID(created.json()["id"])
+    await until_applied(tenant, item_id)
+    async with tenant_session(api.app.state.sessionmaker, tenant.account_id) as session:
+        await lifecycle.change_due(  # its signal lost: only the reconciler can heal it
+            session,
+            tenant.account_id,
+            item_id,
+            tenant.user("ada"),
+            utcnow(),
+            utcnow() + timedelta(days=9),
+        )
+    reconcile = ReconcileActivities(
+        dev_env.client, api.app.state.sessionmaker, api.settings.task_queue, Later()
+    )
+    env, after, passes = ActivityEnvironment(), None, []
+    while True:
+        done = await env.run(reconcile.nudge_lagging_workflows, NudgePass(after=after))
+        passes.append(done)
+        after = done.after
+        if after is None or len(passes) > 50:
+            break
+    await until_applied(tenant, item_id)  # nudged, and healed
+    assert sum(p.gone for p in passes) >= 7
+    assert sum(p.nudged for p in passes) >= 13  # each deaf one, and the healed one
+    assert not (set(ended) | set(lost) | {item_id}) & await lagging(tenant)
+    assert set(deaf) <= await lagging(tenant)  # still lagging: the next walk nudges again
+    for item in [await tenant.item(i) for i in ended]:
+        assert item.applied_version == item.version  # nothing left to tell a workflow
+    gone = await tenant.item(lost[0])
+    assert gone.workflow_started_at is None  # the start step starts it afresh
+    started = await env.run(reconcile.start_missing_workflows)
+    assert started >= 1
+    await dev_env.client.get_workflow_handle(workflow_id(str(lost[0]))).describe()
+
+
+async def test_failed_nudges_are_counted_and_tried_again(
+    tenant: Tenant, app_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Temporal unreachable: each signal fails, is counted, and the walk still ends, so the
+    same items are tried on the next one."""
+    [item_id] = await stuck(tenant, 1, "open")
+    dead = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    reconcile = ReconcileActivities(dead, app_sessionmaker, "nobody", Later())
+    before = REGISTRY.get_sample_value("escalator_reconciler_nudges_failed_total") or 0.0
+    done = await ActivityEnvironment().run(reconcile.nudge_lagging_workflows, NudgePass())
+    assert done.failed >= 1
+    assert done.gone == 0
+    after = REGISTRY.get_sample_value("escalator_reconciler_nudges_failed_total") or 0.0
+    assert after >= before + 1
+    assert item_id in await lagging(tenant)  # still there for the next walk

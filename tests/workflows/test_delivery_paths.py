@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -113,7 +114,7 @@ async def test_the_reconcilers_workflow_starts_what_the_api_never_did(
         )
     reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, f"q-{uuid.uuid4()}", Later())
     queue = f"reconcile-{uuid.uuid4()}"
-    activities = [
+    activities: list[Callable[..., Any]] = [
         reconcile.start_missing_workflows,
         reconcile.nudge_lagging_workflows,
         reconcile.start_missing_sign_ins,
