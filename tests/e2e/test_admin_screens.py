@@ -1,8 +1,9 @@
-"""The calendars and webhooks screens in headless Chromium, against the real app over HTTP
-and real Postgres: an admin edits a calendar's hours and holidays and sees the next two
-weeks change; adds a webhook endpoint (its secret shown once signs what it receives),
-switches it off and on, sends a failed delivery again and deletes it. Engineers are turned
-away, and every page that links the admin screens links all of them."""
+"""The calendars, webhooks and named-roles screens in headless Chromium, against the real
+app over HTTP and real Postgres: an admin edits a calendar's hours and holidays and sees the
+next two weeks change; adds a webhook endpoint (its secret shown once signs what it
+receives), switches it off and on, sends a failed delivery again and deletes it; creates a
+named role, adds and removes its members, and cannot delete one a policy names. Engineers
+are turned away, and every page that links the admin screens links all of them."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from playwright.async_api import Page, expect
+from sqlalchemy import select
 
 from config import Settings
 from domain.clock import utcnow
+from domain.models import Role, RoleMember
 from tests.api.test_resend import failed_delivery
 from tests.e2e.test_pages import Pages, fresh_page, remember
 from tests.e2e.test_queue_page import ARTIFACTS, token
@@ -96,6 +99,77 @@ async def test_an_admin_edits_a_calendar_and_sees_the_two_weeks_change(
     await page.evaluate("window.scrollTo(0, 0)")  # the sticky bar stays on top of the shot
     await page.evaluate("document.querySelector('.topbar').style.position = 'static'")
     await page.screenshot(path=str(ARTIFACTS / "calendars.png"), full_page=True)
+
+
+async def role_members(tenant: Tenant) -> dict[str, set[uuid.UUID]]:
+    """Each named role of the tenant by key, with its members' ids, as stored."""
+    async with tenant.owner() as session:
+        keys = await session.scalars(select(Role.key).where(Role.account_id == tenant.account_id))
+        members = await session.execute(
+            select(Role.key, RoleMember.user_id)
+            .join(RoleMember, RoleMember.role_id == Role.id)
+            .where(Role.account_id == tenant.account_id)
+        )
+        stored: dict[str, set[uuid.UUID]] = {key: set() for key in keys}
+        for key, user_id in members:
+            stored[key].add(user_id)
+    return stored
+
+
+async def test_an_admin_manages_named_roles_on_the_people_page(
+    pages: Pages, site: str, settings: Settings, tenant: Tenant
+) -> None:
+    page = await admin_page(pages, site, token(settings, tenant, "ada", "admin"), "/admin/people")
+    notice = page.locator("#notice")
+    quality = page.locator('#roles tr[data-role-key="quality_manager"]')
+    await expect(quality.locator(".name")).to_have_text("Quality Manager")
+    await expect(quality.locator(".members .member-name")).to_have_text(["Ada Admin"])
+
+    await page.click("#new-role summary")
+    await page.fill("#role-name", "Night shift")
+    await page.fill("#role-key", "Night shift")  # one the page finds never reaches the API
+    await page.click("#role-create")
+    await expect(notice).to_have_text(re.compile(r"^The key is lower-case letters, digits and _"))
+    await page.fill("#role-key", "night_shift")
+    await page.click("#role-create")
+    await expect(notice).to_have_text("Created Night shift: policies name it role:night_shift.")
+    night = page.locator('#roles tr[data-role-key="night_shift"]')
+    await expect(night.locator(".key")).to_have_text("role:night_shift")
+    await expect(night.locator(".members")).to_have_text("nobody yet")
+
+    for name in ["Emil Engineer", "Erin Engineer"]:
+        await night.locator(".add-member select").select_option(label=name)
+        await night.locator("button.add").click()
+        await expect(notice).to_have_text(f"{name} is now in Night shift.")
+    await expect(night.locator(".members .member-name")).to_have_text(
+        ["Emil Engineer", "Erin Engineer"]
+    )
+    erin = night.locator(f'.members li[data-user-id="{tenant.user("erin")}"]')
+    await erin.locator("button.remove").click()
+    await expect(notice).to_have_text("Erin Engineer is no longer in Night shift.")
+    await expect(night.locator(".members .member-name")).to_have_text(["Emil Engineer"])
+    assert (await role_members(tenant))["night_shift"] == {tenant.user("emil")}
+
+    # The demo policies notify through role:quality_manager: the API's reason, in words.
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await quality.locator("button.delete").click()
+    await expect(notice).to_have_text(
+        "Quality Manager was not deleted: role 'quality_manager' is a recipient in "
+        "CAPA v1, DEMO v1, DOC_ACK v1, handoff v1: change those policies first"
+    )
+    await expect(quality).to_be_visible()
+    assert (await role_members(tenant))["quality_manager"] == {tenant.user("ada")}
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.evaluate("document.querySelector('.topbar').style.position = 'static'")
+    await page.screenshot(path=str(ARTIFACTS / "people.png"), full_page=True)
+
+    await night.locator("button.delete").click()
+    await expect(notice).to_have_text("Deleted Night shift.")
+    await expect(night).to_have_count(0)
+    assert "night_shift" not in await role_members(tenant)
+    assert "quality_manager" in await role_members(tenant)
 
 
 async def wait_for_request(receiver: WebhookReceiver) -> None:
