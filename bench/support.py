@@ -43,8 +43,11 @@ async def dev_server() -> WorkflowEnvironment:
     )
 
 
-def start_api(port: int, env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
-    """One API process (uvicorn), as production runs it, with these settings."""
+def start_api(
+    port: int, env: dict[str, str], *options: str, root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """One API process (uvicorn), as production runs it, with these settings (`root`:
+    another checkout's API, to measure a change against)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -56,7 +59,7 @@ def start_api(port: int, env: dict[str, str], *options: str) -> subprocess.Popen
             str(port),
             *options,
         ],
-        cwd=ROOT,
+        cwd=root,
         env={**os.environ, **env},
         stderr=subprocess.DEVNULL,
     )

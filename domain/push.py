@@ -118,9 +118,12 @@ def summary(item: Item | Row[Any]) -> dict[str, Any]:
     }
 
 
-def replay_query(account_id: uuid.UUID, after: int, oldest: datetime) -> Select[PushEvent]:
-    """The account's events after id `after` still within retention, in id order. The
-    account filter is explicit: row-level security is the second wall, not the only one."""
+def replay_query(
+    account_id: uuid.UUID, after: int, oldest: datetime, limit: int | None = None
+) -> Select[PushEvent]:
+    """The account's events after id `after` still within retention, in id order (at most
+    `limit`: a page). The account filter is explicit: row-level security is the second
+    wall, not the only one."""
     return (
         select(PushEvent)
         .where(
@@ -129,4 +132,5 @@ def replay_query(account_id: uuid.UUID, after: int, oldest: datetime) -> Select[
             PushEvent.created_at >= oldest,
         )
         .order_by(PushEvent.id)
+        .limit(limit)
     )

@@ -40,6 +40,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 TICKET_TTL = timedelta(seconds=60)
 TICKET_AUDIENCE = "stream"
 MAX_EVENT_ID = 2**63 - 1  # push_event.id is a bigint
+REPLAY_PAGE = 200  # a resuming stream reads this many missed events per visit to the pool
 
 
 class Ticket(BaseModel):
@@ -142,13 +143,18 @@ async def stream(
             if resume_after is not None:
                 last = resume_after
                 oldest = utcnow() - timedelta(days=settings.push_retention_days)
-                async with tenant_session(sessionmaker, principal.account_id) as session:
-                    missed = await session.scalars(
-                        push.replay_query(principal.account_id, resume_after, oldest)
-                    )
-                    for row in missed:
+                while True:  # a page at a time, the connection back in the pool meanwhile
+                    async with tenant_session(sessionmaker, principal.account_id) as session:
+                        page = list(
+                            await session.scalars(
+                                push.replay_query(principal.account_id, last, oldest, REPLAY_PAGE)
+                            )
+                        )
+                    for row in page:
                         yield _sse(row)
                         last = row.id
+                    if len(page) < REPLAY_PAGE:
+                        break
             while not subscriber.overflowed.is_set():
                 getting = asyncio.ensure_future(subscriber.queue.get())
                 overflow = asyncio.ensure_future(subscriber.overflowed.wait())

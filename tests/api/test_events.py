@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.routers import events as events_router
 from api.tokens import Principal, mint
 from config import Settings
 from db import get_in_account, tenant_session
@@ -326,3 +327,24 @@ async def test_a_closed_stream_leaves_no_task_pending(
     finally:
         logging.getLogger("asyncio").removeHandler(catch)
     assert [m for m in destroyed if "destroyed" in m] == []
+
+
+async def test_a_replay_longer_than_a_page_arrives_whole_and_in_order(
+    two_servers: tuple[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 23: the replay reads a page, gives its connection back, sends, and reads the
+    next; pages of 7 over 30 missed events lose and repeat nothing."""
+    monkeypatch.setattr(events_router, "REPLAY_PAGE", 7)
+    item_id = await tenant.add_item(due_at=utcnow() + timedelta(days=3))
+    bearer = token(settings, tenant, "emil", "engineer")
+    first, _ = two_servers
+    seen = await seen_one(first, bearer, app_sessionmaker, tenant, item_id)
+    for n in range(1, 31):
+        await publish(app_sessionmaker, tenant, item_id, n)
+    async with subscribe(first, bearer, last_event_id=int(seen.id or 0)) as events:
+        got = await take(events, 30)
+    assert [json.loads(e.data)["n"] for e in got] == list(range(1, 31))
