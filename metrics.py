@@ -80,6 +80,11 @@ RECONCILER_REPAIRS = Counter(
     "API never started",
     ["kind"],
 )
+PRUNED = Counter(
+    "escalator_pruned_rows",
+    "Rows the reconciler deleted: push events past retention, used links past their life",
+    ["table"],
+)
 RECONCILER_NUDGES_FAILED = Counter(
     "escalator_reconciler_nudges_failed",
     "Sync signals to lagging workflows that did not arrive (tried again on the next walk)",
@@ -101,6 +106,8 @@ for _channel in CHANNELS:
         DELIVERIES.labels(channel=_channel, status=_status)
 for _kind in ("started", "nudged", "sign_in", "gone"):
     RECONCILER_REPAIRS.labels(kind=_kind)
+for _table in ("push_event", "used_link"):
+    PRUNED.labels(table=_table)
 for _reason in DISABLE_REASONS:
     WEBHOOK_ENDPOINTS_DISABLED.labels(reason=_reason)
 

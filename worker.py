@@ -87,7 +87,13 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     )
     hooks = WebhookActivities.from_settings(sessionmaker, settings)
     rungs = RungActivities(sessionmaker)
-    reconcile = ReconcileActivities(client, sessionmaker, settings.task_queue, SystemClock())
+    reconcile = ReconcileActivities(
+        client,
+        sessionmaker,
+        settings.task_queue,
+        SystemClock(),
+        push_retention_days=settings.push_retention_days,
+    )
     options = worker_options(settings)
     items_worker = Worker(
         client,
@@ -121,6 +127,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             reconcile.start_missing_workflows,
             reconcile.nudge_lagging_workflows,
             reconcile.start_missing_sign_ins,
+            reconcile.prune_tables,
         ],
         **options,
     )

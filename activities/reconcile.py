@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import metrics
 from domain.clock import Clock
 from workflows.starts import start_item, start_sign_in
-from workflows.types import NudgeCursor, Nudged, NudgePass, SignIn, workflow_id
+from workflows.types import NudgeCursor, Nudged, NudgePass, Pruned, SignIn, workflow_id
 
 # Younger items and sign-in requests are probably being started by the API right now.
 GRACE = timedelta(seconds=30)
@@ -32,6 +32,8 @@ PASS_BUDGET = timedelta(seconds=20)  # one nudge pass: then the walk goes on nex
 SIGNALS_AT_ONCE = 32
 SIGNAL_TIMEOUT_SECONDS = 3.0
 NUDGED, GONE, FAILED = "nudged", "gone", "failed"
+PRUNE_BATCH = 5_000
+PRUNE_BUDGET = timedelta(seconds=10)
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 NIL = str(uuid.UUID(int=0))
 
@@ -43,7 +45,9 @@ class ReconcileActivities:
         sessionmaker: async_sessionmaker[AsyncSession],
         task_queue: str,
         clock: Clock,
+        push_retention_days: int = 7,
     ) -> None:
+        self._push_retention_days = push_retention_days
         self._client = client
         self._sessionmaker = sessionmaker
         self._task_queue = task_queue
@@ -146,6 +150,35 @@ class ReconcileActivities:
             "reconcile.nudge_failed", extra={"item_id": str(item_id), "error": failure}
         )
         return FAILED
+
+    @activity.defn
+    async def prune_tables(self) -> Pruned:
+        """Side effect: deletes push events older than the retention window and used-link
+        rows whose link can no longer be valid (`escalator_prune`), `PRUNE_BATCH` of each
+        per transaction, until none are left or `PRUNE_BUDGET` has passed (the rest go
+        next round). Idempotent: what is gone stays gone."""
+        started, done = time.monotonic(), Pruned()
+        now = self._clock.now()
+        while time.monotonic() - started < PRUNE_BUDGET.total_seconds():
+            async with self._sessionmaker() as session, session.begin():
+                events, links = (
+                    await session.execute(
+                        text("SELECT * FROM escalator_prune(:now, :push_before, :max_rows)"),
+                        {
+                            "now": now,
+                            "push_before": now - timedelta(days=self._push_retention_days),
+                            "max_rows": PRUNE_BATCH,
+                        },
+                    )
+                ).one()
+            done = Pruned(push_events=done.push_events + events, used_links=done.used_links + links)
+            if events < PRUNE_BATCH and links < PRUNE_BATCH:
+                break
+        metrics.PRUNED.labels(table="push_event").inc(done.push_events)
+        metrics.PRUNED.labels(table="used_link").inc(done.used_links)
+        if done.push_events or done.used_links:
+            activity.logger.info("reconcile.pruned", extra=asdict(done))
+        return done
 
     @activity.defn
     async def start_missing_sign_ins(self) -> int:

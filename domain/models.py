@@ -420,9 +420,13 @@ class PushEvent(Base):
     and fan out. Clients resume by `id` (`Last-Event-ID`)."""
 
     __tablename__ = "push_event"
+    # A resuming stream's page is a range of this index (account, then id order).
+    __table_args__ = (Index("ix_push_event_account_id_id", "account_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    account_id: Mapped[uuid.UUID] = _account_fk()
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("account.id", ondelete="CASCADE")
+    )
     item_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("item.id", ondelete="CASCADE"), index=True
     )
@@ -444,7 +448,9 @@ class UsedLink(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("app_user.id", ondelete="CASCADE")
     )
-    used_at: Mapped[datetime] = _created_at()
+    used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
 
 
 TENANT_TABLES = (

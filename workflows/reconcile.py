@@ -1,8 +1,8 @@
 """`ReconcileWorkflow`: one long-lived workflow, `escalator-reconciler`, started (once, by
 id) whenever a worker starts. No signals or queries. Each round starts missing workflows,
 nudges lagging ones (a time-bounded pass of a walk through them, whose cursor the workflow
-keeps, so none waits behind others for ever) and starts the sign-in requests nobody
-answered, then sleeps
+keeps, so none waits behind others for ever), starts the sign-in requests nobody answered
+and prunes the push events and used links past keeping, then sleeps
 `every_seconds` (a durable timer); after `ROUNDS_PER_RUN` rounds it continues as new, so
 the Temporal UI lists one reconciler, not one workflow a minute, and its history stays
 short."""
@@ -42,7 +42,8 @@ class ReconcileWorkflow:
 
 async def _round(after: NudgeCursor | None) -> tuple[int, NudgeCursor | None]:
     """Start what is missing, nudge a pass of the lagging walk (from `after`), answer the
-    sign-in requests nobody answered: the repairs, and where the walk goes on."""
+    sign-in requests nobody answered, prune what is past keeping: the repairs, and where
+    the walk goes on."""
     options: dict[str, Any] = {
         "start_to_close_timeout": timedelta(minutes=5),
         "retry_policy": RetryPolicy(maximum_attempts=3),
@@ -56,4 +57,5 @@ async def _round(after: NudgeCursor | None) -> tuple[int, NudgeCursor | None]:
     answered = await workflow.execute_activity_method(
         ReconcileActivities.start_missing_sign_ins, **options
     )
+    await workflow.execute_activity_method(ReconcileActivities.prune_tables, **options)
     return started + nudged.nudged + nudged.gone + answered, nudged.after

@@ -343,6 +343,15 @@ class ReconcileInput:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pruned:
+    """What a round's pruning deleted: push events past retention, used links past the
+    longest life of their link."""
+
+    push_events: int = 0
+    used_links: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class NudgeCursor:
     """Where the reconciler's walk through the lagging items stands: the last item it
     reached, in (updated_at, id) order."""

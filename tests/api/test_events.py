@@ -8,6 +8,7 @@ import contextlib
 import gc
 import json
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -348,3 +349,46 @@ async def test_a_replay_longer_than_a_page_arrives_whole_and_in_order(
     async with subscribe(first, bearer, last_event_id=int(seen.id or 0)) as events:
         got = await take(events, 30)
     assert [json.loads(e.data)["n"] for e in got] == list(range(1, 31))
+
+
+async def test_a_client_that_stops_reading_its_replay_holds_no_connection(
+    two_servers: tuple[str, str], settings: Settings, tenant: Tenant
+) -> None:
+    """Issue 23: the replay held a pooled connection, in an open transaction, while it
+    streamed to the client, so a storm of slow resumers emptied the pool. A client that
+    stops reading a long replay (the server blocks mid-send) now holds none."""
+    async with tenant.owner() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO push_event (account_id, kind, payload, dedup_key) "
+                "SELECT CAST(:account AS uuid), 'rung.fired',"
+                " jsonb_build_object('n', g, 'pad', repeat('x', 200)),"
+                " 'stalled-' || :key || '-' || g FROM generate_series(1, 100000) g"
+            ),
+            {"account": str(tenant.account_id), "key": str(tenant.account_id)},
+        )
+    first, _ = two_servers
+    host, port = first.removeprefix("http://").split(":")
+    bearer = token(settings, tenant, "emil", "engineer")
+    # A client with a small receive window that reads the answer's head, then stops.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(stalled, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=stalled)
+    writer.write(
+        f"GET /v1/events/stream HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {bearer}\r\nLast-Event-ID: 0\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert b"200" in await reader.readline()
+    await asyncio.sleep(3)  # the server fills what the socket takes, then its send blocks
+    async with tenant.owner() as session:
+        holding = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'idle in transaction' AND query ILIKE '%push_event%'"
+            )
+        )
+    writer.close()
+    assert holding == 0

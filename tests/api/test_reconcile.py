@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -31,8 +31,8 @@ from activities import reconcile as reconcile_module
 from activities.reconcile import ReconcileActivities
 from db import tenant_session
 from domain import lifecycle
-from domain.clock import utcnow
-from domain.models import Item
+from domain.clock import SystemClock, utcnow
+from domain.models import Item, PushEvent, UsedLink
 from mailsink import free_port
 from tests.api.conftest import Api
 from tests.support.tenants import Tenant
@@ -257,3 +257,67 @@ async def test_failed_nudges_are_counted_and_tried_again(
     after = REGISTRY.get_sample_value("escalator_reconciler_nudges_failed_total") or 0.0
     assert after >= before + 1
     assert item_id in await lagging(tenant)  # still there for the next walk
+
+
+async def test_pruning_keeps_only_what_can_still_be_needed(
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    dev_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 23: push events past the retention window and used links past their link's
+    life are deleted, in batches (here of 2), and nothing younger."""
+    monkeypatch.setattr(reconcile_module, "PRUNE_BATCH", 2)
+    now = utcnow()
+    ago = {"old": now - timedelta(days=8), "new": now - timedelta(days=6)}
+    async with tenant.owner() as session, session.begin():
+        for n in range(5):
+            for age, at in ago.items():
+                session.add(
+                    PushEvent(
+                        account_id=tenant.account_id,
+                        kind="rung.fired",
+                        payload={"n": n},
+                        dedup_key=f"{tenant.slug}:prune:{age}:{n}",
+                        created_at=at,
+                    )
+                )
+        links = {  # (purpose, used how long ago): kept?
+            ("sign_in", timedelta(minutes=20)): False,
+            ("sign_in", timedelta(minutes=5)): True,
+            ("address", timedelta(hours=25)): False,
+            ("address", timedelta(hours=23)): True,
+            ("claim", timedelta(days=8)): False,
+            ("claim", timedelta(days=6)): True,
+            ("stream_ticket", timedelta(minutes=2)): False,
+            ("stream_ticket", timedelta(seconds=10)): True,
+        }
+        jtis = {key: uuid.uuid4() for key in links}
+        for (purpose, used_ago), jti in jtis.items():
+            session.add(
+                UsedLink(
+                    jti=jti,
+                    account_id=tenant.account_id,
+                    purpose=purpose,
+                    user_id=tenant.user("erin"),
+                    used_at=now - used_ago,
+                )
+            )
+    reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, "nobody", SystemClock())
+    pruned = await ActivityEnvironment().run(reconcile.prune_tables)
+
+    assert pruned.push_events >= 5
+    assert pruned.used_links >= 4
+    async with tenant.owner() as session:
+        kept = await session.scalars(
+            select(PushEvent.dedup_key).where(PushEvent.account_id == tenant.account_id)
+        )
+        assert sorted(kept) == sorted(f"{tenant.slug}:prune:new:{n}" for n in range(5))
+        left = set(
+            await session.scalars(
+                select(UsedLink.jti).where(UsedLink.account_id == tenant.account_id)
+            )
+        )
+    assert {key for key, jti in jtis.items() if jti in left} == {
+        k for k, keep in links.items() if keep
+    }

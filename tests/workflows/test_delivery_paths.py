@@ -118,6 +118,7 @@ async def test_the_reconcilers_workflow_starts_what_the_api_never_did(
         reconcile.start_missing_workflows,
         reconcile.nudge_lagging_workflows,
         reconcile.start_missing_sign_ins,
+        reconcile.prune_tables,
     ]
     async with Worker(
         dev_env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=activities

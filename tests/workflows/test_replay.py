@@ -147,6 +147,8 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
     "the reconciler's workflow": lambda s: s.workflow == "ReconcileWorkflow",
     "the reconciler sleeps between rounds": _timer("until the next round"),
     "the reconciler answers a lost sign-in request": _activity("start_missing_sign_ins"),
+    "the reconciler walks the lagging items": _activity("nudge_lagging_workflows"),
+    "the reconciler prunes what is past keeping": _activity("prune_tables"),
     "a sign-in request is looked up": _activity("sign_in_recipients"),
     "an account mail": _activity("send_account_mail"),
     "an address change's mails": lambda s: s.workflow == "AccountMailWorkflow",
