@@ -134,10 +134,7 @@ class Stack:
         )
 
     async def tenant(self) -> Tenant:
-        engine = create_engine(Settings(database_url=self.url), owner=True)
-        tenant = await Tenant.create(create_sessionmaker(engine))
-        await tenant.around_the_clock(REMIND_NOW)
-        return tenant
+        return await remind_now_tenant(self.url)
 
     async def items_due(self, tenant: Tenant, count: int, due: datetime) -> list[uuid.UUID]:
         """Items whose remind is due at `due`, their workflows started (as the API does)."""
@@ -159,6 +156,14 @@ class Stack:
                 update(Item).where(Item.id.in_(ids)).values(workflow_started_at=utcnow())
             )
         return ids
+
+
+async def remind_now_tenant(url: str) -> Tenant:
+    """A fresh account whose remind rung fires at the due instant, around the clock."""
+    engine = create_engine(Settings(database_url=url), owner=True)
+    tenant = await Tenant.create(create_sessionmaker(engine))
+    await tenant.around_the_clock(REMIND_NOW)
+    return tenant
 
 
 @dataclass
@@ -184,7 +189,7 @@ class Outcome:
 
 
 async def outcome(
-    stack: Stack,
+    sink: MailSink,
     scenario: str,
     items: list[uuid.UUID],
     due: datetime,
@@ -195,13 +200,13 @@ async def outcome(
     wanted = {str(i) for i in items}
     deadline = time.monotonic() + within
     while True:
-        mails = [m for m in stack.sink.mails if m.message["X-Escalator-Item"] in wanted]
+        mails = [m for m in sink.mails if m.message["X-Escalator-Item"] in wanted]
         unique = {m.message_id for m in mails}
         if len(unique) >= len(wanted) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     await asyncio.sleep(3)  # a late duplicate would show up now
-    mails = [m for m in stack.sink.mails if m.message["X-Escalator-Item"] in wanted]
+    mails = [m for m in sink.mails if m.message["X-Escalator-Item"] in wanted]
     unique = {m.message_id for m in mails}
     last = max((m.received_wall for m in mails), default=due.timestamp())
     result = Outcome(

@@ -41,7 +41,7 @@ async def test_worker_sigkill_mid_burst(stack: Stack) -> None:
     sending = await in_flight(stack, tenant)
     restarted = time.time()
     stack.start_worker()
-    result = await outcome(stack, "worker SIGKILL mid-burst", items, due, restarted)
+    result = await outcome(stack.sink, "worker SIGKILL mid-burst", items, due, restarted)
     print(f"[faults]   sends in flight at the kill: {sending}")  # noqa: T201
     assert result.lost == 0
     assert result.duplicates <= sending
@@ -57,7 +57,7 @@ async def test_postgres_restart_mid_send(stack: Stack) -> None:
     await asyncio.sleep(10)
     stack.postgres.start()
     back = time.time()
-    result = await outcome(stack, "Postgres stopped 10 s mid-send", items, due, back)
+    result = await outcome(stack.sink, "Postgres stopped 10 s mid-send", items, due, back)
     assert result.lost == 0
     assert result.duplicates == 0
 
@@ -72,7 +72,7 @@ async def test_smtp_down(stack: Stack) -> None:
     await asyncio.sleep(max((due - utcnow()).total_seconds(), 0) + down)
     stack.sink = MailSink(port=port).start()
     back = time.time()
-    result = await outcome(stack, f"SMTP down {down:.0f} s", items, due, back, within=400)
+    result = await outcome(stack.sink, f"SMTP down {down:.0f} s", items, due, back, within=400)
     assert result.lost == 0
     assert result.duplicates == 0
 
@@ -147,7 +147,7 @@ async def test_temporal_down_during_release_heals(stack: Stack) -> None:
     stack.temporal.start()
     stack.client = await stack.temporal.client()
     back = time.time()
-    result = await outcome(stack, "Temporal down during release", items, due, back)
+    result = await outcome(stack.sink, "Temporal down during release", items, due, back)
     await engine.dispose()
     assert result.lost == 0
     assert result.duplicates == 0
@@ -166,6 +166,6 @@ async def test_temporal_restart_mid_burst(stack: Stack) -> None:
     stack.temporal.start()
     stack.client = await stack.temporal.client()
     back = time.time()
-    result = await outcome(stack, "Temporal restarted mid-burst", items, due, back)
+    result = await outcome(stack.sink, "Temporal restarted mid-burst", items, due, back)
     assert result.lost == 0
     assert result.duplicates == 0
