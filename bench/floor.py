@@ -1,9 +1,11 @@
 """The floor: what the stack itself costs for one rung, with nothing of escalator in it.
 
-`FloorWorkflow` sleeps on one durable timer until its instant, then runs one activity that
-sends one mail to the sink over the same kind of SMTP connection pool the worker uses. A
-worker process of its own runs it, with the same worker settings as escalator's, so a
-benchmark compares escalator's figure with this one measured in the same run.
+`FloorWorkflow` sleeps on one durable timer until its instant, then runs one local activity
+that sends one mail to the sink over the same kind of SMTP connection pool the worker uses:
+the cheapest way the stack can do a rung's job (escalator's rung, too, fires and sends its
+first mails in one local activity, `fire_and_send`). A worker process of its own runs it,
+with the same worker settings as escalator's, so a benchmark compares escalator's figure
+with this one measured in the same run.
 
     .venv/bin/python -m bench.floor --address 127.0.0.1:7233 --task-queue q --smtp-port 8025
 """
@@ -33,7 +35,7 @@ class FloorWorkflow:
     @workflow.run
     async def run(self, input: FloorInput) -> None:
         await workflow.sleep(max(input.fire_at - workflow.now(), timedelta(0)))
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             FloorActivities.send_one,
             input,
             start_to_close_timeout=timedelta(seconds=60),
