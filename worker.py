@@ -20,6 +20,7 @@ from activities.email import EmailActivities
 from activities.items import ItemActivities
 from activities.mail import MailLinks
 from activities.reconcile import ReconcileActivities
+from activities.replan import ReplanActivities
 from activities.rungs import RungActivities
 from activities.sign_in import SignInActivities
 from activities.smtp import Smtp
@@ -33,6 +34,7 @@ from temporal_connection import connection
 from workflows.escalation import EscalationWorkflow
 from workflows.notifier import WEBHOOK_QUEUE_SUFFIX
 from workflows.reconcile import ReconcileWorkflow
+from workflows.replan import ReplanWorkflow
 from workflows.resend import ResendWebhookWorkflow
 from workflows.schedules import ensure_reconciler
 from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
@@ -87,6 +89,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
     )
     hooks = WebhookActivities.from_settings(sessionmaker, settings)
     rungs = RungActivities(sessionmaker)
+    replans = ReplanActivities(sessionmaker)
     reconcile = ReconcileActivities(
         client,
         sessionmaker,
@@ -104,6 +107,7 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             SignInMailWorkflow,
             AccountMailWorkflow,
             ResendWebhookWorkflow,
+            ReplanWorkflow,
         ],
         activities=[
             items.load_item,
@@ -128,6 +132,8 @@ def build_worker(client: Client, settings: Settings, engine: AsyncEngine) -> Wor
             reconcile.nudge_lagging_workflows,
             reconcile.start_missing_sign_ins,
             reconcile.prune_tables,
+            replans.replan_batch,
+            replans.fail_replan,
         ],
         **options,
     )

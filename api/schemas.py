@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    model_validator,
 )
 
 from domain import limits
@@ -26,7 +25,6 @@ from domain.items import RungPlan, Stop
 from domain.models import Item
 
 _EXAMPLE_DUE = "2027-03-05T10:00:00+01:00"
-REPLAN_LISTED = 100
 # The demo account's Erin Engineer (`make run`), so examples work when pasted there.
 _EXAMPLE_USER = str(stable_id("demo", "user:erin"))
 
@@ -341,59 +339,6 @@ class PreviewOut(BaseModel):
     policy_version: int
     calendar_tz: str
     plan: list[RungOut]
-
-
-class ReplanIn(BaseModel):
-    """Which items to move to the latest policy and calendar versions."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"calendar_id": str(stable_id("demo", "calendar:berlin")), "dry_run": True}
-            ],
-            # Said in the schema too: a calendar_id, a type, or both (not null).
-            "anyOf": [
-                {"required": ["calendar_id"], "properties": {"calendar_id": {"type": "string"}}},
-                {"required": ["type"], "properties": {"type": {"type": "string"}}},
-            ],
-        },
-    )
-
-    calendar_id: uuid.UUID | None = Field(
-        default=None, description="every active item planning on this calendar"
-    )
-    type: str | None = Field(
-        default=None, min_length=1, max_length=64, description="every active item of this type"
-    )
-    dry_run: bool = Field(default=False, description="report what would move; write nothing")
-
-    @model_validator(mode="after")
-    def _names_a_selection(self) -> ReplanIn:
-        if self.calendar_id is None and self.type is None:
-            raise ValueError("name a calendar_id, a type, or both: which items to re-plan")
-        return self
-
-
-class VersionMove(BaseModel):
-    from_: int = Field(alias="from", serialization_alias="from")
-    to: int
-
-
-class ReplannedItem(BaseModel):
-    id: uuid.UUID
-    policy_version: VersionMove
-    calendar_version: VersionMove
-    rungs_moved: int
-
-
-class ReplanOut(BaseModel):
-    dry_run: bool
-    matched: int = Field(description="active items the selection matched")
-    replanned: int = Field(description="of those, items not yet on the latest versions")
-    rungs_moved: int = Field(description="upcoming rungs whose instant changed, appeared or went")
-    items: list[ReplannedItem] = Field(description=f"the first {REPLAN_LISTED} replanned items")
-    items_truncated: bool
 
 
 class AccountOut(BaseModel):

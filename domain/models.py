@@ -47,6 +47,7 @@ HANDOFF_INTENTS = ("park", "escalate")
 DELIVERY_STATUSES = ("pending", "sending", "sent", "failed", "deferred", "suppressed")
 RUNG_NAMES = ("remind", "escalate_1", "escalate_2")
 WEBHOOK_FORMATS = ("standard", "slack")
+REPLAN_JOB_STATES = ("running", "done", "failed")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -453,6 +454,34 @@ class UsedLink(Base):
     )
 
 
+class ReplanJob(Base):
+    """A bulk re-plan (`POST /v1/replan`): which active items (of a calendar, a type or
+    both), how far it got and what it moved so far. `ReplanWorkflow` (`replan-<id>`) runs
+    it a batch at a time in item id order; `cursor` is the last item id done, and the
+    counts grow with it in the same transaction."""
+
+    __tablename__ = "replan_job"
+    __table_args__ = (CheckConstraint(_one_of("state", REPLAN_JOB_STATES), name="state"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    account_id: Mapped[uuid.UUID] = _account_fk()
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("app_user.id", ondelete="SET NULL")
+    )
+    calendar_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("business_calendar.id", ondelete="RESTRICT")
+    )
+    item_type: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), server_default="running")
+    matched: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    replanned: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rungs_moved: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cursor: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = _created_at()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 TENANT_TABLES = (
     "app_user",
     "role",
@@ -466,6 +495,7 @@ TENANT_TABLES = (
     "push_event",
     "used_link",
     "webhook_endpoint",
+    "replan_job",
 )
 
 

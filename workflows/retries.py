@@ -15,6 +15,9 @@ DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 DB_STEP_TIMEOUT = timedelta(seconds=15)
+# A bulk re-plan's batch (`replan_batch`): up to 100 items locked (each lock may wait up to
+# the database's lock timeout behind a claim) and planned twice each.
+REPLAN_BATCH_TIMEOUT = timedelta(minutes=1)
 # `fire_and_send`: the rung's transaction and up to `LOCAL_SENDS` mails. The mails it has no
 # time left for come back `later` and go out in `send_emails`, so this bounds, never cuts.
 LOCAL_SEND_TIMEOUT = timedelta(minutes=1)

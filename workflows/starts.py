@@ -19,6 +19,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from workflows.replan_types import REPLAN_WORKFLOW, ReplanInput, replan_workflow_id
 from workflows.types import (
     ACCOUNT_MAIL_WORKFLOW,
     ESCALATION_WORKFLOW,
@@ -77,6 +78,20 @@ async def start_resend(
     )
 
 
+async def start_replan(client: Client | None, task_queue: str, job: ReplanInput) -> bool:
+    """Start the workflow that runs one bulk re-plan job (idempotent by the job's id); False
+    (logged) if Temporal did not take it: the job stays `running` with nothing done, and the
+    admin asks again (a new job)."""
+    return await _start(
+        client,
+        REPLAN_WORKFLOW,
+        job,
+        replan_workflow_id(job.job_id),
+        task_queue,
+        "bulk re-plan",
+    )
+
+
 async def _start(
     client: Client | None,
     name: str,
@@ -119,20 +134,3 @@ async def signal_item(client: Client | None, item_id: uuid.UUID, signal: str, ar
         log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=str(error))
         return False
     return True
-
-
-SIGNALS_AT_ONCE = 16
-
-
-async def signal_items(
-    client: Client | None, item_ids: list[uuid.UUID], signal: str, arg: Any = None
-) -> int:
-    """Signal many workflows, a bounded number at a time; how many arrived. The rest heal
-    at the next reconcile (their items' versions are ahead)."""
-    slots = asyncio.Semaphore(SIGNALS_AT_ONCE)
-
-    async def one(item_id: uuid.UUID) -> bool:
-        async with slots:
-            return await signal_item(client, item_id, signal, arg)
-
-    return sum(await asyncio.gather(*(one(i) for i in item_ids)))

@@ -274,10 +274,10 @@ async def replan(
     """An item keeps the policy version and the calendar version it started with until
     this moves it to the latest of both (`POST /v1/replan` does many at once)."""
     item = await lifecycle.get_item(uow.session, principal.account_id, item_id)
-    report = await domain_replan.replan(
-        uow.session, principal.account_id, principal.user_id, utcnow(), item_id=item_id
+    moved = await domain_replan.replan_item(
+        uow.session, principal.account_id, principal.user_id, utcnow(), item_id
     )
-    if report.moved:
+    if moved is not None:
         uow.after_commit(lambda: _signal(temporal, item_id, "replan", None))
     return await item_view(uow, item)  # the same object the re-plan locked and moved
 

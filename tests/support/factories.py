@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.demo import demo_calendar_version, seed_demo, stable_id
-from domain.models import AuditEvent, Delivery, Item, PushEvent, UsedLink, WebhookEndpoint
+from domain.models import (
+    AuditEvent,
+    Delivery,
+    Item,
+    PushEvent,
+    ReplanJob,
+    UsedLink,
+    WebhookEndpoint,
+)
 
 
 async def seed_account(session: AsyncSession, slug: str) -> uuid.UUID:
@@ -45,8 +53,8 @@ async def add_task(
 
 
 async def add_item_records(session: AsyncSession, item: Item) -> None:
-    """One delivery, audit event, push event, used link and webhook endpoint (with a
-    delivery of its own) for `item`, so every tenant table has rows."""
+    """One delivery, audit event, push event, used link, webhook endpoint (with a delivery
+    of its own) and re-plan job for `item`, so every tenant table has rows."""
     recipient = item.assignee_id
     assert recipient is not None
     key = uuid.uuid4().hex
@@ -88,6 +96,7 @@ async def add_item_records(session: AsyncSession, item: Item) -> None:
             UsedLink(
                 jti=uuid.uuid4(), account_id=item.account_id, purpose="claim", user_id=recipient
             ),
+            ReplanJob(account_id=item.account_id, actor_id=item.creator_id, item_type="CAPA"),
         ]
     )
     await session.flush()

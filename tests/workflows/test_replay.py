@@ -25,6 +25,7 @@ from temporalio.worker import Replayer
 
 from workflows.escalation import EscalationWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.replan import ReplanWorkflow
 from workflows.resend import ResendWebhookWorkflow
 from workflows.sign_in import AccountMailWorkflow, SignInMailWorkflow
 
@@ -130,6 +131,14 @@ PATHS: dict[str, Callable[[Seen], bool]] = {
     ),
     "an endpoint's admins are told it was switched off": _activity("endpoint_news"),
     "a delivery sent again at an admin's request": lambda s: s.workflow == "ResendWebhookWorkflow",
+    "a bulk re-plan runs in batches": _activity("replan_batch"),
+    "a bulk re-plan nudges the workflows it moved": lambda s: (
+        "EXTERNAL_WORKFLOW_EXECUTION_SIGNALED" in s.events
+    ),
+    "a bulk re-plan that cannot go on is failed, on the record": _activity("fail_replan"),
+    "a long bulk re-plan continues as new from its cursor": lambda s: (
+        s.workflow == "ReplanWorkflow" and "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in s.events
+    ),
     **{
         f"signal {name}": _signal(name)
         for name in (
@@ -172,5 +181,6 @@ async def test_history_replays_deterministically(name: str) -> None:
             SignInMailWorkflow,
             AccountMailWorkflow,
             ResendWebhookWorkflow,
+            ReplanWorkflow,
         ]
     ).replay_workflow(history)
