@@ -80,6 +80,7 @@ async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without
         "session_ref": "acme-vpn",
         "webhook_id": str(uuid.uuid4()),  # 503 before it is ever looked up
         "delivery_id": str(uuid.uuid4()),
+        "job_id": str(uuid.uuid4()),
     }
     schema = create_app(ours).openapi()
     # The link endpoints' credential is a signed link, which no example can hold.
