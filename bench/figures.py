@@ -141,8 +141,8 @@ async def burst_and_cpu(bench: Bench, client: Client, count: int) -> list[Row]:
             f"{per_ours * 1000:.1f} ms",
             f"{per_floor * 1000:.1f} ms",
             ratio(per_ours, per_floor),
-            "<= 2x",
-            per_ours <= 2 * per_floor,
+            "<= 1.5x",
+            per_ours <= 1.5 * per_floor,
             {"cpu_per_rung": per_ours, "floor_cpu_per_rung": per_floor},
         ),
     ]
@@ -160,8 +160,8 @@ async def big_burst(bench: Bench, client: Client, count: int) -> list[Row]:
             _ms(e_max),
             _ms(f_max),
             ratio(e_max, f_max),
-            "<= 1.5x",
-            e_max <= 1.5 * f_max and len(ours) >= count,
+            "<= 1.2x",
+            e_max <= 1.2 * f_max and len(ours) >= count,
             {"max": e_max, "floor_max": f_max, "mails": len(ours)},
         )
     ]
@@ -193,7 +193,7 @@ async def open_items(bench: Bench, client: Client, count: int, sample: int = 20)
     each must fire once."""
     far = [30 * 86400.0] * count
     rss: dict[str, float] = {}
-    fired = 0
+    fired, late = 0, float("inf")
     for kind in ("floor", "escalator"):
         queue = f"bench-{kind}-{uuid.uuid4()}"
         async with bench.worker(kind, queue) as worker:
@@ -207,7 +207,7 @@ async def open_items(bench: Bench, client: Client, count: int, sample: int = 20)
                 made = await tenant(bench)
                 tags = await start_escalator(client, queue, made, instants)
                 await asyncio.sleep(20)
-                fired = await _move_due(bench, client, made, list(tags)[:sample])
+                fired, late = await _move_due(bench, client, made, list(tags)[:sample])
             rss[kind] = rss_mib(worker.pid)
             print(
                 f"  {kind}: {count:,} started in {time.monotonic() - began:.0f} s; "
@@ -217,17 +217,26 @@ async def open_items(bench: Bench, client: Client, count: int, sample: int = 20)
         Row(
             5,
             f"{count:,} open items on one worker: RSS; {sample} moved due dates fire",
-            f"{rss['escalator']:.0f} MiB; {fired}/{sample} fired",
+            f"{rss['escalator']:.0f} MiB; {fired}/{sample} fired, the latest {_ms(late)} late",
             f"{rss['floor']:.0f} MiB",
             ratio(rss["escalator"], rss["floor"]),
-            "<= 1 GiB, all fire",
-            rss["escalator"] <= 1024 and fired == sample,
-            {"rss_mib": rss["escalator"], "floor_rss_mib": rss["floor"], "fired": fired},
+            "<= 1 GiB; all within 1 s",
+            rss["escalator"] <= 1024 and fired == sample and late <= 1.0,
+            {
+                "rss_mib": rss["escalator"],
+                "floor_rss_mib": rss["floor"],
+                "fired": fired,
+                "latest_seconds": late,
+            },
         )
     ]
 
 
-async def _move_due(bench: Bench, client: Client, made: Tenant, ids: list[str]) -> int:
+async def _move_due(
+    bench: Bench, client: Client, made: Tenant, ids: list[str]
+) -> tuple[int, float]:
+    """Move the items' due dates to 5 s from now, as the API does: how many fired, and
+    how late the latest mail was after its new instant."""
     engine = create_engine(Settings(database_url=bench.url))
     sessionmaker = create_sessionmaker(engine)
     due = utcnow() + timedelta(seconds=5)
@@ -241,12 +250,13 @@ async def _move_due(bench: Bench, client: Client, made: Tenant, ids: list[str]) 
         )
     await engine.dispose()
     mails = await bench.mails(set(ids), within=120)
-    return len({m.message["X-Escalator-Item"] for m in mails})
+    late = max((m.received_wall - due.timestamp() for m in mails), default=float("inf"))
+    return len({m.message["X-Escalator-Item"] for m in mails}), late
 
 
-async def fan_out(bench: Bench, client: Client, engineers: int = 498) -> list[Row]:
-    """One rung to every engineer of an account (500 with Erin and Emil), first instant to
-    last mail; the floor is the same number of mails over the same pool size, sent
+async def fan_out(bench: Bench, client: Client, engineers: int = 4998) -> list[Row]:
+    """One rung to every engineer of an account (5,000 with Erin and Emil), first instant
+    to last mail; the floor is the same number of mails over the same pool size, sent
     straight from here."""
     settings = Settings()
     pool = SmtpPool(

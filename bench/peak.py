@@ -10,11 +10,11 @@ ratio is escalator's figure over the floor's. Results print as a table and go to
 | # | figure | target |
 |---|---|---|
 | 1 | 200 rungs at one instant, lateness p50 / p99 | p99 <= 1.5x the floor |
-| 2 | 2,000 rungs at one instant, max lateness | <= 1.5x the floor (same cache) |
+| 2 | 2,000 rungs at one instant, max lateness | <= 1.2x the floor (same cache) |
 | 3 | a sustained 20 rungs/s for 60 s, p99 lateness | <= 1 s |
-| 4 | worker CPU per rung (from figure 1) | <= 2x the floor |
-| 5 | 10,000 open items on one worker: RSS, and a sample fires right | <= 1 GiB |
-| 6 | one escalation to 500 recipients, first to last mail | <= 1.5x the SMTP floor |
+| 4 | worker CPU per rung (from figure 1) | <= 1.5x the floor |
+| 5 | 20,000 open items on one worker: RSS; 20 moved due dates fire | <= 1 GiB; within 1 s |
+| 6 | one escalation to 5,000 recipients, first to last mail | <= 1.5x the SMTP floor |
 | 7 | POST /v1/tasks vs raw start_workflow; p99 at half that rate | >= 0.7x; <= 100 ms |
 | 8 | claim commit -> SSE event at 1,000 subscribers, p99 | <= 250 ms |
 | 9 | figure 1's burst with metrics and tracing on vs off: CPU per rung | <= 1.05x |
@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "test-artifacts" / "bench.json"))
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--big-burst", type=int, default=2000)
-    parser.add_argument("--open", type=int, default=10_000)
+    parser.add_argument("--open", type=int, default=20_000)
+    parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument(
         "--escalator-root", default=str(ROOT), help="another checkout's worker, to compare"
     )
@@ -81,7 +82,7 @@ async def run(url: str, wanted: set[int], args: argparse.Namespace) -> list[Row]
         ({2}, lambda: figures.big_burst(bench, env.client, args.big_burst)),
         ({3}, lambda: figures.sustained(bench, env.client)),
         ({5}, lambda: figures.open_items(bench, env.client, args.open)),
-        ({6}, lambda: figures.fan_out(bench, env.client)),
+        ({6}, lambda: figures.fan_out(bench, env.client, args.recipients - 2)),
         ({7}, lambda: figures.create_path(bench, env.client)),
         ({8}, lambda: figures.claim_to_sse(bench)),
         ({9, 10}, lambda: observability_cost(bench, env.client, args.burst)),
