@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +25,13 @@ from temporalio.client import Client
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support import database, dev_server, percentile, rss_mib  # noqa: E402
+from bench.support import (  # noqa: E402
+    database,
+    dev_server,
+    percentile,
+    rss_mib,
+    start_worker,
+)
 from config import Settings  # noqa: E402
 from db import create_engine, create_sessionmaker  # noqa: E402
 from domain.clock import utcnow  # noqa: E402
@@ -67,20 +71,9 @@ async def run(burst: int, open_items: int, worker_count: int, url: str) -> None:
     sink = MailSink().start()
     env = await dev_server()
     queue = f"bench-{uuid.uuid4()}"
+    address = env.client.service_client.config.target_host
     workers = [
-        subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
-            [sys.executable, "worker.py"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "DATABASE_URL": url,
-                "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "ESCALATOR_TASK_QUEUE": queue,
-                "ESCALATOR_SMTP_PORT": str(sink.port),
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_worker(url, address, queue, ESCALATOR_SMTP_PORT=str(sink.port))
         for _ in range(worker_count)
     ]
     worker = workers[0]

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from activities.reconcile import ReconcileActivities  # noqa: E402
-from bench.support import database, dev_server  # noqa: E402
+from bench.support import database, dev_server, start_worker  # noqa: E402
 from config import Settings  # noqa: E402
 from db import create_engine, create_sessionmaker  # noqa: E402
 from domain.clock import SystemClock, utcnow  # noqa: E402
@@ -66,18 +64,11 @@ async def run(url: str, items: int, lagging: int, stuck: int) -> None:
     tenant = await Tenant.create(create_sessionmaker(owner_engine))
     env = await dev_server()
     queue = f"bench-{uuid.uuid4()}"
-    worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
-        [sys.executable, "worker.py"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": url,
-            "ESCALATOR_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "ESCALATOR_TASK_QUEUE": queue,
-            "ESCALATOR_RECONCILE_EVERY_SECONDS": "86400",  # the bench runs the passes itself
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    worker = start_worker(  # the bench runs the reconciler's passes itself
+        url,
+        env.client.service_client.config.target_host,
+        queue,
+        ESCALATOR_RECONCILE_EVERY_SECONDS="86400",
     )
     try:
         long_ago = utcnow() - timedelta(days=30)

@@ -43,6 +43,24 @@ async def dev_server() -> WorkflowEnvironment:
     )
 
 
+def start_worker(url: str, address: str, queue: str, **env: str) -> subprocess.Popen[bytes]:
+    """One `worker.py` process on `queue`, against this database and Temporal (`env`: more
+    settings, e.g. `ESCALATOR_SMTP_PORT`)."""
+    return subprocess.Popen(
+        [sys.executable, "worker.py"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "ESCALATOR_TEMPORAL_ADDRESS": address,
+            "ESCALATOR_TASK_QUEUE": queue,
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def start_api(
     port: int, env: dict[str, str], *options: str, root: Path = ROOT
 ) -> subprocess.Popen[bytes]:
