@@ -18,8 +18,9 @@ async function change(user, changes, what) {
 }
 
 function row(user) {
+  // The roles you may give, and the person's own even when it is above yours (shown, locked).
   const role = el("select", { "aria-label": `role of ${user.name}` }, ...ROLES
-    .filter((r) => rank(r) <= rank(state.me.role))
+    .filter((r) => rank(r) <= rank(state.me.role) || r === user.role)
     .map((r) => { const o = el("option", { value: r }, r); o.selected = r === user.role; return o; }));
   role.addEventListener("change", () => change(user, { role: role.value }, "the role"));
   const active = el("input", { type: "checkbox", "aria-label": `${user.name} active` });

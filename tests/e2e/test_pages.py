@@ -707,6 +707,9 @@ async def test_an_admin_invites_someone_and_changes_their_role_and_status(
     await context.add_init_script(remember(site, token(settings, tenant, "ada", "admin")))
     page = await context.new_page()
     await page.goto(f"{site}/admin/people")
+    otto = page.locator("#users tr", has_text="Otto Owner").locator("select")
+    await expect(otto).to_have_value("owner")  # above an admin: shown as it is, locked
+    await expect(otto).to_be_disabled()
     nora = f"nora@{tenant.slug}.escalator.test"
     await page.click("#invite summary")
     await page.fill("#invite-name", "Nora Newcomer")
