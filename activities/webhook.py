@@ -107,19 +107,7 @@ class WebhookActivities:
             )
             if state != "open":
                 return []
-            endpoints = await session.execute(
-                select(ENDPOINT.c.id, ENDPOINT.c.event_filter).where(
-                    ENDPOINT.c.account_id == account_id,
-                    ENDPOINT.c.enabled,
-                    ENDPOINT.c.deleted_at.is_(None),
-                )
-            )
-            keys = [
-                {**rows.key(request, account_id), "endpoint_id": e.id}
-                for e in endpoints
-                if webhooks.matches(e.event_filter, request.event_key)
-            ]
-            await item_hooks.add_rows(session, keys)
+            await item_hooks.plan_event(session, account_id, item_id, request.event_key)
             live = await session.scalars(
                 select(DELIVERY.c.endpoint_id).where(
                     *rows.row_of(request, account_id), DELIVERY.c.status.not_in(FINAL)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
@@ -55,22 +54,35 @@ def matches(event_filter: Sequence[str], key: str) -> bool:
 
 
 async def plan(session: AsyncSession, item: Item, action: str, actor_id: uuid.UUID | None) -> None:
-    """A `pending` webhook row per enabled endpoint of the item's account that takes
-    `item.<action>` (none for an action that posts nothing). Idempotent by the key."""
-    if action not in HOOKED:
-        return
-    key = event_key(action, item.version)
+    """The transition's webhook rows (`item.<action>@<version>`), for an action that posts
+    one; none for the others."""
+    if action in HOOKED:
+        key = event_key(action, item.version)
+        await plan_event(session, item.account_id, item.id, key, actor_id=actor_id)
+
+
+async def plan_event(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    item_id: uuid.UUID,
+    key: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+) -> None:
+    """A `pending` webhook row per enabled, undeleted endpoint of the account whose filter
+    takes the event `key` (a rung's or a transition's), each at most once per (endpoint,
+    item, event): ON CONFLICT DO NOTHING."""
     endpoints = await session.execute(
         select(ENDPOINT.c.id, ENDPOINT.c.event_filter).where(
-            ENDPOINT.c.account_id == item.account_id,
+            ENDPOINT.c.account_id == account_id,
             ENDPOINT.c.enabled,
             ENDPOINT.c.deleted_at.is_(None),
         )
     )
     rows = [
         {
-            "account_id": item.account_id,
-            "item_id": item.id,
+            "account_id": account_id,
+            "item_id": item_id,
             "endpoint_id": endpoint.id,
             "event_key": key,
             "channel": "webhook",
@@ -79,11 +91,6 @@ async def plan(session: AsyncSession, item: Item, action: str, actor_id: uuid.UU
         for endpoint in endpoints
         if matches(endpoint.event_filter, key)
     ]
-    await add_rows(session, rows)
-
-
-async def add_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Webhook delivery rows (`pending`), each at most once per (endpoint, item, event)."""
     if rows:
         await session.execute(
             insert(DELIVERY).on_conflict_do_nothing(

@@ -38,8 +38,8 @@ from domain.errors import AlreadyClaimed, IllegalTransition, NotFound
 from domain.models import AuditEvent, Item, User
 
 ACTIVE = ("open", "paused", "claimed")
-# Lifecycle changes every open queue page must see at once.
-PUSHED = {"claimed", "released", "resolved", "cancelled", "claim_timed_out"}
+# Lifecycle changes every open queue page must see at once: the ones that post a webhook.
+PUSHED = item_hooks.HOOKED
 
 
 @dataclass(frozen=True, kw_only=True)
