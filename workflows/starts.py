@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.replan_types import REPLAN_WORKFLOW, ReplanInput, replan_workflow_id
 from workflows.types import (
@@ -34,6 +35,7 @@ from workflows.webhook_types import SendWebhook
 
 log = structlog.get_logger()
 TIMEOUT_SECONDS = 3.0
+SENT, GONE, FAILED = "sent", "gone", "failed"  # what became of a signal
 
 
 async def start_item(
@@ -122,15 +124,33 @@ async def _start(
 
 
 async def signal_item(client: Client | None, item_id: uuid.UUID, signal: str, arg: Any) -> bool:
+    outcome = await signal_outcome(client, item_id, signal, arg)
+    if outcome == GONE:  # the reconciler starts a missing one; the caller is told
+        log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=GONE)
+    return outcome == SENT
+
+
+async def signal_outcome(
+    client: Client | None, item_id: uuid.UUID, signal: str, arg: Any = None
+) -> str:
+    """Signal the item's workflow: SENT; GONE if Temporal has no such workflow running (it
+    never started, or it ended); FAILED otherwise (logged: a timeout, Temporal away). The
+    workflow re-reads the database when it hears, so nothing is lost either way."""
     if client is None:
-        return False
+        return FAILED
     handle = client.get_workflow_handle(workflow_id(str(item_id)))
     try:
         if arg is None:
             await asyncio.wait_for(handle.signal(signal), TIMEOUT_SECONDS)
         else:
             await asyncio.wait_for(handle.signal(signal, arg), TIMEOUT_SECONDS)
-    except Exception as error:  # the workflow re-reads the database; nothing is lost
-        log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=str(error))
-        return False
-    return True
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return GONE
+        failure = str(error)
+    except Exception as error:  # a timeout, Temporal unreachable
+        failure = repr(error)
+    else:
+        return SENT
+    log.warning("workflow.signal_failed", item_id=str(item_id), signal=signal, error=failure)
+    return FAILED
