@@ -8,13 +8,16 @@ and one recipient's trouble is never the batch's.
    live row of it is `suppressed` instead.
 2. The sends, concurrently over the worker's SMTP pool. Each mail, once a pooled connection
    is free for it, is rendered (an address that cannot be encoded fails that recipient
-   alone), then sent in a short transaction of its own that holds the item's send guard
-   (`domain.send_guard`) and re-reads the item's state: a claim waits for the mails in
-   flight, never for the batch, and a mail that starts after a claim committed is not sent.
-   No mail is started with less time left than `smtp_timeout_seconds` before the
-   activity's own timeout: a slow but working server is never cut off mid-mail; the mails
-   not started come back `later` and the workflow sends them at once in a new activity.
-3. The outcomes, recorded together (`domain.deliveries.record`), with the audit row and the
+   alone), then sent in a short transaction of its own that opens with the item's send
+   guard (`domain.send_guard`, one call that also reads the item's state) and, for a sent
+   mail, ends with its row's `sent`: a claim waits for the mails in flight, never for the
+   batch, and a mail that starts after a claim committed is not sent. A sent mail is two
+   statements and the SMTP commands. No mail is started with less time left than
+   `smtp_timeout_seconds` before the activity's own timeout: a slow but working server is
+   never cut off mid-mail; the mails not started come back `later` and the workflow sends
+   them at once in a new activity.
+3. The other outcomes (failed, not tried, not encodable, or a commit that failed), after
+   the guards, together (`domain.deliveries.record`), with the audit row and the
    `delivery.failed` push of each new failure (none once the item is not open). If
    Postgres fails there, the result still says what SMTP did (`recorded=False`) and the
    workflow records it with `record_outcomes`, retried until Postgres is back: an accepted
@@ -41,7 +44,6 @@ from temporalio import activity
 import metrics
 from activities.mail import MailItem, MailLinks, message_id, render
 from activities.mail_outcomes import (
-    ITEM_STATE,
     announce,
     batch_of,
     delivery_key,
@@ -119,7 +121,8 @@ class EmailActivities:
 
         async def attempt(
             session: AsyncSession, item: Row[Any], found: Resolution
-        ) -> dict[str, MailOutcome] | None:
+        ) -> tuple[dict[str, MailOutcome], MailItem | None] | None:
+            """The mails' attempt, and what they say of the item, read under its lock."""
             if "email" not in request.channels or not found.recipients:
                 return None
             if len(found.recipients) > LOCAL_SENDS:
@@ -127,20 +130,20 @@ class EmailActivities:
             rows = await deliveries.attempt(
                 session, delivery_key(batch), quiet_ends(batch, found.recipients)
             )
-            return not_now(rows)
+            settled = not_now(rows)
+            if all(r.user_id in settled for r in found.recipients):
+                return settled, None
+            return settled, await open_item(session, batch, account_id)
 
         fired, item, prepared = await fire(self._sessionmaker, request, attempt)
         if item is None or prepared is None:
             return fired
+        settled, mail = prepared
         batch = replace(batch, recipients=list(fired.recipients))
-        due = [r for r in batch.recipients if r.user_id not in prepared]
-        if due:
-            mail = await self._mail_item(account_id, batch)
-            if mail is None:  # gone since: nothing sent
-                prepared.update(await self._suppress(batch, account_id, due))
-            else:
-                prepared.update(await self._deliver(batch, account_id, due, mail, deadline))
-        return replace(fired, outcomes=[prepared[r.user_id] for r in batch.recipients])
+        due = [r for r in batch.recipients if r.user_id not in settled]
+        if due and mail is not None:
+            settled.update(await self._deliver(batch, account_id, due, mail, deadline))
+        return replace(fired, outcomes=[settled[r.user_id] for r in batch.recipients])
 
     @activity.defn
     async def record_outcomes(self, request: RecordOutcomes) -> None:
@@ -183,10 +186,6 @@ class EmailActivities:
             outcomes.update(await self._deliver(request, account_id, due, item, deadline))
         return [outcomes[r.user_id] for r in request.recipients]
 
-    async def _mail_item(self, account_id: uuid.UUID, request: SendEmails) -> MailItem | None:
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            return await open_item(session, request, account_id)
-
     async def _prepare(
         self, request: SendEmails, account_id: uuid.UUID
     ) -> tuple[dict[str, MailOutcome], MailItem | None]:
@@ -200,12 +199,6 @@ class EmailActivities:
             )
             return not_now(rows), item
 
-    async def _suppress(
-        self, request: SendEmails, account_id: uuid.UUID, due: Sequence[Recipient]
-    ) -> dict[str, MailOutcome]:
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            return await suppress_all(session, replace(request, recipients=list(due)), account_id)
-
     async def _deliver(
         self,
         request: SendEmails,
@@ -214,18 +207,25 @@ class EmailActivities:
         item: MailItem,
         deadline: float,
     ) -> dict[str, MailOutcome]:
-        """The sends, each under the send guard, then their record, together."""
-        sent = await asyncio.gather(
-            *(self._send_one(request, account_id, r, item, deadline) for r in due)
+        """The sends, each under the send guard and recorded in the guard's transaction;
+        then, together, the outcomes no such transaction recorded (a mail not tried, an
+        address that cannot be encoded, a database that failed)."""
+        key = delivery_key(request)
+        tried = await asyncio.gather(
+            *(self._send_one(request, key, r, item, deadline) for r in due)
         )
+        sent = [outcome for outcome, _ in tried]
         outcomes = {o.user_id: o for o in sent}
+        unrecorded = [outcome for outcome, recorded in tried if not recorded]
         try:
-            await self._record(request, account_id, sent)
+            if unrecorded:
+                await self._record(request, account_id, unrecorded)
         except Exception as error:
             # SMTP has what it has; only the record is missing. Never send again for that:
             # the workflow records what this could not.
             activity.logger.warning("email.unrecorded", extra={"error": str(error)})
-            outcomes = {k: replace(o, recorded=False) for k, o in outcomes.items()}
+            for o in unrecorded:
+                outcomes[o.user_id] = replace(o, recorded=False)
         measure(request, item, sent)
         activity.logger.info(
             "email.sent",
@@ -236,14 +236,17 @@ class EmailActivities:
     async def _send_one(
         self,
         request: SendEmails,
-        account_id: uuid.UUID,
+        key: deliveries.Key,
         recipient: Recipient,
         item: MailItem,
         deadline: float,
-    ) -> MailOutcome:
-        """One recipient's mail and what became of it; never raises. It is rendered once a
-        pooled connection is free for it, and sent only if there is time for it and the
-        item is open under the send guard."""
+    ) -> tuple[MailOutcome, bool]:
+        """One recipient's mail, what became of it, and whether that is recorded; never
+        raises. It is rendered once a pooled connection is free for it, and sent only if
+        there is time for it and the item is open under the send guard. A sent mail is
+        recorded in the guard's own transaction (the guard, the mail, the row's UPDATE, the
+        commit: two statements and the SMTP commands); any other outcome after the guard,
+        with the batch's, so a failure is announced only while no claim has committed."""
         user_id = recipient.user_id
         async with self._pool.slot():
             try:
@@ -254,25 +257,29 @@ class EmailActivities:
                 wire = for_smtp(recipient.email, smtputf8=self._smtp.smtputf8)
             except Exception as error:  # this address or name, never the batch
                 reason = f"cannot be sent to {recipient.email!r}: {error}"
-                return MailOutcome(user_id=user_id, status="failed", error=reason)
+                return MailOutcome(user_id=user_id, status="failed", error=reason), False
             if deadline - asyncio.get_running_loop().time() < self._smtp.timeout:
-                return MailOutcome(user_id=user_id, status="later")
+                return MailOutcome(user_id=user_id, status="later"), False
             outcome: MailOutcome | None = None
             try:
-                async with tenant_session(self._sessionmaker, account_id) as session:
-                    await send_guard.sending(session, item.id)
-                    params = {"p_item": item.id, "p_account": account_id}
-                    state = await session.scalar(ITEM_STATE, params)
+                async with self._sessionmaker() as session, session.begin():
+                    state = await send_guard.sending_state(session, item.id, key.account_id)
                     if state != "open":
                         reason = f"not sent: the item is {state}"
                         outcome = MailOutcome(user_id=user_id, status="suppressed", error=reason)
                     else:
                         outcome = await self._smtp_send(request, user_id, message, wire)
-            except Exception as error:  # Postgres, at the guard, the read or the commit
+                    if outcome.status != "sent" or not outcome.sent_at or not outcome.message_id:
+                        return outcome, False  # recorded with the batch's, after the guard
+                    recipient_id = uuid.UUID(user_id)
+                    sent_at, sent_id = outcome.sent_at, outcome.message_id
+                    await deliveries.record_sent(session, key, recipient_id, sent_at, sent_id)
+            except Exception as error:  # Postgres: the guard, the read, the record, the commit
                 if outcome is None:
                     reason = f"not sent: the database failed: {type(error).__name__}: {error}"
-                    return MailOutcome(user_id=user_id, status="retry", error=reason)
-            return outcome
+                    return MailOutcome(user_id=user_id, status="retry", error=reason), False
+                return outcome, False  # SMTP answered: recorded with the batch's leftovers
+            return outcome, True
 
     async def _smtp_send(
         self, request: SendEmails, user_id: str, message: Message, wire: str
@@ -291,6 +298,16 @@ class EmailActivities:
     async def _record(
         self, request: SendEmails, account_id: uuid.UUID, outcomes: Sequence[MailOutcome]
     ) -> None:
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            await send_guard.sending(session, uuid.UUID(request.item_id))  # before the rows
+            await self._record_in(session, request, outcomes)
+
+    async def _record_in(
+        self, session: AsyncSession, request: SendEmails, outcomes: Sequence[MailOutcome]
+    ) -> None:
+        """The outcomes' rows, with the audit row and `delivery.failed` push of each new
+        failure, in the caller's transaction, which holds the send guard (taken before the
+        rows, in the order a claim takes them: the two never deadlock)."""
         results = [
             deliveries.Result(
                 recipient_id=uuid.UUID(o.user_id),
@@ -307,8 +324,6 @@ class EmailActivities:
         key = delivery_key(request)
         emails = {r.user_id: r.email for r in request.recipients}
         errors = {o.user_id: o.error or "" for o in outcomes}
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            await send_guard.sending(session, key.item_id)  # before the rows, as a claim
-            failed = await deliveries.record(session, key, results, request.tier)
-            announced = [(row, errors[str(row.recipient_id)]) for row in failed]
-            await announce(session, key, announced, emails)
+        failed = await deliveries.record(session, key, results, request.tier)
+        announced = [(row, errors[str(row.recipient_id)]) for row in failed]
+        await announce(session, key, announced, emails)

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import get_in_account, tenant_session
-from domain import audit, item_hooks, lifecycle, push, recipients, webhooks
+from domain import audit, item_hooks, lifecycle, recipients, webhooks
 from domain.calendars import calendar_from_row
 from domain.items import done_marks, item_pauses
 from domain.models import RUNG_NAMES, BusinessCalendarVersion, Delivery, Item, SlaPolicy, User
@@ -135,24 +135,8 @@ class ItemActivities:
             item, _ = await locked_item(session, request.item_id, account_id)
             if item.state not in ("open", "claimed"):
                 return
-            due = request.due_at.isoformat()
-            recorded = await audit.record(
-                session,
-                account_id=item.account_id,
-                item_id=item.id,
-                action="fell_due",
-                key=f"{item.id}:fell_due:{due}",
-                data={"due_at": due},
-            )
-            if recorded:
-                await push.publish(
-                    session,
-                    account_id=item.account_id,
-                    item=item,
-                    kind="item.overdue",
-                    dedup_key=f"{item.id}:overdue:{due}",
-                    data={"overdue_since": due},
-                )
+            if await lifecycle.audit_fell_due(session, item, request.due_at):
+                await lifecycle.publish_overdue(session, item, request.due_at)
 
     @activity.defn
     async def time_out_claim(self, request: TimeOutClaim) -> bool:

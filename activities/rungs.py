@@ -3,7 +3,8 @@ row lock (`fire_rung`, and the first half of `activities.email.fire_and_send`).
 
 The item is locked FOR UPDATE and re-checked open; then, in the same transaction: the
 rung's fired stamp (and its planned instant, now the stamp) and its audit row (a handoff's
-fan-out has neither: it only locks the item), the recipients resolved (the handoff's
+fan-out has neither: it only locks the item), the item's `fell_due` row and `item.overdue`
+event when the rung fires at the instant the item falls due, the recipients resolved (the handoff's
 escalator left out), `escalation_undeliverable` audited if the chain came up empty, a
 `pending` delivery row per email recipient, and the push outbox row with its NOTIFY. A
 claim's UPDATE waits for this lock (or this waits for the claim): the rung and its push
@@ -40,7 +41,7 @@ from temporalio.exceptions import ApplicationError
 
 import metrics
 from db import tenant_session
-from domain import audit, push, recipients
+from domain import audit, lifecycle, push, recipients
 from domain.models import AuditEvent, Delivery, Item
 from workflows.types import FireRung, RungFired
 
@@ -91,6 +92,9 @@ async def fire(
             state, claimer = await _state(session, request, account_id)
             unfired = RungFired(recorded=False, state=state, claimed_by=claimer, rung=request.rung)
             return unfired, None, None
+        overdue = request.fell_due is not None and await lifecycle.audit_fell_due(
+            session, item, request.fell_due
+        )
         found = await _audited_recipients(session, request, item)
         if not found.recipients:  # never silent: an empty chain end is on the record
             await audit.record(
@@ -103,6 +107,8 @@ async def fire(
                 data={"rung": request.rung, "tried": ",".join(found.tried)},
             )
         added = None if extra is None else await extra(session, item, found)
+        if overdue and request.fell_due is not None:  # the pushes last: their lock is held
+            await lifecycle.publish_overdue(session, item, request.fell_due)
         if "push" in request.channels:
             await push.publish(  # last: its ordering lock is held until commit
                 session,

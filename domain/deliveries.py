@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Table, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -56,6 +56,14 @@ class Key:
             DELIVERY.c.channel == "email",
             DELIVERY.c.recipient_id.in_(recipient_ids),
         )
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "account_id",
+        "item_id",
+        "recipient_id",
+        "event_key",
+        "channel",
+    )
 
     def row(self, recipient_id: uuid.UUID) -> dict[str, Any]:
         return {
@@ -190,6 +198,37 @@ async def record(
             session, row, tier, recipient_id=str(row.recipient_id), error=error
         )
     return failed
+
+
+async def record_sent(
+    session: AsyncSession, key: Key, recipient_id: uuid.UUID, sent_at: datetime, message_id: str
+) -> None:
+    """One mail's `sent`, as `record` applies it, in one UPDATE: on the row unless it is
+    `sent` already, keeping the RFC 1047 note of a row sent twice."""
+    params = {
+        **{f"p_{name}": value for name, value in key.row(recipient_id).items()},
+        "p_sent_at": sent_at,
+        "p_message_id": message_id,
+    }
+    await session.execute(_sent(), params)
+
+
+@functools.cache
+def _sent() -> Any:
+    row = DELIVERY.c
+    where = [row[name] == bindparam(f"p_{name}") for name in Key.COLUMNS]
+    kept = case((row.last_error == UNKNOWN_OUTCOME, row.last_error), else_=None)
+    return (
+        update(DELIVERY)
+        .where(*where, row.status != "sent")
+        .values(
+            status="sent",
+            sent_at=bindparam("p_sent_at"),
+            message_id=bindparam("p_message_id"),
+            last_error=kept,
+            updated_at=func.now(),
+        )
+    )
 
 
 async def give_up(

@@ -318,3 +318,32 @@ async def time_out_claim(
     data = {"claimed_by": str(claimed_by), "claimed_at": claimed_at.isoformat()}
     await _audit(session, item, "claim_timed_out", None, now, data)
     return True
+
+
+# ---- falling due: not a transition, an event (audited, then pushed) ----------------------
+async def audit_fell_due(session: AsyncSession, item: Item | Any, due: datetime) -> bool:
+    """The item's `fell_due` audit row, keyed by the item and the due instant (a new due
+    date falls due anew); True if this call wrote it (then `publish_overdue` follows)."""
+    at = due.isoformat()
+    return await audit.record(
+        session,
+        account_id=item.account_id,
+        item_id=item.id,
+        action="fell_due",
+        key=f"{item.id}:fell_due:{at}",
+        data={"due_at": at},
+    )
+
+
+async def publish_overdue(session: AsyncSession, item: Item | Any, due: datetime) -> None:
+    """The `item.overdue` push event, so an open page shows the item at once (last in its
+    transaction, as every push)."""
+    at = due.isoformat()
+    await push.publish(
+        session,
+        account_id=item.account_id,
+        item=item,
+        kind="item.overdue",
+        dedup_key=f"{item.id}:overdue:{at}",
+        data={"overdue_since": at},
+    )

@@ -14,12 +14,14 @@ for that moment only, never while the response is built.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, cast, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Integer, Row, Select, String, Table, Text, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import Item, PushEvent
@@ -28,7 +30,7 @@ CHANNEL = "escalator_push"
 # The advisory lock space's class for the per-account ordering lock (two-key form, as the
 # send guard's 7201).
 ORDER_CLASS = 7202
-_ORDER_LOCK = text("SELECT pg_advisory_xact_lock(:cls, hashtext(:account))")
+PUSH: Table = PushEvent.__table__  # type: ignore[assignment]
 _DEFERRED = "escalator.push.deferred"
 
 
@@ -80,24 +82,49 @@ async def _publish(
     kind: str,
     dedup_key: str,
 ) -> None:
-    await session.execute(_ORDER_LOCK, {"cls": ORDER_CLASS, "account": str(account_id)})
+    params = {
+        "p_cls": ORDER_CLASS,
+        "p_lock_key": str(account_id),
+        "p_account": account_id,
+        "p_item": item_id,
+        "p_kind": kind,
+        "p_payload": payload,
+        "p_dedup": dedup_key,
+    }
+    await session.execute(_ordered_insert(), params)
+
+
+@functools.cache
+def _ordered_insert() -> Select[Any]:
+    """The account's ordering lock, the row and its NOTIFY in one statement (one round
+    trip): the row is inserted from the lock's own row, so its id is drawn after the lock
+    is held. The NOTIFY is delivered at commit, so listeners never see an event that rolled
+    back. No row inserted (a duplicate key), no NOTIFY."""
+    ordered = select(
+        func.pg_advisory_xact_lock(
+            bindparam("p_cls", type_=Integer), func.hashtext(bindparam("p_lock_key", type_=Text))
+        ).label("locked")
+    ).cte("ordered")
+    account = bindparam("p_account", type_=PG_UUID)
+    row = select(
+        account,
+        bindparam("p_item", type_=PG_UUID),
+        bindparam("p_kind", type_=String),
+        bindparam("p_payload", type_=JSONB),
+        bindparam("p_dedup", type_=String),
+    ).select_from(ordered)
+    columns = ["account_id", "item_id", "kind", "payload", "dedup_key"]
     inserted = (
-        insert(PushEvent)
-        .values(
-            account_id=account_id,
-            item_id=item_id,
-            kind=kind,
-            payload=payload,
-            dedup_key=dedup_key,
-        )
+        insert(PUSH)
+        .from_select(columns, row)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(PushEvent.id)
+        .returning(PUSH.c.id)
         .cte("inserted")
     )
-    # The NOTIFY in the same statement (one round trip); it is delivered at commit, so
-    # listeners never see an event that rolled back. No row inserted, no NOTIFY.
-    note = func.json_build_object("id", inserted.c.id, "account_id", str(account_id))
-    await session.execute(select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text))))
+    note = func.json_build_object(
+        "id", inserted.c.id, "account_id", cast(bindparam("p_lock_key", type_=Text), Text)
+    )
+    return select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text)))
 
 
 def summary(item: Item | Row[Any]) -> dict[str, Any]:

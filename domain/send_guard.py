@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # one-key form, which never collides with it).
 GUARD_CLASS = 7201
 _EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:guard, hashtext(:item))")
+_SENDING_STATE = text("SELECT escalator_send_guard(:item, :account)")
 _SHARED = text("SELECT pg_advisory_xact_lock_shared(:guard, hashtext(:item))")
 
 
@@ -32,3 +33,16 @@ async def transitioning(session: AsyncSession, item_id: uuid.UUID) -> None:
 async def sending(session: AsyncSession, item_id: uuid.UUID) -> None:
     """Hold off the item's transitions until this transaction ends; read the item after."""
     await session.execute(_SHARED, {"guard": GUARD_CLASS, "item": str(item_id)})
+
+
+async def sending_state(
+    session: AsyncSession, item_id: uuid.UUID, account_id: uuid.UUID
+) -> str | None:
+    """`sending`, then the item's state (None: no such item), in one round trip: the
+    `escalator_send_guard` function pins the transaction to `account_id` (as
+    `db.set_tenant`), takes the shared guard and reads the state under a snapshot taken
+    after it. First in a transaction of its own, which then needs no `set_tenant`."""
+    state: str | None = await session.scalar(
+        _SENDING_STATE, {"item": item_id, "account": account_id}
+    )
+    return state

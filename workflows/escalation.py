@@ -9,7 +9,8 @@ changes nothing.
 Queries: `get_state` (state, claimer, every rung with its instant, status and tier).
 Timers: one at a time until the next pending rung ("escalate_1 at 2026-11-25 09:00
 Europe/Berlin"), re-armed `PRE_WAKE` before it, or until the item falls due ("due at …"),
-which is audited and pushed (`record_due`); plus the notifier's (quiet hours, SMTP
+which is audited and pushed (`record_due`, or the rung's own transaction when a rung
+fires at that instant); plus the notifier's (quiet hours, SMTP
 backoffs). A rung fires as one `fire_and_send` local activity: the transaction that stamps,
 audits, resolves, writes delivery and outbox rows, then its first mails; `workflows.notifier`
 follows up on them and posts its webhooks. A handoff's fan-out is notified once at start.
@@ -196,7 +197,9 @@ class EscalationWorkflow(EscalationState):
                 if await self._until(expiry, f"claim times out at {self._local(expiry)}"):
                     await self._time_out_claim(ref)
                 continue
-            if falls_due is not None and (upcoming is None or falls_due <= upcoming.fire_at):
+            # A rung at the due instant itself records the falling due in its own
+            # transaction (`FireRung.fell_due`); one before it is its own event.
+            if falls_due is not None and (upcoming is None or falls_due < upcoming.fire_at):
                 if await self._until(falls_due, f"due at {self._local(falls_due)}"):
                     await self._mark_due(ref, falls_due)
                 continue
@@ -222,7 +225,7 @@ class EscalationWorkflow(EscalationState):
             except TimeoutError:
                 if pre_wake:
                     continue  # the last stretch, armed afresh
-            await self._fire(ref, upcoming, notifier)
+            await self._fire(ref, upcoming, notifier, falls_due)
         if self._sync_wanted:
             await self._sync(ref, notifier)  # record the version that ended it
         notifier.cancel_pending()
@@ -330,17 +333,23 @@ class EscalationWorkflow(EscalationState):
             self._follow(result.state, result.claimed_by)
         return result.recorded
 
-    async def _fire(self, ref: ItemRef, rung: PlannedRung, notifier: Notifier) -> None:
-        """The rung's one transaction (stamp, audit, recipients, delivery rows, push) with
-        its first mails, then whatever follows up on them."""
+    async def _fire(
+        self, ref: ItemRef, rung: PlannedRung, notifier: Notifier, falls_due: datetime | None
+    ) -> None:
+        """The rung's one transaction (stamp, audit, recipients, delivery rows, push, and
+        the item's falling due when that is this same instant) with its first mails, then
+        whatever follows up on them."""
         policy = self._rungs.get(rung.name)
         if policy is None:
             return
         note = _rung_note(policy, rung.fire_at)
         at = workflow.now()
-        fired = await self._fire_or_follow(ref, note, at, rung.fire_at)
+        fell_due = falls_due if falls_due is not None and falls_due <= rung.fire_at else None
+        fired = await self._fire_or_follow(ref, note, at, rung.fire_at, fell_due)
         if fired is None:
             return
+        if fell_due is not None:
+            self._due_marked = fell_due
         self._done[rung.name] = RungMark(name=rung.name, status="fired", at=at)
         self._tier = max(self._tier, RUNG_TIERS[rung.name])
         if self._recorded_plan is not None:  # the fire stamped `<rung>_at` too
@@ -428,12 +437,17 @@ class EscalationWorkflow(EscalationState):
             notifier.fired(note, fired)
 
     async def _fire_or_follow(
-        self, ref: ItemRef, note: Notification, at: datetime, planned_at: datetime
+        self,
+        ref: ItemRef,
+        note: Notification,
+        at: datetime,
+        planned_at: datetime,
+        fell_due: datetime | None = None,
     ) -> RungFired | None:
         """A rung's (its repeat's, the handoff fan-out's) one transaction and its first
         mails; None if a claim won the race (nothing was written, nothing is sent), and the
         workflow follows the database."""
-        fired = await _fire_and_send(ref, note, at, planned_at)
+        fired = await _fire_and_send(ref, note, at, planned_at, fell_due)
         if fired.recorded:
             return fired
         self._follow(fired.state, fired.claimed_by)
@@ -456,7 +470,11 @@ def _rung_note(policy: RungPolicy, planned_at: datetime, repeat: int = 0) -> Not
 
 
 async def _fire_and_send(
-    ref: ItemRef, note: Notification, at: datetime, planned_at: datetime
+    ref: ItemRef,
+    note: Notification,
+    at: datetime,
+    planned_at: datetime,
+    fell_due: datetime | None = None,
 ) -> RungFired:
     """A rung's (or the handoff fan-out's) one transaction and its first mails."""
     request = FireRung(
@@ -473,5 +491,6 @@ async def _fire_and_send(
         critical=note.critical,
         actor_id=note.actor_id,
         repeat=note.repeat,
+        fell_due=fell_due,
     )
     return await db_step(EmailActivities.fire_and_send, request, LOCAL_SEND_TIMEOUT)

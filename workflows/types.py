@@ -213,6 +213,9 @@ class FireRung:
     critical: bool = False  # `fire_and_send`: a critical rung's mail pierces quiet hours
     actor_id: str | None = None  # left out of the recipients (a handoff's escalator)
     repeat: int = 0  # a repeat locks the item instead of stamping it, and audits its own row
+    # The due instant the item falls due at, when the rung fires at that same instant: its
+    # `fell_due` row and `item.overdue` event go in the rung's transaction (no `record_due`).
+    fell_due: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from domain import demo
 from tests.support.tenants import Tenant
 from tests.workflows.conftest import Runner
 from workflows import search_attributes as sa
@@ -79,6 +80,28 @@ async def test_capa_rungs_fire_at_their_planned_instants_to_the_right_people(
     await runner.save_history(handle, "escalated_to_tier_2")
     await runner.act(tenant, handle, item_id, "resolve")
     assert (await handle.result()).fired == ["remind", "escalate_1", "escalate_2"]
+
+
+async def test_a_rung_at_the_due_instant_records_the_falling_due_in_its_own_transaction(
+    runner: Runner, tenant: Tenant
+) -> None:
+    """Falling due and a rung at that same instant are one transaction, not two: the
+    `fell_due` row and `item.overdue` event are written with the rung's, before them."""
+    reminder = demo.rung({"business_seconds": 0}, ["assignee"], "task.reminder")
+    await tenant.around_the_clock({"remind": reminder, "escalate_1": None, "escalate_2": None})
+    due = await runner.now() + timedelta(hours=1)
+    item_id = await tenant.add_item(due_at=due)
+    handle = await runner.start(tenant, item_id)
+    await runner.skip_to(due + MINUTE)
+    await runner.sink.wait_for(1)
+    audit = await tenant.audit(item_id)
+    assert [a for a, _ in audit if a in ("rung_fired", "fell_due")] == ["fell_due", "rung_fired"]
+    events = await tenant.push_events(item_id)
+    assert [e.kind for e in events] == ["item.overdue", "rung.fired"]
+    assert events[0].created_at == events[1].created_at  # now(): one transaction's start
+    await runner.save_history(handle, "rung_at_due")
+    await runner.act(tenant, handle, item_id, "resolve")
+    assert (await handle.result()).fired == ["remind"]
 
 
 async def test_a_far_rung_is_armed_afresh_pre_wake_before_its_instant(
