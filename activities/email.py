@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 import metrics
-from activities.mail import MailItem, MailLinks, message_id, render
+from activities.mail import MailItem, MailLinks, mail_item, message_id, render
 from activities.mail_outcomes import (
     announce,
     batch_of,
@@ -122,7 +122,7 @@ class EmailActivities:
         async def attempt(
             session: AsyncSession, item: Row[Any], found: Resolution
         ) -> tuple[dict[str, MailOutcome], MailItem | None] | None:
-            """The mails' attempt, and what they say of the item, read under its lock."""
+            """The mails' attempt, and what they say of the item (read with its stamp)."""
             if "email" not in request.channels or not found.recipients:
                 return None
             if len(found.recipients) > LOCAL_SENDS:
@@ -133,7 +133,7 @@ class EmailActivities:
             settled = not_now(rows)
             if all(r.user_id in settled for r in found.recipients):
                 return settled, None
-            return settled, await open_item(session, batch, account_id)
+            return settled, mail_item(item)
 
         fired, item, prepared = await fire(self._sessionmaker, request, attempt)
         if item is None or prepared is None:

@@ -35,11 +35,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql.dml import ReturningUpdate
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import metrics
+from activities.mail_outcomes import ASSIGNEE, CALENDAR, CREATOR, POLICY
 from db import tenant_session
 from domain import audit, lifecycle, push, recipients
 from domain.models import AuditEvent, Delivery, Item
@@ -53,6 +53,7 @@ COLUMNS = (
     *("id", "account_id", "kind", "item_type", "title", "state", "intent", "priority"),
     *("due_at", "claimed_by", "assignee_id", "engineer_notes"),
 )
+JOINED = ("policy_id", "calendar_version_id", "creator_id")  # the mail's columns' keys
 
 
 class RungActivities:
@@ -137,12 +138,13 @@ async def fire(
 
 
 @functools.cache
-def _stamp(rung: str) -> ReturningUpdate[Any]:
+def _stamp(rung: str) -> Select[Any]:
     """The stamp UPDATE of `rung`, built once (statement construction is a large part of a
-    rung's CPU): parameters `p_item`, `p_account`, `p_at`."""
+    rung's CPU), with what its mails say of the item (`_with_mail_columns`): parameters
+    `p_item`, `p_account`, `p_at`."""
     fired, planned = ITEM.c[f"{rung}_fired_at"], ITEM.c[f"{rung}_at"]
     first, at = fired.is_(None), bindparam("p_at", type_=DateTime(timezone=True))
-    return (
+    stamped = (
         update(ITEM)
         .where(
             ITEM.c.id == bindparam("p_item", type_=PG_UUID),
@@ -150,7 +152,30 @@ def _stamp(rung: str) -> ReturningUpdate[Any]:
             ITEM.c.state == "open",
         )
         .values({fired: case((first, at), else_=fired), planned: case((first, at), else_=planned)})
-        .returning(*(ITEM.c[name] for name in COLUMNS))
+        .returning(*(ITEM.c[name] for name in (*COLUMNS, *JOINED)))
+        .cte("stamped")
+    )
+    return _with_mail_columns(stamped)
+
+
+def _with_mail_columns(item: Any) -> Select[Any]:
+    """The item's `COLUMNS` with what its mails say of the policy and calendar it pins
+    (each rung's offset, the calendar's zone), whose it is and who made it
+    (`activities.mail.mail_item`): read in the rung's own statement, not a query of its
+    own."""
+    return (
+        select(
+            *(item.c[name] for name in COLUMNS),
+            POLICY.c.rungs,
+            CALENDAR.c.tz,
+            ASSIGNEE.c.name.label("assignee_name"),
+            CREATOR.c.name.label("creator_name"),
+        )
+        .select_from(item)
+        .join(POLICY, POLICY.c.id == item.c.policy_id)
+        .join(CALENDAR, CALENDAR.c.id == item.c.calendar_version_id)
+        .outerjoin(ASSIGNEE, ASSIGNEE.c.id == item.c.assignee_id)
+        .outerjoin(CREATOR, CREATOR.c.id == item.c.creator_id)
     )
 
 
@@ -172,13 +197,13 @@ async def _stamped(
 # as the stamp would.
 HANDOFF = "handoff"
 _LOCK = (
-    select(*(ITEM.c[name] for name in COLUMNS))
+    _with_mail_columns(ITEM)
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
         ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
         ITEM.c.state == "open",
     )
-    .with_for_update()
+    .with_for_update(of=ITEM)
 )
 
 
