@@ -19,7 +19,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import metrics
 from domain.clock import Clock
-from workflows.starts import start_item, start_sign_in
+from domain.replan import BATCH as REPLAN_BATCH
+from workflows.replan_types import ReplanInput
+from workflows.starts import start_item, start_replan, start_sign_in
 from workflows.types import NudgeCursor, Nudged, NudgePass, Pruned, SignIn, workflow_id
 
 # Younger items and sign-in requests are probably being started by the API right now.
@@ -57,20 +59,35 @@ class ReconcileActivities:
     @activity.defn
     async def start_missing_workflows(self) -> int:
         """Side effect: starts workflows (id `item-<uuid>`, so a repeat is a no-op) for
-        active items the API committed but never started, e.g. because Temporal was down.
-        Reads across accounts through the one definer function made for it; each start then
-        writes as that item's account."""
+        active items the API committed but never started, e.g. because Temporal was down;
+        and the workflow of every re-plan job still `running` (id `replan-<job>`: one that
+        runs is left alone, one that never started or ended early starts from the job's
+        cursor). Reads across accounts through the definer functions made for them; each
+        start then writes as its account. Returns how many items' workflows it started."""
         async with self._sessionmaker() as session:
             rows = await session.execute(
                 text("SELECT * FROM escalator_items_to_start(:before, :max_rows)"),
                 {"before": self._clock.now() - GRACE, "max_rows": BATCH},
             )
             missing = [tuple(row) for row in rows]
+            jobs = await session.execute(
+                text("SELECT * FROM escalator_replans_to_start(:before, :max_rows)"),
+                {"before": self._clock.now() - GRACE, "max_rows": BATCH},
+            )
+            replans = [tuple(row) for row in jobs]
         started = 0
         for item_id, account_id, item_type, title in missing:
             summary = f"{item_type}: {title}"
             if await start_item(self._client, self._task_queue, item_id, account_id, summary):
                 started += 1
+        for job_id, account_id, cursor in replans:  # a running one is left as it is
+            job = ReplanInput(
+                job_id=str(job_id),
+                account_id=str(account_id),
+                batch=REPLAN_BATCH,
+                after=str(cursor) if cursor else None,
+            )
+            await start_replan(self._client, self._task_queue, job)
         metrics.RECONCILER_REPAIRS.labels(kind="started").inc(started)
         activity.logger.info("reconcile.done", extra={"missing": len(missing), "started": started})
         return started

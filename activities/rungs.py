@@ -4,13 +4,13 @@ row lock (`fire_rung`, and the first half of `activities.email.fire_and_send`).
 The item is locked FOR UPDATE and re-checked open; then, in the same transaction: the
 rung's fired stamp (and its planned instant, now the stamp) and its audit row (a handoff's
 fan-out has neither: it only locks the item), the item's `fell_due` row and `item.overdue`
-event when the rung fires at the instant the item falls due, the recipients resolved (the handoff's
-escalator left out), `escalation_undeliverable` audited if the chain came up empty, a
-`pending` delivery row per email recipient, and the push outbox row with its NOTIFY. A
-claim's UPDATE waits for this lock (or this waits for the claim): the rung and its push
-commit before the claim or not at all, so no channel notifies after a claim commits. The
-mails then go out under the send guard (`activities.email`), which re-checks the state.
-"""
+event when the rung fires at the instant the item falls due, the recipients resolved (the
+handoff's escalator left out), `escalation_undeliverable` audited if the chain came up
+empty, a `pending` delivery row per email recipient, and the push outbox rows with their
+NOTIFY. A claim's UPDATE waits for this lock (or this waits for the claim): the rung and
+its push commit before the claim or not at all, so no channel notifies after a claim
+commits. The mails then go out under the send guard (`activities.email`), which re-checks
+the state."""
 
 from __future__ import annotations
 
@@ -62,14 +62,15 @@ class RungActivities:
 
     @activity.defn
     async def fire_rung(self, request: FireRung) -> RungFired:
-        """Side effect: one transaction (stamp, audit, deliveries, outbox row), in Core SQL
-        and five round trips: the stamp UPDATE that locks the item, one statement for the
-        audit row, the recipients and their delivery rows, and the push's lock and its
-        insert with NOTIFY. Idempotency keys: the stamp is set once, the audit keys are the
-        rung's, the delivery rows are unique per (recipient, item, event_key, channel), and
-        the push's dedup key is `<item>:<event_key>`, so a retry writes nothing twice.
-        Writes nothing when the item is no longer open, and reports its state so the
-        workflow follows the database."""
+        """Side effect: one transaction (stamp, audit, deliveries, outbox rows), in Core SQL
+        and three statements: the stamp UPDATE that locks the item, one statement for the
+        audit rows (`fell_due` too, when the rung fires at the item's due instant), the
+        recipients and their delivery rows, and one for the pushes' ordering lock, rows and
+        NOTIFY. Idempotency keys: the stamp is set once, the audit keys are the rung's (and
+        the due instant's), the delivery rows are unique per (recipient, item, event_key,
+        channel), and the push's dedup key is `<item>:<event_key>`, so a retry writes
+        nothing twice. Writes nothing when the item is no longer open, and reports its state
+        so the workflow follows the database."""
         fired, _, _ = await fire(self._sessionmaker, request)
         return fired
 
@@ -93,10 +94,10 @@ async def fire(
             state, claimer = await _state(session, request, account_id)
             unfired = RungFired(recorded=False, state=state, claimed_by=claimer, rung=request.rung)
             return unfired, None, None
-        overdue = request.fell_due is not None and await lifecycle.audit_fell_due(
-            session, item, request.fell_due
-        )
+        push.defer_until_commit(session)  # the pushes go out together, last
         found = await _audited_recipients(session, request, item)
+        if request.fell_due is not None:  # audited with the rung, pushed before it
+            await lifecycle.publish_overdue(session, item, request.fell_due)
         if not found.recipients:  # never silent: an empty chain end is on the record
             await audit.record(
                 session,
@@ -108,10 +109,8 @@ async def fire(
                 data={"rung": request.rung, "tried": ",".join(found.tried)},
             )
         added = None if extra is None else await extra(session, item, found)
-        if overdue and request.fell_due is not None:  # the pushes last: their lock is held
-            await lifecycle.publish_overdue(session, item, request.fell_due)
         if "push" in request.channels:
-            await push.publish(  # last: its ordering lock is held until commit
+            await push.publish(
                 session,
                 account_id=account_id,
                 item=item,
@@ -124,6 +123,7 @@ async def fire(
                     "recipients": [r.name for r in found.recipients],
                 },
             )
+        await push.flush(session)  # last: the ordering lock is held until commit
         fired = RungFired(
             rung=request.rung,
             recorded=True,
@@ -234,28 +234,45 @@ class _Bound:
 
 @functools.cache
 def _recipients_statement(
-    chain: tuple[str, ...], email: bool, audited: bool = True, actor: bool = False
+    chain: tuple[str, ...],
+    email: bool,
+    audited: bool = True,
+    actor: bool = False,
+    due: bool = False,
 ) -> Select[Any]:
-    """One statement, built once per chain: the `rung_fired` audit row, the chain's
-    recipients, and (if the rung emails) a `pending` delivery row per recipient, in
-    data-modifying CTEs that Postgres runs to completion whether or not the result reads
-    them. Parameters: the item's (`_Bound`), `p_item`, `p_tier`, `p_data`, `p_key`,
-    `p_event`."""
+    """One statement, built once per chain: the `rung_fired` audit row (after the
+    `fell_due` one, when the item falls due at this instant), the chain's recipients, and
+    (if the rung emails) a `pending` delivery row per recipient, in data-modifying CTEs that
+    Postgres runs to completion whether or not the result reads them. Parameters: the
+    item's (`_Bound`), `p_item`, `p_tier`, `p_data`, `p_key`, `p_event`, `p_due_data`,
+    `p_due_key`."""
     item_id = bindparam("p_item", type_=PG_UUID)
-    fired = (
-        insert(AUDIT)
-        .values(
-            account_id=_Bound.account_id,
-            item_id=item_id,
-            action=bindparam("p_action", type_=String),
-            tier=bindparam("p_tier", type_=Integer),
-            data=bindparam("p_data", type_=JSONB),
-            idempotency_key=bindparam("p_key", type_=String),
+    audits = []
+    if due:  # first: the item fell due at the rung's instant
+        audits.append(
+            {
+                "action": literal("fell_due"),
+                "tier": literal(None, type_=Integer),
+                "data": bindparam("p_due_data", type_=JSONB),
+                "idempotency_key": bindparam("p_due_key", type_=String),
+            }
         )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .cte("fired")
-    )
-    ctes = [fired] if audited else []
+    if audited:
+        audits.append(
+            {
+                "action": bindparam("p_action", type_=String),
+                "tier": bindparam("p_tier", type_=Integer),
+                "data": bindparam("p_data", type_=JSONB),
+                "idempotency_key": bindparam("p_key", type_=String),
+            }
+        )
+    audit_rows = [{"account_id": _Bound.account_id, "item_id": item_id, **a} for a in audits]
+    ctes = []
+    if audit_rows:
+        written = insert(AUDIT).values(audit_rows)
+        ctes.append(
+            written.on_conflict_do_nothing(index_elements=["idempotency_key"]).cte("audited")
+        )
     if not chain:
         return select(literal(1).label("rank")).where(literal(False)).add_cte(*ctes)
     excluded = bindparam("p_actor", type_=PG_UUID) if actor else None
@@ -285,8 +302,14 @@ async def _audited_recipients(
         "email" in request.channels,
         audited=request.rung != HANDOFF,
         actor=request.actor_id is not None,
+        due=request.fell_due is not None,
     )
+    more = {}
+    if request.fell_due is not None:
+        due = lifecycle.fell_due(item, request.fell_due)
+        more = {"p_due_data": due.data, "p_due_key": due.key}
     params = {
+        **more,
         "p_actor": uuid.UUID(request.actor_id) if request.actor_id else None,
         "p_account": item.account_id,
         "p_assignee": item.assignee_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -177,6 +177,8 @@ class Created:
     item: Item
     created: bool  # False: an idempotent replay of an earlier request
     policy: Policy | None  # what a new item plans on (None for a replay: its own pin)
+    # The names of its people, when the create has read them (`people_names`'s answer).
+    names: dict[uuid.UUID | None, str] | None = None
 
 
 async def _insert_item(
@@ -254,8 +256,8 @@ async def create_task(
     loaded = await newest_policy(session, account_id, item_type)
     if loaded.row.response_target is not None:
         raise Invalid(f"{item_type!r} is a handoff type: create it as a handoff", field="type")
-    await valid_user(session, account_id, assignee_id, "assignee_id")
-    return await _insert_item(
+    assignee = await valid_user(session, account_id, assignee_id, "assignee_id")
+    made = await _insert_item(
         session,
         {
             "account_id": account_id,
@@ -272,6 +274,7 @@ async def create_task(
         actor_id,
         loaded,
     )
+    return replace(made, names={assignee.id: assignee.name}) if made.created else made
 
 
 async def create_handoff(

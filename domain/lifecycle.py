@@ -321,23 +321,37 @@ async def time_out_claim(
 
 
 # ---- falling due: not a transition, an event (audited, then pushed) ----------------------
-async def audit_fell_due(session: AsyncSession, item: Item | Any, due: datetime) -> bool:
-    """The item's `fell_due` audit row, keyed by the item and the due instant (a new due
-    date falls due anew); True if this call wrote it (then `publish_overdue` follows)."""
+@dataclass(frozen=True)
+class FellDue:
+    """The `fell_due` audit row's key and data: keyed by the item and the due instant (a
+    new due date falls due anew)."""
+
+    key: str
+    data: dict[str, str]
+
+
+def fell_due(item: Item | Any, due: datetime) -> FellDue:
     at = due.isoformat()
+    return FellDue(key=f"{item.id}:fell_due:{at}", data={"due_at": at})
+
+
+async def audit_fell_due(session: AsyncSession, item: Item | Any, due: datetime) -> bool:
+    """The item's `fell_due` audit row; True if this call wrote it (then `publish_overdue`
+    follows)."""
+    row = fell_due(item, due)
     return await audit.record(
         session,
         account_id=item.account_id,
         item_id=item.id,
         action="fell_due",
-        key=f"{item.id}:fell_due:{at}",
-        data={"due_at": at},
+        key=row.key,
+        data=row.data,
     )
 
 
 async def publish_overdue(session: AsyncSession, item: Item | Any, due: datetime) -> None:
     """The `item.overdue` push event, so an open page shows the item at once (last in its
-    transaction, as every push)."""
+    transaction, as every push; once per item and due instant)."""
     at = due.isoformat()
     await push.publish(
         session,

@@ -19,7 +19,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Row, Select, String, Table, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,11 +53,11 @@ def defer_until_commit(session: AsyncSession) -> None:
 
 
 async def flush(session: AsyncSession) -> None:
-    """Publish what was queued on this session (call it last before the commit)."""
+    """Publish what was queued on this session, in one statement (call it last before the
+    commit)."""
     queued: list[dict[str, Any]] = session.info.get(_DEFERRED) or []
     session.info[_DEFERRED] = []
-    for event in queued:
-        await _publish(session, **event)
+    await _publish(session, queued)
 
 
 async def publish(
@@ -70,53 +83,56 @@ async def publish(
     if queued is not None:
         queued.append(event)
         return
-    await _publish(session, **event)
+    await _publish(session, [event])
 
 
-async def _publish(
-    session: AsyncSession,
-    *,
-    account_id: uuid.UUID,
-    payload: dict[str, Any],
-    item_id: uuid.UUID | None,
-    kind: str,
-    dedup_key: str,
-) -> None:
-    params = {
-        "p_cls": ORDER_CLASS,
-        "p_lock_key": str(account_id),
-        "p_account": account_id,
-        "p_item": item_id,
-        "p_kind": kind,
-        "p_payload": payload,
-        "p_dedup": dedup_key,
-    }
-    await session.execute(_ordered_insert(), params)
+async def _publish(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """The events of one account (a session is pinned to one), in their order."""
+    if not events:
+        return
+    account_id = events[0]["account_id"]
+    assert all(e["account_id"] == account_id for e in events), "one account per transaction"
+    params: dict[str, Any] = {"p_cls": ORDER_CLASS, "p_lock_key": str(account_id)}
+    params["p_account"] = account_id
+    for n, event in enumerate(events):
+        params |= {
+            f"p_item_{n}": event["item_id"],
+            f"p_kind_{n}": event["kind"],
+            f"p_payload_{n}": event["payload"],
+            f"p_dedup_{n}": event["dedup_key"],
+        }
+    await session.execute(_ordered_insert(len(events)), params)
 
 
 @functools.cache
-def _ordered_insert() -> Select[Any]:
-    """The account's ordering lock, the row and its NOTIFY in one statement (one round
-    trip): the row is inserted from the lock's own row, so its id is drawn after the lock
-    is held. The NOTIFY is delivered at commit, so listeners never see an event that rolled
-    back. No row inserted (a duplicate key), no NOTIFY."""
+def _ordered_insert(count: int) -> Select[Any]:
+    """The account's ordering lock, `count` rows and their NOTIFYs in one statement (one
+    round trip): the rows are inserted from the lock's own row, so their ids are drawn
+    after the lock is held, in the events' order. The NOTIFY is delivered at commit, so
+    listeners never see an event that rolled back. No row inserted (a duplicate key), no
+    NOTIFY."""
     ordered = select(
         func.pg_advisory_xact_lock(
             bindparam("p_cls", type_=Integer), func.hashtext(bindparam("p_lock_key", type_=Text))
         ).label("locked")
     ).cte("ordered")
     account = bindparam("p_account", type_=PG_UUID)
-    row = select(
-        account,
-        bindparam("p_item", type_=PG_UUID),
-        bindparam("p_kind", type_=String),
-        bindparam("p_payload", type_=JSONB),
-        bindparam("p_dedup", type_=String),
-    ).select_from(ordered)
+    rows = [
+        select(
+            literal(n).label("n"),
+            account.label("account_id"),
+            bindparam(f"p_item_{n}", type_=PG_UUID).label("item_id"),
+            bindparam(f"p_kind_{n}", type_=String).label("kind"),
+            bindparam(f"p_payload_{n}", type_=JSONB).label("payload"),
+            bindparam(f"p_dedup_{n}", type_=String).label("dedup_key"),
+        ).select_from(ordered)
+        for n in range(count)
+    ]
+    events = union_all(*rows).subquery("events") if count > 1 else rows[0].subquery("events")
     columns = ["account_id", "item_id", "kind", "payload", "dedup_key"]
     inserted = (
         insert(PUSH)
-        .from_select(columns, row)
+        .from_select(columns, select(*(events.c[c] for c in columns)).order_by(events.c.n))
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(PUSH.c.id)
         .cte("inserted")

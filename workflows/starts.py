@@ -82,8 +82,8 @@ async def start_resend(
 
 async def start_replan(client: Client | None, task_queue: str, job: ReplanInput) -> bool:
     """Start the workflow that runs one bulk re-plan job (idempotent by the job's id); False
-    (logged) if Temporal did not take it: the job stays `running` with nothing done, and the
-    admin asks again (a new job)."""
+    (logged) if Temporal did not take it: the job stays `running` with nothing done until
+    the reconciler starts it (`escalator_replans_to_start`)."""
     return await _start(
         client,
         REPLAN_WORKFLOW,

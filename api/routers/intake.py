@@ -61,7 +61,7 @@ async def _created(
     can say whether it started. The worker stamps `workflow_started_at` when it runs."""
     item = made.item
     bind_item(item.id)  # the rest of the request's lines name the new item
-    view = await item_view(uow, item, made.policy, recipients=False)
+    view = await item_view(uow, item, made.policy, recipients=False, names=made.names)
     if not made.created:
         response.headers[REPLAYED] = "true"
     if item.workflow_started_at is None:

@@ -54,14 +54,21 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 
 
 async def item_view(
-    uow: UnitOfWork, item: Item, loaded: items.Policy | None = None, *, recipients: bool = True
+    uow: UnitOfWork,
+    item: Item,
+    loaded: items.Policy | None = None,
+    *,
+    recipients: bool = True,
+    names: dict[uuid.UUID | None, str] | None = None,
 ) -> ItemOut:
     """The item with its plan: on `loaded` when the caller has it (a new item's policy),
-    else on the item's pins; each rung's recipients unless `recipients=False`."""
+    else on the item's pins; each rung's recipients unless `recipients=False`; its people's
+    names, read unless the caller has them (a new task's assignee)."""
     if loaded is None:
         loaded = await items.pinned_policy(uow.session, item)
     plan = await items.plan_item(uow.session, item, loaded, utcnow(), recipients=recipients)
-    names = await items.people_names(uow.session, item.account_id, [item])
+    if names is None:
+        names = await items.people_names(uow.session, item.account_id, [item])
     stop = await items.stopped_by(uow.session, item)
     # The recorded next rung; before the workflow recorded its plan, the first pending one.
     upcoming = next_rung(item)

@@ -63,7 +63,8 @@ async def replan_many(
     the versions and its rungs moved) and its workflow re-plans from the database. Follow
     the job with `GET /v1/replan/{id}` or the live stream (`replan.progress`,
     `replan.done`). `workflow: pending` means Temporal was unreachable: the job stays
-    `running` with nothing done; ask again.
+    `running` with nothing done until the reconciler starts its workflow, once Temporal is
+    back.
 
     `dry_run` answers `200` with what would move now, and writes and locks nothing. 404 for
     a calendar or a type the account does not have."""

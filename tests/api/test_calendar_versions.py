@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from sqlalchemy import select
-from temporalio.testing import WorkflowEnvironment
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.reconcile import ReconcileActivities
 from domain import replan
 from domain.clock import utcnow
 from domain.demo import WEEKDAYS_9_TO_5, stable_id
@@ -27,6 +29,7 @@ from domain.models import Item
 from mailsink import free_port
 from tests.api.conftest import Api
 from tests.api.test_events import subscribe
+from tests.api.test_reconcile import Later
 from tests.support.errors import error
 from tests.support.live import Sse, serve
 from tests.support.tenants import Tenant
@@ -334,3 +337,30 @@ async def test_another_accounts_job_is_404_and_never_listed(api: Api, tenant: Te
     listed = (await api.client.get("/v1/replan", headers=ada)).json()
     assert [j["id"] for j in listed] == [mine.json()["id"]]
     assert error(await api.client.get("/v1/replan", headers=api.headers(tenant, "erin")), 403)
+
+
+async def test_a_job_made_while_temporal_was_down_is_started_by_the_reconciler(
+    api: Api,
+    api_without_temporal: Api,
+    tenant: Tenant,
+    dev_env: WorkflowEnvironment,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A re-plan job whose workflow never started (Temporal was down at the POST) does not
+    stay `running` for ever: the reconciler starts it, and it runs to its end."""
+    ada = api.headers(tenant, "ada")
+    pinned = (await api_without_temporal.task(tenant, due_at=wednesday_ten(2))).json()
+    calendar_id = await edit_berlin(api, tenant)
+    posted = await api_without_temporal.client.post(
+        "/v1/replan", json={"calendar_id": calendar_id}, headers=ada
+    )
+    assert posted.status_code == 202, posted.text
+    assert (posted.json()["workflow"], posted.json()["state"]) == ("pending", "running")
+
+    queue = api.settings.task_queue  # the queue `api`'s worker serves
+    reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, queue, Later())
+    await ActivityEnvironment().run(reconcile.start_missing_workflows)
+    job = await job_when(api, ada, posted.json()["url"], lambda j: j["state"] != "running")
+    assert (job["state"], job["matched"], job["replanned"]) == ("done", 1, 1)
+    detail = (await api.client.get(f"/v1/items/{pinned['id']}", headers=ada)).json()
+    assert detail["calendar_version"] == 2
