@@ -21,9 +21,7 @@ Create Date: 2026-12-06 23:00:00
 
 from collections.abc import Sequence
 
-from alembic import op
-
-from config import Settings
+from migrations import functions
 
 revision: str = "f1a2b3c4d5e6"
 down_revision: str | None = "e0f1a2b3c4d5"
@@ -56,13 +54,8 @@ FUNCTIONS = {
 
 
 def upgrade() -> None:
-    role = Settings().db_app_role
-    for signature, body in FUNCTIONS.items():
-        op.execute(f"CREATE FUNCTION {signature} {body}")
-        op.execute(f"REVOKE ALL ON FUNCTION {signature} FROM PUBLIC")
-        op.execute(f'GRANT EXECUTE ON FUNCTION {signature} TO "{role}"')
+    functions.create(FUNCTIONS)
 
 
 def downgrade() -> None:
-    for signature in FUNCTIONS:
-        op.execute(f"DROP FUNCTION {signature}")
+    functions.drop(FUNCTIONS)

@@ -1,0 +1,1 @@
+"""Alembic migrations (`versions/`) and what they share (`functions`)."""
