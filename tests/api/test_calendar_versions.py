@@ -20,8 +20,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.reconcile import ReconcileActivities
+from activities.replan import ReplanActivities
 from domain import replan
 from domain.clock import utcnow
 from domain.demo import WEEKDAYS_9_TO_5, stable_id
@@ -34,6 +36,7 @@ from tests.support.errors import error
 from tests.support.live import Sse, serve
 from tests.support.tenants import Tenant
 from workflows.escalation import EscalationWorkflow
+from workflows.replan import ReplanWorkflow
 from workflows.types import workflow_id
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -357,10 +360,19 @@ async def test_a_job_made_while_temporal_was_down_is_started_by_the_reconciler(
     assert posted.status_code == 202, posted.text
     assert (posted.json()["workflow"], posted.json()["state"]) == ("pending", "running")
 
-    queue = api.settings.task_queue  # the queue `api`'s worker serves
-    reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, queue, Later())
-    await ActivityEnvironment().run(reconcile.start_missing_workflows)
-    job = await job_when(api, ada, posted.json()["url"], lambda j: j["state"] != "running")
+    # A queue of its own, served for re-plans alone: the reconciler starts every workflow
+    # the shared database is missing, other tests' items too, and those must not run here.
+    queue = f"replan-{uuid.uuid4()}"
+    replans = ReplanActivities(app_sessionmaker)
+    async with Worker(
+        dev_env.client,
+        task_queue=queue,
+        workflows=[ReplanWorkflow],
+        activities=[replans.replan_batch, replans.fail_replan],
+    ):
+        reconcile = ReconcileActivities(dev_env.client, app_sessionmaker, queue, Later())
+        await ActivityEnvironment().run(reconcile.start_missing_workflows)
+        job = await job_when(api, ada, posted.json()["url"], lambda j: j["state"] != "running")
     assert (job["state"], job["matched"], job["replanned"]) == ("done", 1, 1)
     detail = (await api.client.get(f"/v1/items/{pinned['id']}", headers=ada)).json()
     assert detail["calendar_version"] == 2
