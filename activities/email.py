@@ -142,7 +142,8 @@ class EmailActivities:
         batch = replace(batch, recipients=list(fired.recipients))
         due = [r for r in batch.recipients if r.user_id not in settled]
         if due and mail is not None:
-            settled.update(await self._deliver(batch, account_id, due, mail, deadline))
+            sent = await self._deliver(batch, account_id, due, mail, deadline, each=True)
+            settled.update(sent)
         return replace(fired, outcomes=[settled[r.user_id] for r in batch.recipients])
 
     @activity.defn
@@ -206,13 +207,17 @@ class EmailActivities:
         due: Sequence[Recipient],
         item: MailItem,
         deadline: float,
+        *,
+        each: bool = False,
     ) -> dict[str, MailOutcome]:
-        """The sends, each under the send guard and recorded in the guard's transaction;
-        then, together, the outcomes no such transaction recorded (a mail not tried, an
-        address that cannot be encoded, a database that failed)."""
+        """The sends, each under the send guard; then, together, the outcomes no guard's
+        transaction recorded. `each` (a rung's few mails): a sent mail is recorded in its
+        guard's transaction, one round trip and no transaction of its own. A big fan-out
+        records them all together instead: each mail's commit would then wait for its own
+        WAL flush, which made 5,000 mails take 70 % longer on the bench."""
         key = delivery_key(request)
         tried = await asyncio.gather(
-            *(self._send_one(request, key, r, item, deadline) for r in due)
+            *(self._send_one(request, key, r, item, deadline, each) for r in due)
         )
         sent = [outcome for outcome, _ in tried]
         outcomes = {o.user_id: o for o in sent}
@@ -240,11 +245,12 @@ class EmailActivities:
         recipient: Recipient,
         item: MailItem,
         deadline: float,
+        each: bool,
     ) -> tuple[MailOutcome, bool]:
         """One recipient's mail, what became of it, and whether that is recorded; never
         raises. It is rendered once a pooled connection is free for it, and sent only if
-        there is time for it and the item is open under the send guard. A sent mail is
-        recorded in the guard's own transaction (the guard, the mail, the row's UPDATE, the
+        there is time for it and the item is open under the send guard. With `each`, a sent
+        mail is recorded in the guard's own transaction (the guard, the mail, the row's UPDATE, the
         commit: two statements and the SMTP commands); any other outcome after the guard,
         with the batch's, so a failure is announced only while no claim has committed."""
         user_id = recipient.user_id
@@ -269,7 +275,8 @@ class EmailActivities:
                         outcome = MailOutcome(user_id=user_id, status="suppressed", error=reason)
                     else:
                         outcome = await self._smtp_send(request, user_id, message, wire)
-                    if outcome.status != "sent" or not outcome.sent_at or not outcome.message_id:
+                    sent = outcome.status == "sent"
+                    if not (each and sent and outcome.sent_at and outcome.message_id):
                         return outcome, False  # recorded with the batch's, after the guard
                     recipient_id = uuid.UUID(user_id)
                     sent_at, sent_id = outcome.sent_at, outcome.message_id
