@@ -15,14 +15,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 import metrics
 from domain.clock import Clock
 from domain.replan import BATCH as REPLAN_BATCH
 from workflows.replan_types import ReplanInput
-from workflows.starts import start_item, start_replan, start_sign_in
-from workflows.types import NudgeCursor, Nudged, NudgePass, Pruned, SignIn, workflow_id
+from workflows.starts import (
+    FAILED,
+    GONE,
+    SENT,
+    signal_outcome,
+    start_item,
+    start_replan,
+    start_sign_in,
+)
+from workflows.types import NudgeCursor, Nudged, NudgePass, Pruned, SignIn
 
 # Younger items and sign-in requests are probably being started by the API right now.
 GRACE = timedelta(seconds=30)
@@ -32,8 +39,6 @@ SIGN_IN_SPAN = timedelta(minutes=10)
 BATCH = 500
 PASS_BUDGET = timedelta(seconds=20)  # one nudge pass: then the walk goes on next round
 SIGNALS_AT_ONCE = 32
-SIGNAL_TIMEOUT_SECONDS = 3.0
-NUDGED, GONE, FAILED = "nudged", "gone", "failed"
 PRUNE_BATCH = 5_000
 PRUNE_BUDGET = timedelta(seconds=10)
 BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,7 +119,7 @@ class ReconcileActivities:
                         text("SELECT * FROM escalator_workflows_gone(:ids)"), {"ids": gone}
                     )
             done = Nudged(
-                nudged=done.nudged + outcomes.count(NUDGED),
+                nudged=done.nudged + outcomes.count(SENT),
                 gone=done.gone + len(gone),
                 failed=done.failed + outcomes.count(FAILED),
             )
@@ -149,24 +154,10 @@ class ReconcileActivities:
             return list(rows)
 
     async def _nudge(self, item_id: uuid.UUID) -> str:
-        """One `sync` signal, a bounded number at a time: NUDGED, GONE (Temporal has no
-        such workflow, or it has ended) or FAILED (logged)."""
+        """One `sync` signal, a bounded number at a time: SENT, GONE (Temporal has no such
+        workflow, or it has ended) or FAILED (logged by `signal_outcome`)."""
         async with self._signals:
-            handle = self._client.get_workflow_handle(workflow_id(str(item_id)))
-            try:
-                await asyncio.wait_for(handle.signal("sync"), SIGNAL_TIMEOUT_SECONDS)
-            except RPCError as error:
-                if error.status == RPCStatusCode.NOT_FOUND:
-                    return GONE
-                failure = str(error)
-            except Exception as error:  # a timeout, Temporal unreachable
-                failure = repr(error)
-            else:
-                return NUDGED
-        activity.logger.warning(
-            "reconcile.nudge_failed", extra={"item_id": str(item_id), "error": failure}
-        )
-        return FAILED
+            return await signal_outcome(self._client, item_id, "sync")
 
     @activity.defn
     async def prune_tables(self) -> Pruned:
