@@ -10,18 +10,18 @@ and one recipient's trouble is never the batch's.
    is free for it, is rendered (an address that cannot be encoded fails that recipient
    alone), then sent in a short transaction of its own that opens with the item's send
    guard (`domain.send_guard`, one call that also reads the item's state) and, for a sent
-   mail, ends with its row's `sent`: a claim waits for the mails in flight, never for the
-   batch, and a mail that starts after a claim committed is not sent. A sent mail is two
-   statements and the SMTP commands. No mail is started with less time left than
-   `smtp_timeout_seconds` before the activity's own timeout: a slow but working server is
-   never cut off mid-mail; the mails not started come back `later` and the workflow sends
-   them at once in a new activity.
-3. The other outcomes (failed, not tried, not encodable, or a commit that failed), after
-   the guards, together (`domain.deliveries.record`), with the audit row and the
-   `delivery.failed` push of each new failure (none once the item is not open). If
-   Postgres fails there, the result still says what SMTP did (`recorded=False`) and the
-   workflow records it with `record_outcomes`, retried until Postgres is back: an accepted
-   mail is never sent again for a failure to record it.
+   mail of a rung's own few, ends with its row's `sent`: a claim waits for the mails in
+   flight, never for the batch, and a mail that starts after a claim committed is not
+   sent. Such a mail is two statements and the SMTP commands. No mail is started with less
+   time left than `smtp_timeout_seconds` before the activity's own timeout: a slow but
+   working server is never cut off mid-mail; the mails not started come back `later` and
+   the workflow sends them at once in a new activity.
+3. The other outcomes (a big fan-out's sent mails, and failed, not tried, not encodable,
+   or a commit that failed), after the guards, together (`domain.deliveries.record`), with
+   the audit row and the `delivery.failed` push of each new failure (none once the item is
+   not open). If Postgres fails there, the result still says what SMTP did
+   (`recorded=False`) and the workflow records it with `record_outcomes`, retried until
+   Postgres is back: an accepted mail is never sent again for a failure to record it.
 
 The one honest limit (RFC 1047): a worker that dies between SMTP's accept and the record
 leaves the row `sending`; the retry sends again, with the same Message-ID, and the row says
@@ -305,16 +305,6 @@ class EmailActivities:
     async def _record(
         self, request: SendEmails, account_id: uuid.UUID, outcomes: Sequence[MailOutcome]
     ) -> None:
-        async with tenant_session(self._sessionmaker, account_id) as session:
-            await send_guard.sending(session, uuid.UUID(request.item_id))  # before the rows
-            await self._record_in(session, request, outcomes)
-
-    async def _record_in(
-        self, session: AsyncSession, request: SendEmails, outcomes: Sequence[MailOutcome]
-    ) -> None:
-        """The outcomes' rows, with the audit row and `delivery.failed` push of each new
-        failure, in the caller's transaction, which holds the send guard (taken before the
-        rows, in the order a claim takes them: the two never deadlock)."""
         results = [
             deliveries.Result(
                 recipient_id=uuid.UUID(o.user_id),
@@ -331,6 +321,8 @@ class EmailActivities:
         key = delivery_key(request)
         emails = {r.user_id: r.email for r in request.recipients}
         errors = {o.user_id: o.error or "" for o in outcomes}
-        failed = await deliveries.record(session, key, results, request.tier)
-        announced = [(row, errors[str(row.recipient_id)]) for row in failed]
-        await announce(session, key, announced, emails)
+        async with tenant_session(self._sessionmaker, account_id) as session:
+            await send_guard.sending(session, key.item_id)  # before the rows, as a claim
+            failed = await deliveries.record(session, key, results, request.tier)
+            announced = [(row, errors[str(row.recipient_id)]) for row in failed]
+            await announce(session, key, announced, emails)

@@ -39,7 +39,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import metrics
-from activities.mail_outcomes import ASSIGNEE, CALENDAR, CREATOR, POLICY
+from activities.mail_outcomes import with_mail_columns
 from db import tenant_session
 from domain import audit, lifecycle, push, recipients
 from domain.models import AuditEvent, Delivery, Item
@@ -140,7 +140,7 @@ async def fire(
 @functools.cache
 def _stamp(rung: str) -> Select[Any]:
     """The stamp UPDATE of `rung`, built once (statement construction is a large part of a
-    rung's CPU), with what its mails say of the item (`_with_mail_columns`): parameters
+    rung's CPU), with what its mails say of the item (`with_mail_columns`): parameters
     `p_item`, `p_account`, `p_at`."""
     fired, planned = ITEM.c[f"{rung}_fired_at"], ITEM.c[f"{rung}_at"]
     first, at = fired.is_(None), bindparam("p_at", type_=DateTime(timezone=True))
@@ -155,28 +155,7 @@ def _stamp(rung: str) -> Select[Any]:
         .returning(*(ITEM.c[name] for name in (*COLUMNS, *JOINED)))
         .cte("stamped")
     )
-    return _with_mail_columns(stamped)
-
-
-def _with_mail_columns(item: Any) -> Select[Any]:
-    """The item's `COLUMNS` with what its mails say of the policy and calendar it pins
-    (each rung's offset, the calendar's zone), whose it is and who made it
-    (`activities.mail.mail_item`): read in the rung's own statement, not a query of its
-    own."""
-    return (
-        select(
-            *(item.c[name] for name in COLUMNS),
-            POLICY.c.rungs,
-            CALENDAR.c.tz,
-            ASSIGNEE.c.name.label("assignee_name"),
-            CREATOR.c.name.label("creator_name"),
-        )
-        .select_from(item)
-        .join(POLICY, POLICY.c.id == item.c.policy_id)
-        .join(CALENDAR, CALENDAR.c.id == item.c.calendar_version_id)
-        .outerjoin(ASSIGNEE, ASSIGNEE.c.id == item.c.assignee_id)
-        .outerjoin(CREATOR, CREATOR.c.id == item.c.creator_id)
-    )
+    return with_mail_columns(stamped, COLUMNS)
 
 
 async def _stamped(
@@ -197,7 +176,7 @@ async def _stamped(
 # as the stamp would.
 HANDOFF = "handoff"
 _LOCK = (
-    _with_mail_columns(ITEM)
+    with_mail_columns(ITEM, COLUMNS)
     .where(
         ITEM.c.id == bindparam("p_item", type_=PG_UUID),
         ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
