@@ -92,8 +92,11 @@ async def _publish(session: AsyncSession, events: list[dict[str, Any]]) -> None:
         return
     account_id = events[0]["account_id"]
     assert all(e["account_id"] == account_id for e in events), "one account per transaction"
-    params: dict[str, Any] = {"p_cls": ORDER_CLASS, "p_lock_key": str(account_id)}
-    params["p_account"] = account_id
+    params: dict[str, Any] = {
+        "p_cls": ORDER_CLASS,
+        "p_lock_key": str(account_id),
+        "p_account": account_id,
+    }
     for n, event in enumerate(events):
         params |= {
             f"p_item_{n}": event["item_id"],
