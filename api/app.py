@@ -75,6 +75,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
+        # Statements that are each a whole transaction (a create's one call): no BEGIN and
+        # COMMIT around them, and the pool's ping is one round trip, not three.
+        half = max(1, settings.db_pool_size // 2)
+        single = create_engine(
+            settings, isolation_level="AUTOCOMMIT", pool_size=half, max_overflow=half
+        )
         to = connection(settings)  # bad TLS settings stop the start, with the reason
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)
@@ -90,6 +96,7 @@ def create_app(
             background.append(asyncio.create_task(internal, name="api-metrics"))
         app.state.settings = settings
         app.state.engine = engine
+        app.state.single = single
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.temporal = temporal
         app.state.hub = hub
@@ -98,6 +105,7 @@ def create_app(
         finally:
             await _stop(background)
             await engine.dispose()
+            await single.dispose()
             if tracer_provider is None:  # ours to flush; a given one is the caller's
                 tracing.shutdown(traces)
 

@@ -15,13 +15,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.tokens import InvalidToken, Principal, decode
 from config import Settings
-from db import set_tenant, tenant_session
-from domain.models import User
+from db import tenant_session
 
 RANK = {"viewer": 0, "engineer": 1, "admin": 2, "owner": 3}
 bearer = HTTPBearer(auto_error=False, description="A token from `python -m api.tokens`.")
@@ -33,20 +32,35 @@ def unauthenticated(reason: str) -> HTTPException:
     )
 
 
+REFUSED = {
+    "inactive": "the token's user is not an active user of this account",
+    "revoked": "the token was revoked (signed out everywhere, or the user's role, address or "
+    "status changed): sign in again",
+}
+_PRINCIPAL = text("SELECT role, refusal FROM escalator_principal(:account, :user, :epoch)")
+
+
+def refused(refusal: str, role: str = "engineer") -> HTTPException:
+    """`escalator_principal`'s refusal (or the create's 'forbidden', for `role`) as the
+    answer."""
+    if refusal == "forbidden":
+        return HTTPException(status.HTTP_403_FORBIDDEN, f"requires role {role} or above")
+    return unauthenticated(REFUSED[refusal])
+
+
 async def _confirm(session: AsyncSession, principal: Principal) -> Principal:
-    """The token's user as the database knows them now: a deactivated or deleted user's
-    token stops working at once, and a role change applies without a new token."""
-    user = await session.scalar(
-        select(User).where(User.id == principal.user_id, User.account_id == principal.account_id)
-    )
-    if user is None or not user.is_active or user.deleted_at is not None:
-        raise unauthenticated("the token's user is not an active user of this account")
-    if user.token_epoch != principal.epoch:
-        raise unauthenticated(
-            "the token was revoked (signed out everywhere, or the user's role, address or "
-            "status changed): sign in again"
+    """Pin the transaction to the token's account and confirm its user as the database
+    knows them now, in one statement: a deactivated or deleted user's token stops working
+    at once, and a role change applies without a new token."""
+    row = (
+        await session.execute(
+            _PRINCIPAL,
+            {"account": principal.account_id, "user": principal.user_id, "epoch": principal.epoch},
         )
-    return replace(principal, role=user.role)
+    ).one()
+    if row.refusal is not None:
+        raise refused(row.refusal)
+    return replace(principal, role=row.role)
 
 
 async def confirmed(request: Request, principal: Principal) -> Principal:
@@ -56,24 +70,30 @@ async def confirmed(request: Request, principal: Principal) -> Principal:
         return await _confirm(session, principal)
 
 
-async def get_principal(
+def token_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> AsyncIterator[Principal]:
-    """The caller, confirmed in the request's one transaction: the session (pinned to the
-    caller's account) is left on `request.state` for the unit of work to carry on, so a
-    request's auth, reads and writes are one BEGIN ... COMMIT. Closed (rolled back unless
-    the unit of work committed) when the endpoint is done."""
+) -> Principal:
+    """The caller as their token says, not yet confirmed against their row."""
     if credentials is None:
         raise unauthenticated("missing bearer token")
     settings: Settings = request.app.state.settings
     try:
-        principal = decode(credentials.credentials, settings.jwt_secret)
+        return decode(credentials.credentials, settings.jwt_secret)
     except InvalidToken as error:
         raise unauthenticated(f"invalid token: {error}") from error
+
+
+TokenDep = Annotated[Principal, Depends(token_principal)]
+
+
+async def get_principal(request: Request, principal: TokenDep) -> AsyncIterator[Principal]:
+    """The caller, confirmed in the request's one transaction: the session (pinned to the
+    caller's account) is left on `request.state` for the unit of work to carry on, so a
+    request's auth, reads and writes are one BEGIN ... COMMIT. Closed (rolled back unless
+    the unit of work committed) when the endpoint is done."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
-        await set_tenant(session, principal.account_id)
         confirmed_principal = await _confirm(session, principal)
         request.state.session = session
         try:
@@ -93,10 +113,28 @@ class Require:
 
     def __call__(self, principal: PrincipalDep) -> Principal:
         if RANK[principal.role] < RANK[self.role]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"requires role {self.role} or above")
+            raise refused("forbidden", self.role)
         return principal
+
+
+class RequireClaim(Require):
+    """`Depends(RequireClaim("engineer"))`: the role the caller's token claims must rank at
+    least that high, checked with no query, before the body is read. For an endpoint whose
+    one statement confirms the caller and their role as the database knows them now (a
+    demoted caller's old token is refused there, writing nothing)."""
+
+    def __call__(self, principal: TokenDep) -> Principal:
+        if RANK[principal.role] < RANK[self.role]:
+            raise refused("forbidden", self.role)
+        return principal
+
+
+def may(role: str) -> tuple[str, ...]:
+    """The roles that rank at least as high as `role`."""
+    return tuple(r for r, rank in RANK.items() if rank >= RANK[role])
 
 
 Viewer = Annotated[Principal, Depends(Require("viewer"))]
 Engineer = Annotated[Principal, Depends(Require("engineer"))]
 Admin = Annotated[Principal, Depends(Require("admin"))]
+ClaimsEngineer = Annotated[Principal, Depends(RequireClaim("engineer"))]

@@ -31,6 +31,12 @@ def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
+def get_single(request: Request) -> AsyncEngine:
+    """The engine whose statements are each their own transaction (autocommit)."""
+    engine: AsyncEngine = request.app.state.single
+    return engine
+
+
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
@@ -78,6 +84,7 @@ async def get_uow(request: Request, principal: PrincipalDep) -> AsyncIterator[Un
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+SingleDep = Annotated[AsyncEngine, Depends(get_single)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 TemporalDep = Annotated[Client | None, Depends(get_temporal)]
 UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]

@@ -6,16 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Select, case, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Executable, Result, Select, Text, bindparam, case, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import get_in_account
-from domain import audit, push
+from domain import push
 from domain.calendar import BusinessCalendar, add_business_days, add_business_time
 from domain.calendars import calendar_from_row, versions_query
 from domain.errors import IdempotencyKeyReused, Invalid
@@ -58,6 +58,10 @@ class RungPlan:
     recipients: tuple[Recipient, ...] | None  # None: not resolved (the create response)
 
 
+def unknown_type(item_type: str) -> Invalid:
+    return Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
+
+
 async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type: str) -> SlaPolicy:
     policy = await session.scalar(
         select(SlaPolicy)
@@ -66,7 +70,7 @@ async def latest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
         .limit(1)
     )
     if policy is None:
-        raise Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
+        raise unknown_type(item_type)
     return policy
 
 
@@ -93,7 +97,7 @@ async def newest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
         )
     ).one_or_none()
     if row is None:
-        raise Invalid(f"unknown item type {item_type!r}: no SLA policy defines it", field="type")
+        raise unknown_type(item_type)
     policy, version = row
     return Policy(
         row=policy,
@@ -176,112 +180,161 @@ class Idempotency:
 class Created:
     item: Item
     created: bool  # False: an idempotent replay of an earlier request
-    policy: Policy | None  # what a new item plans on (None for a replay: its own pin)
-    # The names of its people, when the create has read them (`people_names`'s answer).
-    names: dict[uuid.UUID | None, str] | None = None
+    policy: Policy  # what the item plans on: a new one's newest, a replay's own pins
+    names: dict[uuid.UUID | None, str]  # its assignee's, when it has one
 
 
-async def _insert_item(
-    session: AsyncSession,
-    values: dict[str, Any],
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """Who creates, as their token says: `escalator_create_item` confirms them against
+    their row (active, the token's epoch) and their role against `roles`."""
+
+    account_id: uuid.UUID
+    user_id: uuid.UUID
+    epoch: int
+    roles: tuple[str, ...]  # the roles that may create
+
+
+class CallerRefused(Exception):
+    """The caller may not create: their token is refused ('inactive', 'revoked'), or their
+    role is not one that may ('forbidden'). Nothing was written."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+class Executes(Protocol):
+    """An `AsyncConnection` (a create in one call, outside any transaction) or the
+    request's `AsyncSession` (a handoff's, after it has read its policy)."""
+
+    async def execute(
+        self, statement: Executable, parameters: dict[str, Any], /
+    ) -> Result[Any]: ...
+
+
+_CREATE = text(
+    "SELECT outcome, made, policy, version, assignee_name FROM escalator_create_item("
+    ":account, :actor, :epoch, :roles, :item, :policy, :version, :audit, :event)"
+).bindparams(
+    bindparam("roles", type_=ARRAY(Text)),
+    bindparam("item", type_=JSONB),
+    bindparam("audit", type_=JSONB),
+    bindparam("event", type_=JSONB),
+)
+
+
+async def _create(
+    db: Executes,
+    caller: Caller,
+    new: Item,
     idempotency: Idempotency | None,
-    actor_id: uuid.UUID,
-    policy: Policy,
+    pinned: Policy | None = None,
 ) -> Created:
-    """Insert once per (account, scope, key). A retry of the same request returns the first
-    item with created=False; the same key on a different request is refused."""
+    """Create `new` once per (account, scope, key), with its audit row and its event, in
+    one call (`escalator_create_item`): a retry of the same request returns the first item
+    with created=False; the same key on a different request is refused. `pinned`: the policy
+    the caller planned on; else the type's newest, read by the call."""
     if idempotency is not None:
-        values = {
-            **values,
-            "idempotency_key": idempotency.key,
-            "idempotency_scope": idempotency.scope,
-            "request_fingerprint": idempotency.fingerprint,
-        }
-    item = await session.scalar(
-        insert(Item)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=["account_id", "idempotency_scope", "idempotency_key"]
+        new.idempotency_key = idempotency.key
+        new.idempotency_scope = idempotency.scope
+        new.request_fingerprint = idempotency.fingerprint
+    columns = {c.key: getattr(new, c.key) for c in Item.__table__.columns}
+    row = (
+        await db.execute(
+            _CREATE,
+            {
+                "account": caller.account_id,
+                "actor": caller.user_id,
+                "epoch": caller.epoch,
+                "roles": list(caller.roles),
+                "item": jsonable(columns),
+                "policy": pinned.row.id if pinned else None,
+                "version": pinned.calendar_version.id if pinned else None,
+                "audit": {
+                    "action": "created",
+                    "key": f"{new.id}:created",
+                    "data": {"kind": new.kind, "type": new.item_type, "intent": new.intent},
+                },
+                "event": {
+                    "item_id": str(new.id),
+                    "kind": "item.created",
+                    "payload": {**push.summary(new), "actor_id": str(caller.user_id)},
+                    "dedup_key": f"{new.id}:created",
+                },
+            },
         )
-        .returning(Item)
-    )
-    if item is None:
+    ).one()
+    if row.outcome in ("inactive", "revoked", "forbidden"):
+        raise CallerRefused(row.outcome)
+    if row.outcome == "unknown_type":
+        raise unknown_type(new.item_type)
+    if row.outcome == "handoff_type":
+        raise Invalid(f"{new.item_type!r} is a handoff type: create it as a handoff", field="type")
+    if row.outcome == "unknown_assignee":
+        raise Invalid(f"unknown or inactive user {new.assignee_id}", field="assignee_id")
+    item = Item(**dict(row.made))
+    if row.outcome == "key_reused":
         assert idempotency is not None  # only a keyed insert can conflict
-        existing = await session.scalar(
-            select(Item).where(
-                Item.account_id == values["account_id"],
-                Item.idempotency_scope == idempotency.scope,
-                Item.idempotency_key == idempotency.key,
-            )
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {idempotency.key!r} was already used for a different "
+            f"request to this endpoint (item {item.id}); use a new key for a new request",
+            key=idempotency.key,
         )
-        assert existing is not None
-        if existing.request_fingerprint not in (None, idempotency.fingerprint):
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {idempotency.key!r} was already used for a different "
-                f"request to this endpoint (item {existing.id}); use a new key for a new request",
-                key=idempotency.key,
-            )
-        return Created(item=existing, created=False, policy=None)
-    await audit.record(
-        session,
-        account_id=item.account_id,
-        item_id=item.id,
-        action="created",
-        actor_id=actor_id,
-        key=f"{item.id}:created",
-        data={"kind": item.kind, "type": item.item_type, "intent": item.intent},
-    )
-    await push.publish(
-        session,
-        account_id=item.account_id,
+    assert row.outcome in ("created", "replayed"), row.outcome
+    version = BusinessCalendarVersion(**dict(row.version))
+    policy = SlaPolicy(**dict(row.policy))
+    return Created(
         item=item,
-        kind="item.created",
-        dedup_key=f"{item.id}:created",
-        data={"actor_id": str(actor_id)},
+        created=row.outcome == "created",
+        policy=Policy(
+            row=policy,
+            rungs=parse_rungs(policy.rungs),
+            calendar=calendar_from_row(version),
+            calendar_version=version,
+        ),
+        names={item.assignee_id: row.assignee_name} if row.assignee_name else {},
     )
-    return Created(item=item, created=True, policy=policy)
+
+
+def jsonable(columns: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as JSON for `jsonb_populate_record`: instants and ids as text."""
+    return {
+        k: v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
+        for k, v in columns.items()
+    }
 
 
 async def create_task(
-    session: AsyncSession,
+    db: Executes,
+    caller: Caller,
     *,
-    account_id: uuid.UUID,
-    actor_id: uuid.UUID,
     item_type: str,
     title: str,
     assignee_id: uuid.UUID,
     due_at: datetime,
     idempotency: Idempotency | None,
 ) -> Created:
-    loaded = await newest_policy(session, account_id, item_type)
-    if loaded.row.response_target is not None:
-        raise Invalid(f"{item_type!r} is a handoff type: create it as a handoff", field="type")
-    assignee = await valid_user(session, account_id, assignee_id, "assignee_id")
-    made = await _insert_item(
-        session,
-        {
-            "account_id": account_id,
-            "kind": "task",
-            "item_type": item_type,
-            "title": title,
-            "assignee_id": assignee_id,
-            "creator_id": actor_id,
-            "due_at": due_at,
-            "policy_id": loaded.row.id,
-            "calendar_version_id": loaded.calendar_version.id,
-        },
-        idempotency,
-        actor_id,
-        loaded,
+    """A task, in one call: the type's newest policy is read by the call itself."""
+    new = Item(
+        id=uuid.uuid4(),
+        account_id=caller.account_id,
+        kind="task",
+        item_type=item_type,
+        title=title,
+        assignee_id=assignee_id,
+        creator_id=caller.user_id,
+        due_at=due_at,
+        state="open",
+        pauses=[],
     )
-    return replace(made, names={assignee.id: assignee.name}) if made.created else made
+    return await _create(db, caller, new, idempotency)
 
 
 async def create_handoff(
     session: AsyncSession,
+    caller: Caller,
     *,
-    account_id: uuid.UUID,
-    actor_id: uuid.UUID,
     session_ref: str,
     intent: str,
     title: str,
@@ -291,40 +344,34 @@ async def create_handoff(
     idempotency: Idempotency | None,
     now: datetime,
 ) -> Created:
-    """Escalate: the response target plays the role of due. Park: private, clock stopped."""
-    loaded = await newest_policy(session, account_id, "handoff")
-    policy = loaded.row
-    target = Offset.from_dict(policy.response_target or {"business_minutes": 30})
+    """Escalate: the response target plays the role of due. Park: private, clock stopped.
+    The due is planned on the policy read first, and the create pins that policy."""
+    loaded = await newest_policy(session, caller.account_id, "handoff")
+    target = Offset.from_dict(loaded.row.response_target or {"business_minutes": 30})
     if target.business_days is not None:
         due_at = add_business_days(now, target.business_days, loaded.calendar)
     else:
         assert target.business_time is not None  # Offset guarantees exactly one of the two
         due_at = add_business_time(now, target.business_time, loaded.calendar)
     parked = intent == "park"
-    return await _insert_item(
-        session,
-        {
-            "account_id": account_id,
-            "kind": "handoff",
-            "item_type": "handoff",
-            "title": title,
-            "creator_id": actor_id,
-            "due_at": due_at,
-            "policy_id": policy.id,
-            "calendar_version_id": loaded.calendar_version.id,
-            "intent": intent,
-            "engineer_notes": notes,
-            "priority": priority,
-            "session_ref": session_ref,
-            "snapshot": snapshot,
-            "state": "paused" if parked else "open",
-            "paused_at": now if parked else None,
-            "pauses": [{"start": now.isoformat(), "end": None}] if parked else [],
-        },
-        idempotency,
-        actor_id,
-        loaded,
+    new = Item(
+        id=uuid.uuid4(),
+        account_id=caller.account_id,
+        kind="handoff",
+        item_type="handoff",
+        title=title,
+        creator_id=caller.user_id,
+        due_at=due_at,
+        intent=intent,
+        engineer_notes=notes,
+        priority=priority,
+        session_ref=session_ref,
+        snapshot=snapshot,
+        state="paused" if parked else "open",
+        paused_at=now if parked else None,
+        pauses=[{"start": now.isoformat(), "end": None}] if parked else [],
     )
+    return await _create(session, caller, new, idempotency, loaded)
 
 
 def item_pauses(item: Item) -> list[Pause]:
@@ -362,21 +409,25 @@ def plan_of(item: Item, policy: Policy, now: datetime) -> list[PlannedRung]:
 
 
 async def plan_item(
-    session: AsyncSession, item: Item, policy: Policy, now: datetime, *, recipients: bool = True
+    session: AsyncSession, item: Item, policy: Policy, now: datetime
 ) -> list[RungPlan]:
-    """The plan, with who would be notified if each rung fired now (one query per rung;
-    `recipients=False` leaves them out: the create path's response)."""
+    """The plan, with who would be notified if each rung fired now (one query per rung)."""
     result = []
     for rung in plan_of(item, policy, now):
         rung_policy = policy.rungs[rung.name]
         assert rung_policy is not None
-        found = (
-            (await resolve(session, item, rung_policy.recipients, actor_id=None)).recipients
-            if recipients
-            else None
-        )
+        found = (await resolve(session, item, rung_policy.recipients, actor_id=None)).recipients
         result.append(RungPlan(rung=rung, policy=rung_policy, recipients=found))
     return result
+
+
+def bare_plan(item: Item, policy: Policy, now: datetime) -> list[RungPlan]:
+    """The plan without its recipients (a create's answer: no query)."""
+    return [
+        RungPlan(rung=rung, policy=rung_policy, recipients=None)
+        for rung in plan_of(item, policy, now)
+        if (rung_policy := policy.rungs[rung.name]) is not None
+    ]
 
 
 async def people_names(

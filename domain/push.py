@@ -14,36 +14,20 @@ for that moment only, never while the response is built.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Integer,
-    Row,
-    Select,
-    String,
-    Table,
-    Text,
-    bindparam,
-    cast,
-    func,
-    literal,
-    select,
-    union_all,
-)
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy import Row, Select, bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import Item, PushEvent
 
 CHANNEL = "escalator_push"
 # The advisory lock space's class for the per-account ordering lock (two-key form, as the
-# send guard's 7201).
+# send guard's 7201) that `escalator_publish` takes.
 ORDER_CLASS = 7202
-PUSH: Table = PushEvent.__table__  # type: ignore[assignment]
 _DEFERRED = "escalator.push.deferred"
 
 
@@ -86,64 +70,31 @@ async def publish(
     await _publish(session, [event])
 
 
+_PUBLISH = text("SELECT escalator_publish(:account, :events)").bindparams(
+    bindparam("events", type_=JSONB)
+)
+
+
 async def _publish(session: AsyncSession, events: list[dict[str, Any]]) -> None:
-    """The events of one account (a session is pinned to one), in their order."""
+    """The events of one account (a session is pinned to one), in their order, with the
+    account's ordering lock and their NOTIFYs, in one statement (`escalator_publish`: the
+    rows' ids are drawn after the lock is held; the NOTIFY is delivered at commit, so
+    listeners never see an event that rolled back; a duplicate key inserts and notifies
+    nothing)."""
     if not events:
         return
     account_id = events[0]["account_id"]
     assert all(e["account_id"] == account_id for e in events), "one account per transaction"
-    params: dict[str, Any] = {
-        "p_cls": ORDER_CLASS,
-        "p_lock_key": str(account_id),
-        "p_account": account_id,
-    }
-    for n, event in enumerate(events):
-        params |= {
-            f"p_item_{n}": event["item_id"],
-            f"p_kind_{n}": event["kind"],
-            f"p_payload_{n}": event["payload"],
-            f"p_dedup_{n}": event["dedup_key"],
-        }
-    await session.execute(_ordered_insert(len(events)), params)
-
-
-@functools.cache
-def _ordered_insert(count: int) -> Select[Any]:
-    """The account's ordering lock, `count` rows and their NOTIFYs in one statement (one
-    round trip): the rows are inserted from the lock's own row, so their ids are drawn
-    after the lock is held, in the events' order. The NOTIFY is delivered at commit, so
-    listeners never see an event that rolled back. No row inserted (a duplicate key), no
-    NOTIFY."""
-    ordered = select(
-        func.pg_advisory_xact_lock(
-            bindparam("p_cls", type_=Integer), func.hashtext(bindparam("p_lock_key", type_=Text))
-        ).label("locked")
-    ).cte("ordered")
-    account = bindparam("p_account", type_=PG_UUID)
     rows = [
-        select(
-            literal(n).label("n"),
-            account.label("account_id"),
-            bindparam(f"p_item_{n}", type_=PG_UUID).label("item_id"),
-            bindparam(f"p_kind_{n}", type_=String).label("kind"),
-            bindparam(f"p_payload_{n}", type_=JSONB).label("payload"),
-            bindparam(f"p_dedup_{n}", type_=String).label("dedup_key"),
-        ).select_from(ordered)
-        for n in range(count)
+        {
+            "item_id": str(e["item_id"]) if e["item_id"] else None,
+            "kind": e["kind"],
+            "payload": e["payload"],
+            "dedup_key": e["dedup_key"],
+        }
+        for e in events
     ]
-    events = union_all(*rows).subquery("events") if count > 1 else rows[0].subquery("events")
-    columns = ["account_id", "item_id", "kind", "payload", "dedup_key"]
-    inserted = (
-        insert(PUSH)
-        .from_select(columns, select(*(events.c[c] for c in columns)).order_by(events.c.n))
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(PUSH.c.id)
-        .cte("inserted")
-    )
-    note = func.json_build_object(
-        "id", inserted.c.id, "account_id", cast(bindparam("p_lock_key", type_=Text), Text)
-    )
-    return select(inserted.c.id, func.pg_notify(CHANNEL, cast(note, Text)))
+    await session.execute(_PUBLISH, {"account": account_id, "events": rows})
 
 
 def summary(item: Item | Row[Any]) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Response, status
 from sqlalchemy import select
 
-from api.auth import Engineer, Viewer
-from api.deps import SettingsDep, TemporalDep, UnitOfWork, UowDep
+from api.auth import ClaimsEngineer, Engineer, Viewer, may, refused
+from api.deps import SessionmakerDep, SettingsDep, SingleDep, TemporalDep, UnitOfWork, UowDep
 from api.errors import ErrorResponse
-from api.routers.items import item_view
+from api.routers.items import item_view, view_of
 from api.schemas import (
     HandoffCreate,
     ItemOut,
@@ -22,6 +22,8 @@ from api.schemas import (
     TaskCreate,
     next_rung,
 )
+from api.tokens import Principal
+from db import tenant_session
 from domain import items
 from domain.clock import utcnow
 from domain.models import Item
@@ -48,37 +50,45 @@ SessionRef = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-
 BAD_INPUT: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
 
-async def _created(
-    uow: UnitOfWork,
+async def _started(
     made: items.Created,
+    view: ItemOut,
     response: Response,
     temporal: TemporalDep,
     settings: SettingsDep,
 ) -> ItemOut:
     """201 with the item, new or replayed (a replay says `Idempotent-Replayed: true`, as
-    Stripe's does). The lean path: the plan on the policy just read, without the rungs'
-    recipients (GET the item for them); commit, then start the workflow, so the response
+    Stripe's does), once the item is committed: its workflow is started now, so the response
     can say whether it started. The worker stamps `workflow_started_at` when it runs."""
     item = made.item
-    bind_item(item.id)  # the rest of the request's lines name the new item
-    view = await item_view(uow, item, made.policy, recipients=False, names=made.names)
     if not made.created:
         response.headers[REPLAYED] = "true"
     if item.workflow_started_at is None:
-
-        async def start() -> None:
-            started = await start_item(
-                temporal,
-                settings.task_queue,
-                item.id,
-                item.account_id,
-                summary=f"{item.item_type}: {item.title}",
-            )
-            view.workflow = "started" if started else "pending"
-
-        uow.after_commit(start)
-    await uow.commit()
+        started = await start_item(
+            temporal,
+            settings.task_queue,
+            item.id,
+            item.account_id,
+            summary=f"{item.item_type}: {item.title}",
+        )
+        view.workflow = "started" if started else "pending"
     return view
+
+
+def _new_view(made: items.Created) -> ItemOut:
+    """A new item's answer, with no query: its plan on the policy the create read, without
+    the rungs' recipients (GET the item for them)."""
+    plan = items.bare_plan(made.item, made.policy, utcnow())
+    return view_of(made.item, made.policy, plan, made.names, None)
+
+
+def _caller(principal: Principal) -> items.Caller:
+    return items.Caller(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        epoch=principal.epoch,
+        roles=may("engineer"),
+    )
 
 
 @router.post(
@@ -91,28 +101,45 @@ async def _created(
 async def create_task(
     body: TaskCreate,
     response: Response,
-    uow: UowDep,
-    principal: Engineer,
+    principal: ClaimsEngineer,
+    single: SingleDep,
+    sessionmaker: SessionmakerDep,
     temporal: TemporalDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ItemOut:
     """Creation is authoritative: the item is committed first, then its workflow is started.
     If Temporal is unreachable the item still exists, reports `workflow: pending`, and the
-    reconciler starts the workflow later."""
-    made = await items.create_task(
-        uow.session,
-        account_id=principal.account_id,
-        actor_id=principal.user_id,
-        item_type=body.type,
-        title=body.title,
-        assignee_id=body.assignee_id,
-        due_at=body.due_at,
-        idempotency=items.Idempotency.of(
-            idempotency_key, "tasks", principal.user_id, body.model_dump(mode="json")
-        ),
-    )
-    return await _created(uow, made, response, temporal, settings)
+    reconciler starts the workflow later.
+
+    One statement does the create, its own transaction (`escalator_create_item`): it
+    confirms the caller (engineer or above), reads the type's policy, checks the assignee,
+    and writes the item, its audit row and its event. The answer's plan leaves out the
+    rungs' recipients (GET the item for them)."""
+    try:
+        async with single.connect() as connection:
+            made = await items.create_task(
+                connection,
+                _caller(principal),
+                item_type=body.type,
+                title=body.title,
+                assignee_id=body.assignee_id,
+                due_at=body.due_at,
+                idempotency=items.Idempotency.of(
+                    idempotency_key, "tasks", principal.user_id, body.model_dump(mode="json")
+                ),
+            )
+    except items.CallerRefused as refusal:
+        raise refused(refusal.refusal) from None
+    item = made.item
+    bind_item(item.id)  # the rest of the request's lines name the new item
+    if made.created:
+        view = _new_view(made)
+    else:  # a replay: the item as it is now
+        async with tenant_session(sessionmaker, item.account_id) as session:
+            uow = UnitOfWork(session, principal)
+            view = await item_view(uow, item, made.policy, recipients=False)
+    return await _started(made, view, response, temporal, settings)
 
 
 @router.post(
@@ -138,8 +165,7 @@ async def create_handoff(
     private: nobody is notified and the clock stays stopped."""
     made = await items.create_handoff(
         uow.session,
-        account_id=principal.account_id,
-        actor_id=principal.user_id,
+        _caller(principal),
         session_ref=session_ref,
         intent=body.intent,
         title=body.title,
@@ -154,7 +180,13 @@ async def create_handoff(
         ),
         now=utcnow(),
     )
-    return await _created(uow, made, response, temporal, settings)
+    bind_item(made.item.id)
+    if made.created:
+        view = _new_view(made)
+    else:
+        view = await item_view(uow, made.item, made.policy, recipients=False)
+    await uow.commit()
+    return await _started(made, view, response, temporal, settings)
 
 
 @router.get(

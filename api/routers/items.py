@@ -61,15 +61,31 @@ async def item_view(
     recipients: bool = True,
     names: dict[uuid.UUID | None, str] | None = None,
 ) -> ItemOut:
-    """The item with its plan: on `loaded` when the caller has it (a new item's policy),
-    else on the item's pins; each rung's recipients unless `recipients=False`; its people's
-    names, read unless the caller has them (a new task's assignee)."""
+    """The item with its plan: on `loaded` when the caller has it, else on the item's pins;
+    each rung's recipients unless `recipients=False`; its people's names, read unless
+    given."""
     if loaded is None:
         loaded = await items.pinned_policy(uow.session, item)
-    plan = await items.plan_item(uow.session, item, loaded, utcnow(), recipients=recipients)
+    now = utcnow()
+    plan = (
+        await items.plan_item(uow.session, item, loaded, now)
+        if recipients
+        else items.bare_plan(item, loaded, now)
+    )
     if names is None:
         names = await items.people_names(uow.session, item.account_id, [item])
-    stop = await items.stopped_by(uow.session, item)
+    return view_of(item, loaded, plan, names, await items.stopped_by(uow.session, item))
+
+
+def view_of(
+    item: Item,
+    loaded: items.Policy,
+    plan: list[items.RungPlan],
+    names: dict[uuid.UUID | None, str],
+    stop: items.Stop | None,
+) -> ItemOut:
+    """The item with `plan` on `loaded` (a rung's recipients null where the plan left them
+    out)."""
     # The recorded next rung; before the workflow recorded its plan, the first pending one.
     upcoming = next_rung(item)
     pending = [p.rung.name for p in plan if p.rung.status == "pending"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 
@@ -252,9 +253,13 @@ async def test_a_token_follows_its_user_as_the_database_knows_them(
 ) -> None:
     headers = api.headers(tenant, "ada")  # minted while Ada is an admin
     assert (await api.task(tenant, who="ada")).status_code == 201
+    before = await tenant.footprint()
     await tenant.update_user("ada", role="viewer")
-    demoted = await api.client.post("/v1/tasks", json={}, headers=headers)
-    assert demoted.status_code == 403  # the role change applies to the old token at once
+    body = (await api.task(tenant, who="ada")).request.content  # a task a viewer may not make
+    demoted = await api.client.post("/v1/tasks", json=json.loads(body), headers=headers)
+    # The role change applies to the old token at once, and the refused create wrote nothing.
+    assert demoted.status_code == 403, demoted.text
+    assert await tenant.footprint() == before
     await tenant.update_user("ada", is_active=False)
     gone = await api.client.get("/v1/queue", headers=headers)
     assert (gone.status_code, gone.json()["error"]["code"]) == (401, "unauthenticated")
