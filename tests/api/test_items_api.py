@@ -116,14 +116,23 @@ async def test_an_idempotent_create_under_concurrent_retries_makes_one_item(
 
 
 async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api, tenant: Tenant) -> None:
+    other_tenant = await Tenant.create(tenant.owner)
     naive = await api.task(tenant, due_at="2026-12-01T10:00:00")
     assert naive.status_code == 422
     assert "timezone" in naive.json()["error"]["message"]
     unknown_type = await api.task(tenant, type="NOPE")
     assert (unknown_type.status_code, unknown_type.json()["error"]["code"]) == (400, "invalid")
-    unknown_user = await api.task(tenant, assignee_id="00000000-0000-0000-0000-000000000000")
-    assert unknown_user.status_code == 400
-    assert "assignee" in unknown_user.json()["error"]["details"]["field"]
+    handoff_type = await api.task(tenant, type="handoff")
+    assert "is a handoff type" in handoff_type.json()["error"]["message"]
+    await tenant.update_user("vera", is_active=False)
+    for assignee in (
+        "00000000-0000-0000-0000-000000000000",
+        str(other_tenant.user("erin")),  # a user of another account
+        str(tenant.user("vera")),  # deactivated
+    ):
+        unknown_user = await api.task(tenant, assignee_id=assignee)
+        assert unknown_user.status_code == 400, assignee
+        assert unknown_user.json()["error"]["details"]["field"] == "assignee_id"
     async with tenant.owner() as session:
         count = await session.scalar(
             select(func.count()).select_from(Item).where(Item.account_id == tenant.account_id)
