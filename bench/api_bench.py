@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.tokens import Principal, mint  # noqa: E402
+from bench.harness import cpu_seconds  # noqa: E402
 from bench.support import (  # noqa: E402
     database,
     dev_server,
@@ -79,8 +80,11 @@ async def paced_calls(count: int, rate: float, call: Call) -> list[float]:
 
 
 @asynccontextmanager
-async def calls(url: str, client: Client, concurrency: int) -> AsyncIterator[tuple[Call, Call]]:
-    """(POST /v1/tasks through one API process, raw start_workflow), warmed up."""
+async def calls(
+    url: str, client: Client, concurrency: int, root: Path = ROOT
+) -> AsyncIterator[tuple[Call, Call, int]]:
+    """(POST /v1/tasks through one API process, raw start_workflow, the API's pid), warmed
+    up. `root`: another checkout's API, to measure a change against."""
     settings = Settings().model_copy(update={"database_url": url})
     engine = create_engine(settings, owner=True)
     tenant = await Tenant.create(create_sessionmaker(engine))
@@ -94,6 +98,7 @@ async def calls(url: str, client: Client, concurrency: int) -> AsyncIterator[tup
             "ESCALATOR_DB_POOL_SIZE": str(concurrency + 4),
         },
         *("--log-level", "warning"),
+        root=root,
     )
     principal = Principal(user_id=tenant.user("ada"), account_id=tenant.account_id, role="admin")
     token = mint(principal, settings.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
@@ -128,26 +133,32 @@ async def calls(url: str, client: Client, concurrency: int) -> AsyncIterator[tup
 
             await measure(20, concurrency, post)  # warm-up: connections, caches
             await measure(20, concurrency, start)
-            yield post, start
+            yield post, start, api.pid
     finally:
         api.terminate()
         api.wait(timeout=20)
         await engine.dispose()
 
 
-async def rates(url: str, client: Client, requests: int, concurrency: int) -> tuple[float, float]:
-    """Throughput of (POST /v1/tasks, raw start_workflow) at `concurrency` in flight."""
-    async with calls(url, client, concurrency) as (post, start):
+async def rates(
+    url: str, client: Client, requests: int, concurrency: int, root: Path = ROOT
+) -> tuple[float, float, float]:
+    """Throughput of (POST /v1/tasks, raw start_workflow) at `concurrency` in flight, and the
+    API process's CPU seconds per request."""
+    async with calls(url, client, concurrency, root) as (post, start, pid):
+        began = cpu_seconds(pid)
         api_rate, api_latency = await measure(requests, concurrency, post)
+        api_cpu = (cpu_seconds(pid) - began) / requests
         raw_rate, raw_latency = await measure(requests, concurrency, start)
     report("POST /v1/tasks", api_rate, api_latency)
+    print(f"  {'API CPU per request':<26} {api_cpu * 1000:7.2f} ms")
     report("client.start_workflow", raw_rate, raw_latency)
-    return api_rate, raw_rate
+    return api_rate, raw_rate, api_cpu
 
 
-async def paced(url: str, client: Client, rate: float, requests: int) -> float:
+async def paced(url: str, client: Client, rate: float, requests: int, root: Path = ROOT) -> float:
     """p99 latency of POST /v1/tasks arriving at `rate` per second."""
-    async with calls(url, client, 16) as (post, _):
+    async with calls(url, client, 16, root) as (post, _, _):
         latencies = await paced_calls(requests, rate, post)
     report(f"POST /v1/tasks at {rate:.0f}/s", rate, latencies)
     return percentile(latencies, 0.99)
@@ -162,7 +173,7 @@ async def run(count: int, concurrency: int, url: str) -> None:
     env = await dev_server()
     try:
         print(f"{count} requests each, concurrency {concurrency}, one API process, dev server")
-        api_rate, raw_rate = await rates(url, env.client, count, concurrency)
+        api_rate, raw_rate, _ = await rates(url, env.client, count, concurrency)
         print(f"  API / raw throughput ratio: {api_rate / raw_rate:.2f}")
         await paced(url, env.client, raw_rate / 2, count)
     finally:
