@@ -25,8 +25,8 @@ import asyncpg
 import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from config import Settings
 from domain.models import TENANT_TABLES
@@ -46,10 +47,10 @@ def create_engine(settings: Settings, *, owner: bool = False, **options: Any) ->
     """The app role's engine, or with `owner=True` the migration owner's."""
     url = settings.async_database_url if owner else settings.async_app_database_url
     options.setdefault("pool_size", settings.db_pool_size)
-    # A pre-ping is a round trip (a BEGIN/ROLLBACK pair) per checkout. The API keeps it, so a
-    # request after a Postgres restart never meets a dead connection; the worker turns it
-    # off (its steps retry, and a disconnect invalidates the whole pool at once).
-    options.setdefault("pool_pre_ping", True)
+    # A ping on checkout, only for a connection that sat idle (`ping_when_idle`). The worker
+    # turns it off with `pool_pre_ping=False` (its steps retry, and a disconnect
+    # invalidates the whole pool at once).
+    ping = options.pop("pool_pre_ping", True)
     options.setdefault("pool_recycle", 1800)
     if not owner:  # migrations may lock and run as long as they need
         timeouts = {
@@ -58,7 +59,36 @@ def create_engine(settings: Settings, *, owner: bool = False, **options: Any) ->
         }
         connect_args = options.setdefault("connect_args", {})
         connect_args["server_settings"] = {**connect_args.get("server_settings", {}), **timeouts}
-    return create_async_engine(url, **options)
+    engine = create_async_engine(url, **options)
+    if ping:
+        ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 1.0
+
+
+def ping_when_idle(engine: AsyncEngine, idle: float = IDLE_PING_SECONDS) -> None:
+    """Ping a pooled connection on checkout when it sat unused for `idle` seconds or more,
+    and replace it if the ping fails: a request after a Postgres restart does not meet a
+    dead connection. SQLAlchemy's `pool_pre_ping` pings every checkout, and through
+    asyncpg outside autocommit a ping is three round trips (BEGIN, `;`, ROLLBACK): on a
+    busy API that was the most frequent statement. A connection in steady use is not
+    pinged; one that dies between two uses is a 503 and invalidates the pool."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def idle_from(_: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:  # the pool replaces it with a new connection
+            raise DisconnectionError(f"a pooled connection failed its ping: {error}") from error
 
 
 class UnsafeDatabaseLogin(RuntimeError):

@@ -76,11 +76,9 @@ def create_app(
         engine = create_engine(settings)
         await refuse_rls_bypass(engine, wait=settings.db_startup_timeout_seconds)
         # Statements that are each a whole transaction (a create's one call): no BEGIN and
-        # COMMIT around them, and the pool's ping is one round trip, not three.
-        half = max(1, settings.db_pool_size // 2)
-        single = create_engine(
-            settings, isolation_level="AUTOCOMMIT", pool_size=half, max_overflow=half
-        )
+        # COMMIT around them. Each holds its connection for one round trip, so the pool
+        # does not overflow (an overflow connection is opened and closed per use).
+        single = create_engine(settings, isolation_level="AUTOCOMMIT", max_overflow=0)
         to = connection(settings)  # bad TLS settings stop the start, with the reason
         temporal = TemporalHolder()
         hub = Hub(settings.async_app_database_url, buffer=settings.sse_buffer)

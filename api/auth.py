@@ -70,7 +70,7 @@ async def confirmed(request: Request, principal: Principal) -> Principal:
         return await _confirm(session, principal)
 
 
-def token_principal(
+async def token_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -111,7 +111,7 @@ class Require:
     def __init__(self, role: str) -> None:
         self.role = role
 
-    def __call__(self, principal: PrincipalDep) -> Principal:
+    async def __call__(self, principal: PrincipalDep) -> Principal:
         if RANK[principal.role] < RANK[self.role]:
             raise refused("forbidden", self.role)
         return principal
@@ -123,7 +123,7 @@ class RequireClaim(Require):
     one statement confirms the caller and their role as the database knows them now (a
     demoted caller's old token is refused there, writing nothing)."""
 
-    def __call__(self, principal: TokenDep) -> Principal:
+    async def __call__(self, principal: TokenDep) -> Principal:
         if RANK[principal.role] < RANK[self.role]:
             raise refused("forbidden", self.role)
         return principal

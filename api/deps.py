@@ -1,4 +1,5 @@
-"""Request dependencies.
+"""Request dependencies. Every one is `async def`: FastAPI runs a plain `def` dependency
+in its thread pool, a thread hand-off per request for what is an attribute read.
 
 One unit of work per request: a session pinned to the caller's account (RLS), committed or
 rolled back here and nowhere else, then the after-commit hooks (workflow starts and
@@ -21,28 +22,28 @@ from config import Settings
 from domain import push
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def get_single(request: Request) -> AsyncEngine:
+async def get_single(request: Request) -> AsyncEngine:
     """The engine whose statements are each their own transaction (autocommit)."""
     engine: AsyncEngine = request.app.state.single
     return engine
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
 
-def get_temporal(request: Request) -> Client | None:
+async def get_temporal(request: Request) -> Client | None:
     client: Client | None = request.app.state.temporal.client
     return client
 

@@ -21,7 +21,7 @@ import pytest
 from api.app import create_app
 from api.tokens import Principal, mint
 from config import Settings
-from db import create_engine, create_sessionmaker, migrate
+from db import IDLE_PING_SECONDS, create_engine, create_sessionmaker, migrate
 from domain import links
 from domain.clock import utcnow
 from domain.demo import stable_id
@@ -54,9 +54,11 @@ def example_body(operation: dict[str, Any], schemas: dict[str, Any]) -> Any:
     return (schema.get("examples") or [{}])[0]
 
 
-async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without_restart(
+async def _account(
     postgres: StoppablePostgres, settings: Settings
-) -> None:
+) -> tuple[Settings, Tenant, uuid.UUID, dict[str, str]]:
+    """Settings on this Postgres (Temporal unreachable), an account with one item, and its
+    owner's bearer header."""
     ours = settings.model_copy(
         update={
             "database_url": postgres.url,
@@ -70,7 +72,39 @@ async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without
     await owner.dispose()
     principal = Principal(user_id=tenant.user("otto"), account_id=tenant.account_id, role="owner")
     token = mint(principal, ours.jwt_secret, ttl=timedelta(hours=1), now=utcnow())
-    auth = {"Authorization": f"Bearer {token}"}
+    return ours, tenant, item_id, {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_request_after_a_postgres_restart_meets_no_dead_connection(
+    postgres: StoppablePostgres, settings: Settings
+) -> None:
+    """Both of the API's pools (the request's transaction, a create's one call) hold a
+    connection that the restart killed; one that sat idle is pinged and replaced, so the
+    first requests after the restart are answered, not 503."""
+    ours, tenant, _, auth = await _account(postgres, settings)
+    task = {
+        "type": "CAPA",
+        "title": "after the restart",
+        "assignee_id": str(tenant.user("erin")),
+        "due_at": (utcnow() + timedelta(days=3)).isoformat(),
+    }
+    with serve(ours) as base:
+        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=15) as client:
+            assert (await client.get("/v1/queue")).status_code == 200
+            assert (await client.post("/v1/tasks", json=task)).status_code == 201
+            postgres.stop()
+            postgres.start()
+            await asyncio.sleep(IDLE_PING_SECONDS)
+            queue = await client.get("/v1/queue")
+            assert queue.status_code == 200, queue.text
+            created = await client.post("/v1/tasks", json=task)
+            assert created.status_code == 201, created.text
+
+
+async def test_every_endpoint_is_503_while_postgres_is_down_and_recovers_without_restart(
+    postgres: StoppablePostgres, settings: Settings
+) -> None:
+    ours, tenant, item_id, auth = await _account(postgres, settings)
     ids = {
         "item_id": str(item_id),
         "user_id": str(tenant.user("erin")),
