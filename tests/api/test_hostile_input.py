@@ -244,6 +244,10 @@ async def test_a_nul_character_is_a_400_and_writes_nothing(api: Api, tenant: Ten
     body = {"intent": "park", "snapshot": {"note": "a\u0000b"}}
     problem = await refused(api, tenant, "POST", "/v1/sessions/x/handoffs", 400, json=body)
     assert problem["code"] == "invalid_value"
+    # A task's create is one statement whose values travel as JSON: the same answer.
+    body = task(tenant, title="a\u0000b")
+    problem = await refused(api, tenant, "POST", "/v1/tasks", 400, json=body)
+    assert problem["code"] == "invalid_value"
 
 
 async def test_request_ids_are_echoed_when_sane_and_replaced_when_not(
