@@ -8,8 +8,9 @@ epoch). It answers the user's role, or why the token is refused ('inactive', 're
 Every authenticated request opens with it, where it used to take two statements.
 
 `escalator_publish(account, events)`: the push outbox's write. The account's ordering lock,
-the rows in the events' order (their ids drawn after the lock is held) and a NOTIFY per row
-inserted, as one statement. A duplicate `dedup_key` inserts nothing and notifies nothing.
+then the rows in the events' order (their ids drawn after the lock is held) and a NOTIFY per
+row inserted. A duplicate `dedup_key` inserts nothing and notifies nothing. PL/pgSQL, as
+the others: its plans are kept per connection (a SQL function's are made on every call).
 
 `escalator_create_item(...)`: a new task or handoff, whole. It confirms the caller and their
 role, reads the policy (the type's newest on its calendar's newest version, or the one the
@@ -59,24 +60,28 @@ FUNCTIONS = {
     """,
     "escalator_publish(p_account uuid, p_events jsonb)": f"""
         RETURNS bigint
-        LANGUAGE sql VOLATILE SET search_path = public, pg_temp
+        LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp
         AS $$
-          WITH ordered AS (
-            SELECT pg_advisory_xact_lock({ORDER_CLASS}, hashtext(p_account::text))
-          ), inserted AS (
+        DECLARE
+          v_inserted bigint;
+        BEGIN
+          PERFORM pg_advisory_xact_lock({ORDER_CLASS}, hashtext(p_account::text));
+          WITH inserted AS (
             INSERT INTO push_event (account_id, item_id, kind, payload, dedup_key)
             SELECT p_account, (e.event->>'item_id')::uuid, e.event->>'kind',
                    e.event->'payload', e.event->>'dedup_key'
-              FROM ordered, jsonb_array_elements(p_events) WITH ORDINALITY AS e (event, n)
+              FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e (event, n)
              ORDER BY e.n
             ON CONFLICT (dedup_key) DO NOTHING
             RETURNING id
           )
-          SELECT count(*) FROM inserted, LATERAL (
+          SELECT count(*) INTO v_inserted FROM inserted, LATERAL (
             SELECT pg_notify('{CHANNEL}',
                              json_build_object('id', inserted.id,
                                                'account_id', p_account::text)::text)
-          ) AS notified
+          ) AS notified;
+          RETURN v_inserted;
+        END
         $$
     """,
     (
