@@ -40,7 +40,7 @@ REFUSED = {
 _PRINCIPAL = text("SELECT role, refusal FROM escalator_principal(:account, :user, :epoch)")
 
 
-def refused(refusal: str, role: str = "engineer") -> HTTPException:
+def refused(refusal: str, role: str) -> HTTPException:
     """`escalator_principal`'s refusal (or the create's 'forbidden', for `role`) as the
     answer."""
     if refusal == "forbidden":
@@ -59,7 +59,7 @@ async def _confirm(session: AsyncSession, principal: Principal) -> Principal:
         )
     ).one()
     if row.refusal is not None:
-        raise refused(row.refusal)
+        raise refused(row.refusal, "viewer")  # never 'forbidden': any role is confirmed
     return replace(principal, role=row.role)
 
 
@@ -112,6 +112,9 @@ class Require:
         self.role = role
 
     async def __call__(self, principal: PrincipalDep) -> Principal:
+        return self.ranked(principal)
+
+    def ranked(self, principal: Principal) -> Principal:
         if RANK[principal.role] < RANK[self.role]:
             raise refused("forbidden", self.role)
         return principal
@@ -124,9 +127,7 @@ class RequireClaim(Require):
     demoted caller's old token is refused there, writing nothing)."""
 
     async def __call__(self, principal: TokenDep) -> Principal:
-        if RANK[principal.role] < RANK[self.role]:
-            raise refused("forbidden", self.role)
-        return principal
+        return self.ranked(principal)
 
 
 def may(role: str) -> tuple[str, ...]:

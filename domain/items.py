@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -40,6 +40,16 @@ class Policy:
     rungs: dict[RungName, RungPolicy | None]
     calendar: BusinessCalendar
     calendar_version: BusinessCalendarVersion
+
+    @classmethod
+    def on(cls, row: SlaPolicy, version: BusinessCalendarVersion) -> Policy:
+        """Policy version `row` on calendar version `version`, parsed."""
+        return cls(
+            row=row,
+            rungs=parse_rungs(row.rungs),
+            calendar=calendar_from_row(version),
+            calendar_version=version,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,12 +109,7 @@ async def newest_policy(session: AsyncSession, account_id: uuid.UUID, item_type:
     if row is None:
         raise unknown_type(item_type)
     policy, version = row
-    return Policy(
-        row=policy,
-        rungs=parse_rungs(policy.rungs),
-        calendar=calendar_from_row(version),
-        calendar_version=version,
-    )
+    return Policy.on(policy, version)
 
 
 async def latest_calendar_version(
@@ -128,12 +133,7 @@ async def load_policy(
         )
         assert found is not None  # a RESTRICT foreign key
         version = found
-    return Policy(
-        row=policy,
-        rungs=parse_rungs(policy.rungs),
-        calendar=calendar_from_row(version),
-        calendar_version=version,
-    )
+    return Policy.on(policy, version)
 
 
 async def pinned_policy(session: AsyncSession, item: Item) -> Policy:
@@ -282,16 +282,11 @@ async def _create(
             key=idempotency.key,
         )
     assert row.outcome in ("created", "replayed"), row.outcome
-    version = BusinessCalendarVersion(**dict(row.version))
-    policy = SlaPolicy(**dict(row.policy))
     return Created(
         item=item,
         created=row.outcome == "created",
-        policy=Policy(
-            row=policy,
-            rungs=parse_rungs(policy.rungs),
-            calendar=calendar_from_row(version),
-            calendar_version=version,
+        policy=Policy.on(
+            SlaPolicy(**dict(row.policy)), BusinessCalendarVersion(**dict(row.version))
         ),
         names={item.assignee_id: row.assignee_name} if row.assignee_name else {},
     )
@@ -408,26 +403,25 @@ def plan_of(item: Item, policy: Policy, now: datetime) -> list[PlannedRung]:
     )
 
 
+def bare_plan(item: Item, policy: Policy, now: datetime) -> list[RungPlan]:
+    """The plan without its recipients (a create's answer: no query)."""
+    result = []
+    for rung in plan_of(item, policy, now):
+        rung_policy = policy.rungs[rung.name]
+        assert rung_policy is not None
+        result.append(RungPlan(rung=rung, policy=rung_policy, recipients=None))
+    return result
+
+
 async def plan_item(
     session: AsyncSession, item: Item, policy: Policy, now: datetime
 ) -> list[RungPlan]:
     """The plan, with who would be notified if each rung fired now (one query per rung)."""
     result = []
-    for rung in plan_of(item, policy, now):
-        rung_policy = policy.rungs[rung.name]
-        assert rung_policy is not None
-        found = (await resolve(session, item, rung_policy.recipients, actor_id=None)).recipients
-        result.append(RungPlan(rung=rung, policy=rung_policy, recipients=found))
+    for bare in bare_plan(item, policy, now):
+        found = await resolve(session, item, bare.policy.recipients, actor_id=None)
+        result.append(replace(bare, recipients=found.recipients))
     return result
-
-
-def bare_plan(item: Item, policy: Policy, now: datetime) -> list[RungPlan]:
-    """The plan without its recipients (a create's answer: no query)."""
-    return [
-        RungPlan(rung=rung, policy=rung_policy, recipients=None)
-        for rung in plan_of(item, policy, now)
-        if (rung_policy := policy.rungs[rung.name]) is not None
-    ]
 
 
 async def people_names(

@@ -82,12 +82,15 @@ def _new_view(made: items.Created) -> ItemOut:
     return view_of(made.item, made.policy, plan, made.names, None)
 
 
+CREATOR = "engineer"  # the least role that creates items
+
+
 def _caller(principal: Principal) -> items.Caller:
     return items.Caller(
         account_id=principal.account_id,
         user_id=principal.user_id,
         epoch=principal.epoch,
-        roles=may("engineer"),
+        roles=may(CREATOR),
     )
 
 
@@ -130,7 +133,7 @@ async def create_task(
                 ),
             )
     except items.CallerRefused as refusal:
-        raise refused(refusal.refusal) from None
+        raise refused(refusal.refusal, CREATOR) from None
     item = made.item
     bind_item(item.id)  # the rest of the request's lines name the new item
     if made.created:
