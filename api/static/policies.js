@@ -65,13 +65,19 @@ function formRungs() {
   return rungs;
 }
 
+// Only the newest preview asked for is drawn: an older answer that arrives after it (the
+// page's first preview, say, after the assignee was changed) is dropped, not shown.
+let previewsAsked = 0;
+
 async function preview() {
   const due = $("#preview-due").value;
   if (!due || !$("#preview-assignee").value) return;
+  const asked = ++previewsAsked;
   const result = await api("/v1/preview", {
     method: "POST",
     body: { type: state.current.item_type, due_at: new Date(due).toISOString(), assignee_id: $("#preview-assignee").value },
   });
+  if (asked !== previewsAsked) return;
   if (!result.ok) { $("#preview").textContent = errorText(result); return; }
   const steps = result.body.plan.map((r) => {
     const who = (r.recipients || []).map((p) => p.name).join(", ") || "nobody valid";

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, ViewportSize, expect
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
@@ -672,6 +672,32 @@ async def test_an_admin_changes_a_policy_and_sees_the_plan_preview_move(
     _, engineer = await fresh_page(pages)
     await engineer.goto(f"{site}/admin/policies")
     await expect(engineer.locator("#signed-out")).to_be_visible()  # admins only
+
+
+async def test_a_late_plan_preview_never_replaces_a_newer_one(
+    pages: Pages, site: str, settings: Settings, tenant: Tenant
+) -> None:
+    """The page's first preview (for the first person listed) is held back until after the
+    admin picked Erin: its late answer must not overwrite Erin's plan."""
+    erin = str(tenant.user("erin"))
+    context = await pages.context()
+    await context.add_init_script(remember(site, token(settings, tenant, "ada", "admin")))
+
+    async def hold_all_but_erins(route: Route) -> None:
+        if erin not in (route.request.post_data or ""):
+            await asyncio.sleep(2)
+        await route.continue_()
+
+    await context.route("**/v1/preview", hold_all_but_erins)
+    page = await context.new_page()
+    await page.goto(f"{site}/admin/policies")
+    await page.select_option("#type", "CAPA")
+    await page.select_option("#preview-assignee", label="Erin Engineer")
+    step = page.locator('#preview .step[data-rung="escalate_1"]')
+    await expect(step).to_contain_text("(Ada Admin)")  # Erin's manager
+    await asyncio.sleep(3)  # every held answer has arrived by now
+    await expect(step).to_contain_text("(Ada Admin)")
+    await context.close()
 
 
 async def test_an_admin_sends_a_failed_webhook_again_from_the_item_page(
