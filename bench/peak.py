@@ -54,13 +54,15 @@ def main() -> None:
     parser.add_argument("--open", type=int, default=20_000)
     parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument(
-        "--escalator-root", default=str(ROOT), help="another checkout's worker, to compare"
+        "--escalator-root",
+        default=str(ROOT),
+        help="another checkout's worker, API and migrations, to compare",
     )
     args = parser.parse_args()
     # The sink's line per mail would drown the figures: warnings and up only.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     wanted = {int(n) for n in args.only.split(",")}
-    with database() as url:
+    with database(Path(args.escalator_root)) as url:
         rows = asyncio.run(run(url, wanted, args))
     print_table(rows)
     out = Path(args.json)

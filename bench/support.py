@@ -23,15 +23,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def database() -> Iterator[str]:
-    """DATABASE_URL's server when set (a scratch database, dropped after), else pgserver."""
+def database(root: Path = ROOT) -> Iterator[str]:
+    """DATABASE_URL's server when set (a scratch database, dropped after), else pgserver;
+    migrated by `root`'s checkout (another's, to measure a change to the schema too)."""
     server = os.environ.get("DATABASE_URL")
     with contextlib.ExitStack() as stack:
         if not server:
             server = stack.enter_context(embedded_postgres(Path(tempfile.mkdtemp()) / "pg"))
         url = create_database(server, prefix="escalator_bench")
         stack.callback(drop_database, url)
-        migrate(url)
+        if root == ROOT:
+            migrate(url)
+        else:
+            program = f"import db; db.migrate({url!r})"
+            subprocess.run([sys.executable, "-c", program], cwd=root, check=True)
         yield url
 
 
