@@ -149,6 +149,13 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def autocommit(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The sessionmaker's engine and pool with each statement its own transaction: for a
+    server-side function that is a whole transaction in one call (no BEGIN, no COMMIT)."""
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 async def set_tenant(session: AsyncSession, account_id: uuid.UUID) -> None:
     """Pin the transaction to one account; RLS policies read `app.account_id`."""
     await session.execute(

@@ -8,14 +8,14 @@ and one recipient's trouble is never the batch's.
    live row of it is `suppressed` instead.
 2. The sends, concurrently over the worker's SMTP pool. Each mail, once a pooled connection
    is free for it, is rendered (an address that cannot be encoded fails that recipient
-   alone), then sent in a short transaction of its own that opens with the item's send
-   guard (`domain.send_guard`, one call that also reads the item's state) and, for a sent
-   mail of a rung's own few, ends with its row's `sent`: a claim waits for the mails in
-   flight, never for the batch, and a mail that starts after a claim committed is not
-   sent. Such a mail is two statements and the SMTP commands. No mail is started with less
-   time left than `smtp_timeout_seconds` before the activity's own timeout: a slow but
-   working server is never cut off mid-mail; the mails not started come back `later` and
-   the workflow sends them at once in a new activity.
+   alone), then sent while it holds the item's send guard (`domain.send_guard.held`: one
+   call takes it and reads the item's state, one lets it go and, for a sent mail of a
+   rung's own few, records its row's `sent`): a claim waits for the mails in flight, never
+   for the batch, and a mail that starts after a claim committed is not sent. Such a mail
+   is two calls and the SMTP commands, with no transaction around them. No mail is started
+   with less time left than `smtp_timeout_seconds` before the activity's own timeout: a
+   slow but working server is never cut off mid-mail; the mails not started come back
+   `later` and the workflow sends them at once in a new activity.
 3. The other outcomes (a big fan-out's sent mails, and failed, not tried, not encodable,
    or a commit that failed), after the guards, together (`domain.deliveries.record`), with
    the audit row and the `delivery.failed` push of each new failure (none once the item is
@@ -35,14 +35,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from email.message import Message
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 import metrics
-from activities.mail import MailItem, MailLinks, mail_item, message_id, render
+from activities.mail import MailItem, MailLinks, message_id, render
 from activities.mail_outcomes import (
     announce,
     batch_of,
@@ -51,18 +49,17 @@ from activities.mail_outcomes import (
     measure,
     not_now,
     open_item,
-    quiet_ends,
     send_deadline,
     suppress_all,
 )
 from activities.rungs import fire
 from activities.smtp import Smtp, SmtpPool
 from config import Settings
-from db import tenant_session
+from db import autocommit, tenant_session
 from domain import deliveries, send_guard
 from domain.addresses import for_smtp
 from domain.clock import utcnow
-from domain.recipients import Recipient, Resolution
+from domain.recipients import Recipient
 from workflows.types import (
     FireRung,
     MailOutcome,
@@ -87,6 +84,8 @@ class EmailActivities:
         links: MailLinks | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # The rung's call, and the mails' send guards (two calls each), in autocommit.
+        self._autocommit = autocommit(sessionmaker)
         self._smtp = smtp
         self._pool = SmtpPool(smtp, pool_size)
         self._links = links or MailLinks.from_settings(Settings())
@@ -117,34 +116,17 @@ class EmailActivities:
         (`outcomes` None), which heartbeats."""
         deadline = send_deadline()
         account_id = uuid.UUID(request.account_id)
-        batch = batch_of(request)
-
-        async def attempt(
-            session: AsyncSession, item: Row[Any], found: Resolution
-        ) -> tuple[dict[str, MailOutcome], MailItem | None] | None:
-            """The mails' attempt, and what they say of the item (read with its stamp)."""
-            if "email" not in request.channels or not found.recipients:
-                return None
-            if len(found.recipients) > LOCAL_SENDS:
-                return None
-            rows = await deliveries.attempt(
-                session, delivery_key(batch), quiet_ends(batch, found.recipients)
-            )
-            settled = not_now(rows)
-            if all(r.user_id in settled for r in found.recipients):
-                return settled, None
-            return settled, mail_item(item)
-
-        fired, item, prepared = await fire(self._sessionmaker, request, attempt)
-        if item is None or prepared is None:
-            return fired
-        settled, mail = prepared
-        batch = replace(batch, recipients=list(fired.recipients))
+        attempt = LOCAL_SENDS if "email" in request.channels else None
+        fired = await fire(self._autocommit, request, attempt)
+        if fired.item is None or fired.attempted is None:
+            return fired.rung
+        batch = replace(batch_of(request), recipients=list(fired.rung.recipients))
+        settled = not_now(fired.attempted)
         due = [r for r in batch.recipients if r.user_id not in settled]
-        if due and mail is not None:
-            sent = await self._deliver(batch, account_id, due, mail, deadline, each=True)
+        if due:
+            sent = await self._deliver(batch, account_id, due, fired.item, deadline, each=True)
             settled.update(sent)
-        return replace(fired, outcomes=[settled[r.user_id] for r in batch.recipients])
+        return replace(fired.rung, outcomes=[settled[r.user_id] for r in batch.recipients])
 
     @activity.defn
     async def record_outcomes(self, request: RecordOutcomes) -> None:
@@ -196,7 +178,7 @@ class EmailActivities:
             if item is None:
                 return await suppress_all(session, request, account_id), None
             rows = await deliveries.attempt(
-                session, delivery_key(request), quiet_ends(request, request.recipients)
+                session, delivery_key(request), request.at, request.critical, request.recipients
             )
             return not_now(rows), item
 
@@ -249,10 +231,11 @@ class EmailActivities:
     ) -> tuple[MailOutcome, bool]:
         """One recipient's mail, what became of it, and whether that is recorded; never
         raises. It is rendered once a pooled connection is free for it, and sent only if
-        there is time for it and the item is open under the send guard. With `each`, a sent
-        mail is recorded in the guard's own transaction (the guard, the mail, the row's UPDATE, the
-        commit: two statements and the SMTP commands); any other outcome after the guard,
-        with the batch's, so a failure is announced only while no claim has committed."""
+        there is time for it and the item is open under the send guard (`send_guard.held`:
+        the guard and the state in one call, the SMTP commands, one call to let it go). With
+        `each`, a sent mail's row is recorded by the call that lets the guard go; any other
+        outcome after the guard, with the batch's, so a failure is announced only while no
+        claim has committed."""
         user_id = recipient.user_id
         async with self._pool.slot():
             try:
@@ -268,25 +251,25 @@ class EmailActivities:
                 return MailOutcome(user_id=user_id, status="later"), False
             outcome: MailOutcome | None = None
             try:
-                async with self._sessionmaker() as session, session.begin():
-                    state = await send_guard.sending_state(session, item.id, key.account_id)
-                    if state != "open":
-                        reason = f"not sent: the item is {state}"
+                async with send_guard.held(self._autocommit, item.id, key.account_id) as guard:
+                    if guard.state != "open":
+                        reason = f"not sent: the item is {guard.state}"
                         outcome = MailOutcome(user_id=user_id, status="suppressed", error=reason)
-                    else:
-                        outcome = await self._smtp_send(request, user_id, message, wire)
-                    sent = outcome.status == "sent"
-                    if not (each and sent and outcome.sent_at and outcome.message_id):
                         return outcome, False  # recorded with the batch's, after the guard
-                    recipient_id = uuid.UUID(user_id)
-                    sent_at, sent_id = outcome.sent_at, outcome.message_id
-                    await deliveries.record_sent(session, key, recipient_id, sent_at, sent_id)
-            except Exception as error:  # Postgres: the guard, the read, the record, the commit
+                    outcome = await self._smtp_send(request, user_id, message, wire)
+                    if each and outcome.status == "sent" and outcome.sent_at and outcome.message_id:
+                        recipient_id, sent_id = uuid.UUID(user_id), outcome.message_id
+                        await guard.release_sent(
+                            key.event_key, recipient_id, outcome.sent_at, sent_id
+                        )
+                        return outcome, True
+                    await guard.release()
+                    return outcome, False  # recorded with the batch's, after the guard
+            except Exception as error:  # Postgres: the guard and its read, the record
                 if outcome is None:
                     reason = f"not sent: the database failed: {type(error).__name__}: {error}"
                     return MailOutcome(user_id=user_id, status="retry", error=reason), False
                 return outcome, False  # SMTP answered: recorded with the batch's leftovers
-            return outcome, True
 
     async def _smtp_send(
         self, request: SendEmails, user_id: str, message: Message, wire: str

@@ -22,8 +22,6 @@ from activities.mail import MailItem, mail_item
 from db import get_in_account
 from domain import deliveries, push
 from domain.models import BusinessCalendarVersion, Item, SlaPolicy, User
-from domain.people import Recipient
-from domain.quiet_hours import quiet_until_of
 from workflows.types import FireRung, MailOutcome, SendEmails
 
 # Time kept back from an activity's timeout for the outcomes' record.
@@ -122,14 +120,6 @@ def delivery_key(request: SendEmails) -> deliveries.Key:
         item_id=uuid.UUID(request.item_id),
         event_key=request.event_key,
     )
-
-
-def quiet_ends(request: SendEmails, recipients: Sequence[Recipient]) -> list[tuple[uuid.UUID, Any]]:
-    """Each recipient with the end of their quiet hours (a `normal` notification waits)."""
-    return [
-        (uuid.UUID(r.user_id), None if request.critical else quiet_until_of(r, request.at))
-        for r in recipients
-    ]
 
 
 async def open_item(

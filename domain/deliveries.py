@@ -15,20 +15,19 @@ suppression or a concurrent attempt's result.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, and_, bindparam, case, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, bindparam, case, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningInsert
 
 from domain import audit, item_hooks
 from domain.models import Delivery
+from domain.people import Recipient
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 FINAL = ("sent", "failed")
@@ -86,56 +85,69 @@ class Result:
     error: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Attempted:
+    """A mail's row as its attempt left it: what `not_now` and `final_outcome` read."""
+
+    recipient_id: uuid.UUID
+    status: str
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    deferred_until: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> Attempted:
+        """From a delivery row, or its JSON (`escalator_fire_rung`'s `attempted`)."""
+        values = row if isinstance(row, dict) else row._mapping
+        return cls(
+            recipient_id=uuid.UUID(str(values["recipient_id"])),
+            status=values["status"],
+            message_id=values["message_id"],
+            sent_at=_instant(values["sent_at"]),
+            last_error=values["last_error"],
+            deferred_until=_instant(values["deferred_until"]),
+        )
+
+
+def _instant(value: datetime | str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+_ATTEMPT = text(
+    "SELECT * FROM escalator_attempt(:account, :item, :event, :at, :critical, :wanted, :unknown)"
+).bindparams(bindparam("wanted", type_=JSONB))
+
+
 async def attempt(
-    session: AsyncSession, key: Key, wanted: Sequence[tuple[uuid.UUID, datetime | None]]
-) -> Sequence[Any]:
-    """Each recipient's row into its attempt state (created if missing), in one upsert that
-    locks the rows it meets, in recipient order (two attempts never deadlock). `wanted`:
-    (recipient, the end of their quiet hours or None). A final row stays as it is; a
-    recipient in quiet hours is `deferred` to their end; anyone else is `sending` with
-    attempts + 1, and a row that was already `sending` notes the unknown outcome of the
-    attempt before (RFC 1047). Returns every row as it now is."""
-    proposals = [
-        {
-            **key.row(recipient_id),
-            "status": "deferred" if until else "sending",
-            "attempts": 0 if until else 1,
-            "deferred_until": until,
-        }
-        for recipient_id, until in sorted(wanted, key=lambda w: w[0])
-    ]
-    if not proposals:
+    session: AsyncSession, key: Key, at: datetime, critical: bool, wanted: Sequence[Recipient]
+) -> list[Attempted]:
+    """Each recipient's row into its attempt state (created if missing), in one call
+    (`escalator_attempt`) that locks the rows in recipient order (two attempts never
+    deadlock). A final row stays as it is; a recipient in their quiet hours at `at` is
+    `deferred` to their end, unless the notification is `critical`; anyone else is
+    `sending` with attempts + 1, and a row that was already `sending` notes the unknown
+    outcome of the attempt before (RFC 1047). Returns every row as it now is."""
+    if not wanted:
         return []
-    rows: Sequence[Any] = (await session.execute(_upsert(), proposals)).all()
-    return rows
-
-
-@functools.cache
-def _upsert() -> ReturningInsert[Any]:
-    """`attempt`'s statement, built once; executemany (cached by SQLAlchemy)."""
-    upsert = insert(DELIVERY)
-    row, new = DELIVERY.c, upsert.excluded
-    final = or_(*(row.status == status for status in FINAL))  # no IN: executemany
-    return upsert.on_conflict_do_update(
-        index_elements=["recipient_id", "item_id", "event_key", "channel"],
-        set_={
-            "status": case((final, row.status), else_=new.status),
-            "attempts": case(
-                (final, row.attempts),
-                (new.status == "sending", row.attempts + 1),
-                else_=row.attempts,
-            ),
-            "last_error": case(
-                (and_(row.status == "sending", new.status == "sending"), literal(UNKNOWN_OUTCOME)),
-                else_=row.last_error,
-            ),
-            "deferred_until": case(
-                (and_(~final, new.status == "deferred"), new.deferred_until),
-                else_=row.deferred_until,
-            ),
-            "updated_at": func.now(),
-        },
-    ).returning(*DELIVERY.c)
+    params = {
+        "account": key.account_id,
+        "item": key.item_id,
+        "event": key.event_key,
+        "at": at,
+        "critical": critical,
+        "wanted": [
+            {
+                "id": r.user_id,
+                "timezone": r.timezone,
+                "quiet_start": r.quiet_start,
+                "quiet_end": r.quiet_end,
+            }
+            for r in wanted
+        ],
+        "unknown": UNKNOWN_OUTCOME,
+    }
+    return [Attempted.of(row) for row in (await session.execute(_ATTEMPT, params)).all()]
 
 
 async def ensure(session: AsyncSession, key: Key, recipient_ids: Sequence[uuid.UUID]) -> None:
@@ -198,37 +210,6 @@ async def record(
             session, row, tier, recipient_id=str(row.recipient_id), error=error
         )
     return failed
-
-
-async def record_sent(
-    session: AsyncSession, key: Key, recipient_id: uuid.UUID, sent_at: datetime, message_id: str
-) -> None:
-    """One mail's `sent`, as `record` applies it, in one UPDATE: on the row unless it is
-    `sent` already, keeping the RFC 1047 note of a row sent twice."""
-    params = {
-        **{f"p_{name}": value for name, value in key.row(recipient_id).items()},
-        "p_sent_at": sent_at,
-        "p_message_id": message_id,
-    }
-    await session.execute(_sent(), params)
-
-
-@functools.cache
-def _sent() -> Any:
-    row = DELIVERY.c
-    where = [row[name] == bindparam(f"p_{name}") for name in Key.COLUMNS]
-    kept = case((row.last_error == UNKNOWN_OUTCOME, row.last_error), else_=None)
-    return (
-        update(DELIVERY)
-        .where(*where, row.status != "sent")
-        .values(
-            status="sent",
-            sent_at=bindparam("p_sent_at"),
-            message_id=bindparam("p_message_id"),
-            last_error=kept,
-            updated_at=func.now(),
-        )
-    )
 
 
 async def give_up(

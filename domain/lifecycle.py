@@ -330,15 +330,25 @@ class FellDue:
     data: dict[str, str]
 
 
-def fell_due(item: Item | Any, due: datetime) -> FellDue:
+def fell_due(item_id: uuid.UUID, due: datetime) -> FellDue:
     at = due.isoformat()
-    return FellDue(key=f"{item.id}:fell_due:{at}", data={"due_at": at})
+    return FellDue(key=f"{item_id}:fell_due:{at}", data={"due_at": at})
+
+
+def overdue_event(item_id: uuid.UUID, due: datetime) -> dict[str, Any]:
+    """The `item.overdue` event's kind, key and data (the item's summary goes with it)."""
+    at = due.isoformat()
+    return {
+        "kind": "item.overdue",
+        "dedup_key": f"{item_id}:overdue:{at}",
+        "data": {"overdue_since": at},
+    }
 
 
 async def audit_fell_due(session: AsyncSession, item: Item | Any, due: datetime) -> bool:
     """The item's `fell_due` audit row; True if this call wrote it (then `publish_overdue`
     follows)."""
-    row = fell_due(item, due)
+    row = fell_due(item.id, due)
     return await audit.record(
         session,
         account_id=item.account_id,
@@ -352,12 +362,12 @@ async def audit_fell_due(session: AsyncSession, item: Item | Any, due: datetime)
 async def publish_overdue(session: AsyncSession, item: Item | Any, due: datetime) -> None:
     """The `item.overdue` push event, so an open page shows the item at once (last in its
     transaction, as every push; once per item and due instant)."""
-    at = due.isoformat()
+    event = overdue_event(item.id, due)
     await push.publish(
         session,
         account_id=item.account_id,
         item=item,
-        kind="item.overdue",
-        dedup_key=f"{item.id}:overdue:{at}",
-        data={"overdue_since": at},
+        kind=event["kind"],
+        dedup_key=event["dedup_key"],
+        data=event["data"],
     )

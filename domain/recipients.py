@@ -3,6 +3,11 @@ one *valid* recipient wins. Valid means active, not soft-deleted, with an email 
 
 "Non-empty but all invalid" falls through to the next resolver (EasySynQ's P1 bug: a role
 full of deactivated people silently swallowed the escalation).
+
+The resolvers run in Postgres (`escalator_recipients`, migration b3c4d5e6f7a8), so a rung's
+one call resolves its chain too. Each resolver names people: `assignee`, `claimer`,
+`assignee_manager`, `role:<key>` (a named role's members), `account_roles:<a>,<b>` (everyone
+with one of those account roles, the escalator left out).
 """
 
 from __future__ import annotations
@@ -10,23 +15,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import time
 from typing import Any, Protocol
 
-from sqlalchemy import (
-    ColumnElement,
-    CompoundSelect,
-    FromClause,
-    ScalarSelect,
-    and_,
-    func,
-    literal,
-    select,
-    union_all,
-)
+from sqlalchemy import Text, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from domain.models import Role, RoleMember, User
+from domain.models import User
 from domain.people import Recipient
 
 __all__ = ["Recipient"]  # re-exported: the resolvers return it
@@ -54,61 +50,30 @@ def is_valid(user: User) -> bool:
     return user.is_active and user.deleted_at is None and bool(user.email)
 
 
-def _who(item: Subject, resolver: str, actor_id: uuid.UUID | None) -> ColumnElement[bool]:
-    """The users `resolver` names, as a condition on `app_user`."""
-    if resolver == "assignee":
-        return User.id == item.assignee_id
-    if resolver == "claimer":
-        return User.id == item.claimed_by
-    if resolver == "assignee_manager":
-        assignee = aliased(User)
-        managers = select(assignee.manager_id).where(
-            assignee.id == item.assignee_id, assignee.account_id == item.account_id
-        )
-        return User.id == managers.scalar_subquery()
-    if resolver.startswith("role:"):
-        key = resolver.removeprefix("role:")
-        members = (
-            select(RoleMember.user_id)
-            .join(Role, Role.id == RoleMember.role_id)
-            .where(
-                Role.account_id == item.account_id,
-                RoleMember.account_id == item.account_id,
-                Role.key == key,
-            )
-        )
-        return User.id.in_(members)
-    if resolver.startswith("account_roles:"):
-        roles = User.role.in_(resolver.removeprefix("account_roles:").split(","))
-        # The person who escalated is never notified of their own escalation.
-        return and_(roles, User.id != actor_id) if actor_id is not None else roles
-    raise ValueError(f"unknown resolver {resolver!r}")
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """One person a chain's resolver named (`escalator_recipients`' row), from JSON."""
 
+    rank: int
+    id: uuid.UUID
+    email: str
+    name: str
+    timezone: str
+    quiet_start: time | None
+    quiet_end: time | None
 
-def ranked(item: Subject, chain: Sequence[str], actor_id: uuid.UUID | None) -> CompoundSelect[Any]:
-    """Every resolver's valid users, each row ranked by its resolver's place in the chain
-    (`rank`); the best rank present wins. Valid: active, not soft-deleted, with an email."""
-    return union_all(
-        *(
-            select(
-                literal(rank).label("rank"),
-                User.id,
-                User.email,
-                User.name,
-                User.timezone,
-                User.quiet_start,
-                User.quiet_end,
-            ).where(
-                User.account_id == item.account_id,
-                User.is_active.is_(True),
-                User.deleted_at.is_(None),
-                User.email.is_not(None),
-                User.email != "",
-                _who(item, resolver, actor_id),
-            )
-            for rank, resolver in enumerate(chain)
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> Found:
+        start, end = row["quiet_start"], row["quiet_end"]
+        return cls(
+            rank=row["rank"],
+            id=uuid.UUID(row["id"]),
+            email=row["email"],
+            name=row["name"],
+            timezone=row["timezone"],
+            quiet_start=time.fromisoformat(start) if start else None,
+            quiet_end=time.fromisoformat(end) if end else None,
         )
-    )
 
 
 # Who an escalated handoff goes to: every senior colleague (its escalator left out).
@@ -133,7 +98,8 @@ def describe(resolver: str) -> str:
 
 
 def winners(rows: Sequence[Any], chain: Sequence[str]) -> Resolution:
-    """The resolution from `ranked` rows of the best rank, ordered by (email, id)."""
+    """The resolution from `escalator_recipients` rows (one rank: the first resolver with
+    people), ordered by (email, id)."""
     if not rows:
         return Resolution(recipients=(), resolver=None, tried=tuple(chain))
     best = min(row.rank for row in rows)
@@ -155,18 +121,20 @@ def winners(rows: Sequence[Any], chain: Sequence[str]) -> Resolution:
     )
 
 
+_RESOLVE = text(
+    "SELECT * FROM escalator_recipients(:account, :assignee, :claimer, :chain, :actor)"
+).bindparams(bindparam("chain", type_=ARRAY(Text)))
+
+
 async def resolve(
     session: AsyncSession, item: Subject, chain: Sequence[str], *, actor_id: uuid.UUID | None
 ) -> Resolution:
-    """The first resolver of `chain` with at least one valid recipient: one query for the
-    whole chain."""
-    if not chain:
-        return Resolution(recipients=(), resolver=None, tried=())
-    best = ranked(item, chain, actor_id).subquery()
-    rows = (await session.execute(select(best).where(best.c.rank == best_rank(best)))).all()
-    return winners(rows, chain)
-
-
-def best_rank(found: FromClause) -> ScalarSelect[Any]:
-    """The winning rank among `ranked` rows (as a subquery or CTE)."""
-    return select(func.min(found.c.rank)).scalar_subquery()
+    """The first resolver of `chain` with at least one valid recipient: one call."""
+    params = {
+        "account": item.account_id,
+        "assignee": item.assignee_id,
+        "claimer": item.claimed_by,
+        "chain": list(chain),
+        "actor": actor_id,
+    }
+    return winners((await session.execute(_RESOLVE, params)).all(), chain)

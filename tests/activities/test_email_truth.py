@@ -6,6 +6,7 @@ cut off mid-send shows as such, and giving up marks only what really failed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.email import EmailActivities
 from activities.smtp import Smtp
-from db import tenant_session
-from domain import lifecycle
+from db import autocommit, tenant_session
+from domain import lifecycle, send_guard
 from domain.clock import utcnow
 from domain.deliveries import UNKNOWN_OUTCOME
 from mailsink import MailSink, free_port
 from tests.activities.test_email import AT, person, quiet_recipient, request, send
+from tests.activities.test_rungs import escalate_1
 from tests.support.activity import run
 from tests.support.tenants import Tenant
 from workflows.types import RecordFailures, RecordOutcomes
@@ -189,3 +191,55 @@ async def test_a_failure_is_not_announced_once_the_item_is_claimed(
     [row] = await tenant.deliveries(item_id)
     assert row.status == "failed"
     assert "delivery.failed" not in [e.kind for e in await tenant.push_events(item_id)]
+
+
+async def test_a_send_cut_off_mid_mail_lets_its_guard_go(
+    tenant: Tenant,
+    email: EmailActivities,
+    mail_sink: MailSink,
+    owner_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The send is cancelled while its mail is in SMTP, holding the item's send guard at
+    session level: its connection is closed, not pooled with the guard still held, so a
+    claim (on a connection of its own) goes ahead at once; a guard left held would stall it
+    until its lock timeout."""
+    item_id = await tenant.add_item(due_at=AT + timedelta(days=1))
+    mail_sink.delay = 2.0
+    sending = asyncio.create_task(send(email, request(tenant, item_id)))
+    await asyncio.sleep(0.5)  # inside the SMTP call
+    sending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sending
+    async with tenant_session(owner_sessionmaker, tenant.account_id) as session:
+        await session.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
+    assert (await tenant.item(item_id)).state == "claimed"
+
+
+async def test_every_mail_lets_its_guard_go(
+    tenant: Tenant,
+    email: EmailActivities,
+    mail_sink: MailSink,
+    owner_sessionmaker: async_sessionmaker[AsyncSession],
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A rung's own mail (its row recorded by the call that lets the guard go), a batch's
+    mail (let go by a call of its own), a mail that failed, and a mail not sent because the
+    item was claimed (let go by the call that read the state): after each, a transition on
+    a connection of its own goes ahead at once."""
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    fired = await run(email.fire_and_send, escalate_1(tenant, item_id))
+    assert [o.status for o in fired.outcomes or []] == ["sent"]
+    assert (await send(email, request(tenant, item_id))).status == "sent"
+    mail_sink.reject(tenant.email("emil"))
+    assert (await send(email, request(tenant, item_id, key="emil"))).status == "failed"
+    async with tenant_session(owner_sessionmaker, tenant.account_id) as session:
+        await session.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        await lifecycle.claim(session, tenant.account_id, item_id, tenant.user("emil"), AT)
+    async with send_guard.held(autocommit(app_sessionmaker), item_id, tenant.account_id) as held:
+        assert held.state == "claimed"  # what a mail meets after a claim: it sends nothing
+    async with tenant_session(owner_sessionmaker, tenant.account_id) as session:
+        await session.execute(text("SET LOCAL lock_timeout = '500ms'"))
+        actor = tenant.user("emil")
+        await lifecycle.transition(session, tenant.account_id, item_id, actor, AT, "resolve")
+    assert (await tenant.item(item_id)).state == "resolved"

@@ -121,3 +121,17 @@ async def test_a_failure_midway_rolls_the_whole_rung_back(
     with pytest.raises(ValueError, match="unknown resolver"):
         await fire(app_sessionmaker, escalate_1(tenant, item_id, chain=["nobody_knows"]))
     assert await written(tenant, item_id) == NOTHING
+
+
+async def test_only_the_chains_first_resolver_with_people_is_mailed(
+    tenant: Tenant, app_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Erin herself first, then her manager: only Erin has a row, is mailed and is named in
+    the push (her manager's rank never gets a row it would wait in for ever)."""
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    chain = ["assignee", "assignee_manager", "role:quality_manager"]
+    fired = await fire(app_sessionmaker, escalate_1(tenant, item_id, chain=chain))
+    assert ([r.email for r in fired.recipients], fired.tried) == ([tenant.email("erin")], chain[:1])
+    assert [d.recipient_id for d in await tenant.deliveries(item_id)] == [tenant.user("erin")]
+    [event] = [e for e in await tenant.push_events(item_id) if e.kind == "rung.fired"]
+    assert event.payload["recipients"] == ["Erin Engineer"]
