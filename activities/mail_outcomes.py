@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -31,34 +31,28 @@ POLICY: Table = SlaPolicy.__table__  # type: ignore[assignment]
 CALENDAR: Table = BusinessCalendarVersion.__table__  # type: ignore[assignment]
 ASSIGNEE = User.__table__.alias("assignee")
 CREATOR = User.__table__.alias("creator")
+MAIL_COLUMNS = ("id", "state", "title", "item_type", "kind", "due_at", "engineer_notes", "priority")
 
 
-def with_mail_columns(item: Any, columns: Sequence[str]) -> Select[Any]:
-    """`item`'s `columns` (the item table, or a CTE over it that has its keys too) with what
-    its mails say of the policy and calendar it pins (each rung's offset, the calendar's
-    zone), whose it is and who made it: what `activities.mail.mail_item` reads."""
-    return (
-        select(
-            *(item.c[name] for name in columns),
-            POLICY.c.rungs,
-            CALENDAR.c.tz,
-            ASSIGNEE.c.name.label("assignee_name"),
-            CREATOR.c.name.label("creator_name"),
-        )
-        .select_from(item)
-        .join(POLICY, POLICY.c.id == item.c.policy_id)
-        .join(CALENDAR, CALENDAR.c.id == item.c.calendar_version_id)
-        .outerjoin(ASSIGNEE, ASSIGNEE.c.id == item.c.assignee_id)
-        .outerjoin(CREATOR, CREATOR.c.id == item.c.creator_id)
+# The item as its mails need it (`open_item`, `activities.mail.mail_item`): its columns, and
+# what its mails say of the policy and calendar it pins (each rung's offset, the calendar's
+# zone), whose it is and who made it. A rung's call (`escalator_fire_rung`) returns the same.
+ITEM_ROW = (
+    select(
+        *(ITEM.c[name] for name in MAIL_COLUMNS),
+        POLICY.c.rungs,
+        CALENDAR.c.tz,
+        ASSIGNEE.c.name.label("assignee_name"),
+        CREATOR.c.name.label("creator_name"),
     )
-
-
-# The item as its mails need it (`open_item`).
-ITEM_ROW = with_mail_columns(
-    ITEM, ("id", "state", "title", "item_type", "kind", "due_at", "engineer_notes", "priority")
-).where(
-    ITEM.c.id == bindparam("p_item", type_=PG_UUID),
-    ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
+    .join(POLICY, POLICY.c.id == ITEM.c.policy_id)
+    .join(CALENDAR, CALENDAR.c.id == ITEM.c.calendar_version_id)
+    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == ITEM.c.assignee_id)
+    .outerjoin(CREATOR, CREATOR.c.id == ITEM.c.creator_id)
+    .where(
+        ITEM.c.id == bindparam("p_item", type_=PG_UUID),
+        ITEM.c.account_id == bindparam("p_account", type_=PG_UUID),
+    )
 )
 ITEM_STATE = select(ITEM.c.state).where(
     ITEM.c.id == bindparam("p_item", type_=PG_UUID),

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Table, bindparam, case, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -55,14 +55,6 @@ class Key:
             DELIVERY.c.channel == "email",
             DELIVERY.c.recipient_id.in_(recipient_ids),
         )
-
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "account_id",
-        "item_id",
-        "recipient_id",
-        "event_key",
-        "channel",
-    )
 
     def row(self, recipient_id: uuid.UUID) -> dict[str, Any]:
         return {
