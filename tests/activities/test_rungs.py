@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.rungs import RungActivities
@@ -135,3 +137,18 @@ async def test_only_the_chains_first_resolver_with_people_is_mailed(
     assert [d.recipient_id for d in await tenant.deliveries(item_id)] == [tenant.user("erin")]
     [event] = [e for e in await tenant.push_events(item_id) if e.kind == "rung.fired"]
     assert event.payload["recipients"] == ["Erin Engineer"]
+
+
+async def test_a_rung_under_another_accounts_id_finds_nothing_and_writes_nothing(
+    tenant: Tenant,
+    app_sessionmaker: async_sessionmaker[AsyncSession],
+    owner_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The item's id with another account's: not found (a non-retryable error), and
+    nothing of the rung is written in either account."""
+    item_id = await tenant.add_item(due_at=AT - timedelta(days=1))
+    other = await Tenant.create(owner_sessionmaker)
+    request = replace(escalate_1(tenant, item_id), account_id=str(other.account_id))
+    with pytest.raises(ApplicationError, match="not found"):
+        await fire(app_sessionmaker, request)
+    assert await written(tenant, item_id) == NOTHING
